@@ -1,0 +1,40 @@
+/* delivery/dispatcher.h — moves messages from the durable outbox to providers.
+ *
+ * One thread: claims due messages from the store (a lease, so a crash between
+ * sending and recording only ever causes a resend: at-least-once), unseals their
+ * text, hands them to the providers in priority order, and reports the outcome
+ * back to the store, which erases the text once a message is sent or failed.
+ * Temporary failures go to the next provider, then back to the outbox with
+ * exponential backoff and jitter. A message whose request expired unsent fails.
+ */
+#ifndef OTP_DELIVERY_DISPATCHER_H
+#define OTP_DELIVERY_DISPATCHER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "delivery/provider.h"
+#include "store/store.h"
+
+typedef struct otp_dispatcher otp_dispatcher;
+
+typedef struct otp_dispatcher_options {
+    int64_t lease_ms;   /* default 30000 */
+    size_t batch;       /* messages per claim, default 64 */
+    int64_t idle_ms;    /* poll interval when not woken, default 1000 */
+} otp_dispatcher_options;
+
+/* Starts the dispatcher thread. providers (n of them, priority order) stay owned
+ * by the caller and must outlive the dispatcher. box_key unseals texts (copied). */
+int otp_dispatcher_start(otp_store *store, otp_provider **providers, size_t n,
+                         const uint8_t box_key[32], const otp_dispatcher_options *opt,
+                         otp_dispatcher **ret);
+/* Wakes the thread now (a new message was committed). Cheap; any thread. */
+void otp_dispatcher_wake(otp_dispatcher *d);
+/* True if at least one provider is ready. */
+bool otp_dispatcher_ready(otp_dispatcher *d);
+/* Finishes the batch in hand, reports it, joins the thread, frees. Accepts NULL. */
+void otp_dispatcher_stop(otp_dispatcher *d);
+
+#endif

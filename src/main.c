@@ -1,0 +1,5 @@
+/* main.c — placeholder until serve lands. */
+int main(void)
+{
+    return 0;
+}
