@@ -67,9 +67,7 @@ otp_err otp_req_guess(otp_req_state *s, bool match, int64_t now_ms, bool *ret_ch
 
 const char *otp_msg_status_name(otp_msg_status s)
 {
-    static const char *const names[] = {"queued", "sent",   "sent",
-                                        "delivered", "failed", "undeliverable"};
-    if (s == OTP_MSG_SENDING)
-        return "sending";
+    static const char *const names[] = {"queued",    "sending", "sent",
+                                        "delivered", "failed",  "undeliverable"};
     return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "unknown";
 }
