@@ -1,5 +1,249 @@
-/* main.c — placeholder until serve lands. */
-int main(void)
+/* main.c — otpd's entry point: start-up, signals and shutdown of `otpd serve`.
+ *
+ * Start-up goes config → secret → store → providers → dispatcher → HTTP, and
+ * shutdown runs it backwards so nothing committed is lost: stop accepting, let
+ * in-flight requests finish (their transactions commit and they are answered),
+ * stop the HTTP threads, stop the dispatcher after its current batch, and close
+ * the store, which commits whatever was still queued. Every other command
+ * (account, key, wallet, migrate, …) lives in cli/.
+ */
+#include "api/api.h"
+#include "cli/cli.h"
+#include "delivery/dispatcher.h"
+#include "http/server.h"
+#include "otpd_config.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_PROVIDERS 8
+#define DRAIN_TIMEOUT_MS 10000
+
+static const char serve_usage[] =
+    "usage: otpd serve [--listen ADDR] [--data-dir DIR] [--db URL] [--config FILE]\n"
+    "\n"
+    "Starts the HTTP API (default 127.0.0.1:8080), the outbox dispatcher and the\n"
+    "store (migrated at start-up unless store.migrate = false). SIGTERM or SIGINT\n"
+    "drains in-flight requests and stops cleanly. See `otpd help config`.\n";
+
+typedef struct provider_list {
+    const otp_config *cfg;
+    otp_provider *items[MAX_PROVIDERS];
+    size_t n;
+    int failed;
+    char err[512];
+} provider_list;
+
+static void add_provider(provider_list *l, const char *section)
 {
+    if (l->failed)
+        return;
+    if (l->n == MAX_PROVIDERS) {
+        snprintf(l->err, sizeof(l->err), "at most %d providers", MAX_PROVIDERS);
+        l->failed = 1;
+        return;
+    }
+    char key[160];
+    snprintf(key, sizeof(key), "%s.type", section);
+    const char *type = otp_config_get(l->cfg, key);
+    if (!type && strcmp(section, "provider.file") == 0)
+        type = "file";
+    const otp_provider_ops *ops = type ? otp_provider_type(type) : NULL;
+    if (!ops) {
+        snprintf(l->err, sizeof(l->err), "%s = \"%s\": unknown provider type (file)", key,
+                 type ? type : "");
+        l->failed = 1;
+        return;
+    }
+    if (ops->create(l->cfg, section, &l->items[l->n], l->err, sizeof(l->err)) != 0) {
+        l->failed = 1;
+        return;
+    }
+    l->n++;
+}
+
+static void add_section(const char *section, void *ctx)
+{
+    add_provider(ctx, section);
+}
+
+/* Builds the providers in priority order: delivery.providers if set, else every
+ * [provider.NAME] section in file order, else the built-in file provider. */
+static int build_providers(const otp_config *cfg, provider_list *l)
+{
+    l->cfg = cfg;
+    const char *names = otp_config_get(cfg, "delivery.providers");
+    if (names && *names) {
+        char buf[512];
+        snprintf(buf, sizeof(buf), "%s", names);
+        for (char *save = NULL, *t = strtok_r(buf, ", ", &save); t;
+             t = strtok_r(NULL, ", ", &save)) {
+            char section[128];
+            snprintf(section, sizeof(section), "provider.%s", t);
+            add_provider(l, section);
+        }
+    } else {
+        otp_config_each_section(cfg, "provider.", add_section, l);
+        if (l->n == 0 && !l->failed)
+            add_provider(l, "provider.file");
+    }
+    return l->failed ? -1 : 0;
+}
+
+static void free_providers(provider_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        l->items[i]->ops->destroy(l->items[i]);
+}
+
+static int int_setting(const otp_config *cfg, const char *key, long min, long max, long *ret)
+{
+    char err[512];
+    if (otp_config_int(cfg, key, min, max, ret, err, sizeof(err)) != 0) {
+        fprintf(stderr, "otpd: %s\n", err);
+        return -1;
+    }
     return 0;
+}
+
+static int serve(otp_app *app)
+{
+    const otp_config *cfg = app->cfg;
+    char err[512];
+    int rc = 1;
+    otp_store *store = NULL;
+    otp_dispatcher *dispatcher = NULL;
+    otp_http_server *http = NULL;
+    provider_list providers = {0};
+    otp_api api = {0};
+    uint8_t root[OTP_SECRET_LEN];
+
+    if (app->help) {
+        fputs(serve_usage, stdout);
+        return 0;
+    }
+    if (app->argc > 0) {
+        fprintf(stderr, "otpd serve: unexpected argument '%s'\n%s", app->argv[0], serve_usage);
+        return 2;
+    }
+    otp_log_level level;
+    if (otp_log_level_parse(otp_config_get(cfg, "log_level"), &level) != 0) {
+        fprintf(stderr, "otpd: log_level = \"%s\" (from %s): not one of debug|info|warn|error\n",
+                otp_config_get(cfg, "log_level"), otp_config_origin(cfg, "log_level"));
+        return 1;
+    }
+    otp_log_setup(level, 2);
+
+    long threads, max_conn, per_ip, timeout, max_body, max_header, max_batch, lease, batch;
+    bool migrate;
+    if (int_setting(cfg, "server.threads", 1, 64, &threads) ||
+        int_setting(cfg, "server.max_connections", 1, 100000, &max_conn) ||
+        int_setting(cfg, "server.max_connections_per_ip", 0, 100000, &per_ip) ||
+        int_setting(cfg, "server.connection_timeout", 1, 3600, &timeout) ||
+        int_setting(cfg, "server.max_body", 1024, 1048576, &max_body) ||
+        int_setting(cfg, "server.max_header", 1024, 65536, &max_header) ||
+        int_setting(cfg, "store.max_batch", 1, 10000, &max_batch) ||
+        int_setting(cfg, "delivery.lease", 1, 3600, &lease) ||
+        int_setting(cfg, "delivery.batch", 1, 1000, &batch))
+        return 1;
+    if (otp_config_bool(cfg, "store.migrate", &migrate, err, sizeof(err)) != 0) {
+        fprintf(stderr, "otpd: %s\n", err);
+        return 1;
+    }
+
+    /* Block the stop signals before any thread starts, so only sigwait sees them. */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (otp_cli_load_secret(cfg, root, err, sizeof(err)) != 0) {
+        fprintf(stderr, "otpd: %s\n", err);
+        return 1;
+    }
+    otp_secrets_derive(root, &api.secrets);
+    sodium_memzero(root, sizeof(root));
+
+    if (otp_cli_open_store(cfg, migrate, &store, err, sizeof(err)) != 0) {
+        fprintf(stderr, "otpd: %s\n", err);
+        goto out;
+    }
+    api.store = store;
+    if (build_providers(cfg, &providers) != 0) {
+        fprintf(stderr, "otpd: %s\n", providers.err);
+        goto out;
+    }
+    otp_dispatcher_options dopt = {
+        .lease_ms = lease * 1000, .batch = (size_t)batch, .idle_ms = 1000};
+    if (otp_dispatcher_start(store, providers.items, providers.n, api.secrets.box_key, &dopt,
+                             &dispatcher) != 0) {
+        fprintf(stderr, "otpd: cannot start the dispatcher\n");
+        goto out;
+    }
+    api.dispatcher = dispatcher;
+
+    otp_http_options hopt = {
+        .listen = otp_config_get(cfg, "listen"),
+        .threads = (unsigned)threads,
+        .max_connections = (unsigned)max_conn,
+        .max_connections_per_ip = (unsigned)per_ip,
+        .connection_timeout_s = (unsigned)timeout,
+        .max_body = (size_t)max_body,
+        .max_header = (size_t)max_header,
+    };
+    if (otp_http_start(&hopt, otp_api_routes, otp_api_nroutes, &api, &http, err, sizeof(err)) !=
+        0) {
+        fprintf(stderr, "otpd: %s\n", err);
+        goto out;
+    }
+    otp_log(OTP_LOG_INFO, "event=start version=%s listen=%s store=%s providers=%zu%s", OTPD_VERSION,
+            hopt.listen, store->ops->name, providers.n, OTPD_TEST_HOOKS ? " testHooks=true" : "");
+
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    otp_log(OTP_LOG_INFO, "event=stopping signal=%s inflight=%ld",
+            sig == SIGTERM ? "SIGTERM" : "SIGINT", otp_http_inflight(http));
+
+    otp_http_quiesce(http);
+    int64_t deadline = otp_mono_us() + (int64_t)DRAIN_TIMEOUT_MS * 1000;
+    while (otp_http_inflight(http) > 0 && otp_mono_us() < deadline) {
+        struct timespec ts = {0, 2 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    rc = 0;
+out:
+    otp_http_stop(http);
+    otp_dispatcher_stop(dispatcher);
+    free_providers(&providers);
+    otp_store_close(store);
+    otp_secrets_wipe(&api.secrets);
+    if (rc == 0)
+        otp_log(OTP_LOG_INFO, "event=stopped");
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    otp_app app;
+    if (sodium_init() < 0) {
+        fputs("otpd: libsodium failed to initialise\n", stderr);
+        return 1;
+    }
+    int rc = otp_cli_parse(argc, argv, &app);
+    if (rc != 0)
+        return rc;
+    if (app.command && strcmp(app.command, "serve") == 0)
+        rc = serve(&app);
+    else
+        rc = otp_cli_run(&app);
+    otp_cli_app_done(&app);
+    return rc;
 }

@@ -68,6 +68,7 @@ typedef struct otp_key_auth {
     int64_t key_id;
     int64_t account_id;
     char account_public_id[OTP_ID_SIZE];
+    char account_name[OTP_NAME_SIZE]; /* the default {{appName}} */
     bool test;
     bool revoked;
     int64_t last_used_at_ms;
