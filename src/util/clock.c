@@ -3,6 +3,7 @@
 
 #include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 static _Atomic int64_t offset_ms;
@@ -35,8 +36,10 @@ void otp_time_iso8601(int64_t ms, char *out)
         secs -= 1;
     }
     struct tm tm;
+    char buf[64]; /* roomy, so the compiler can prove no truncation */
     gmtime_r(&secs, &tm);
-    snprintf(out, OTP_ISO8601_LEN + 1, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-             (tm.tm_year + 1900) % 10000, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-             tm.tm_sec, millis);
+    snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", (tm.tm_year + 1900) % 10000,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
+    memcpy(out, buf, OTP_ISO8601_LEN);
+    out[OTP_ISO8601_LEN] = '\0';
 }

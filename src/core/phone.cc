@@ -1,0 +1,114 @@
+/* core/phone.cc — E.164 validation through libphonenumber, behind a C interface;
+ * see phone.h.
+ *
+ * The strict format check runs first so libphonenumber only ever sees "+" and
+ * digits: it is lenient by design (spaces, letters as keypad digits, national
+ * formats), and otpd's API is not. No C++ exception may cross into C, so every
+ * entry point catches everything; the only realistic one is std::bad_alloc, which
+ * reads as OTP_PHONE_INVALID. PhoneNumberUtil's query methods are const and safe
+ * to call from many threads; the one piece of shared mutable state we touch, the
+ * logger, is set exactly once under the function-local static's initialisation
+ * guard before the first parse.
+ */
+#include "core/phone.h"
+
+#include <cstring>
+#include <new>
+#include <string>
+
+#include <phonenumbers/logger.h>
+#include <phonenumbers/phonenumber.pb.h>
+#include <phonenumbers/phonenumberutil.h>
+
+using i18n::phonenumbers::NullLogger;
+using i18n::phonenumbers::PhoneNumber;
+using i18n::phonenumbers::PhoneNumberUtil;
+
+namespace
+{
+
+/* Library code in otpd does not log. libphonenumber 8.12 already defaults to a
+ * NullLogger, but older releases write parse errors to stdout, so the choice is
+ * made here rather than inherited. SetLogger takes ownership of the logger. */
+const PhoneNumberUtil &util()
+{
+    static PhoneNumberUtil *const u = [] {
+        PhoneNumberUtil *p = PhoneNumberUtil::GetInstance();
+        p->SetLogger(new NullLogger());
+        return p;
+    }();
+    return *u;
+}
+
+/* "+" then 7..15 digits, the first not 0; returns the number of digits or 0. */
+size_t strict_digits(const char *s)
+{
+    size_t n = 0;
+
+    if (!s || s[0] != '+' || s[1] < '1' || s[1] > '9')
+        return 0;
+    for (n = 0; n <= 15 && s[1 + n] >= '0' && s[1 + n] <= '9'; n++)
+        ;
+    if (s[1 + n] != '\0' || n < 7 || n > 15)
+        return 0;
+    return n;
+}
+
+otp_phone_result parse(const char *input, otp_phone *ret)
+{
+    if (!strict_digits(input))
+        return OTP_PHONE_BAD_FORMAT;
+
+    const PhoneNumberUtil &u = util();
+    PhoneNumber num;
+    if (u.Parse(input, "ZZ", &num) != PhoneNumberUtil::NO_PARSING_ERROR)
+        return OTP_PHONE_INVALID;
+    if (!u.IsValidNumber(num))
+        return OTP_PHONE_INVALID;
+    PhoneNumberUtil::PhoneNumberType type = u.GetNumberType(num);
+    if (type != PhoneNumberUtil::MOBILE && type != PhoneNumberUtil::FIXED_LINE_OR_MOBILE)
+        return OTP_PHONE_NOT_MOBILE;
+
+    std::string region, e164;
+    u.GetRegionCodeForNumber(num, &region);
+    /* Non-geographic numbers (+800, +882, …) have region "001": otpd has no
+     * country to attach them to (allow lists, pricing), so they are not
+     * accepted. */
+    if (region.size() != 2)
+        return OTP_PHONE_INVALID;
+    u.Format(num, PhoneNumberUtil::E164, &e164);
+    if (e164.size() >= sizeof(ret->e164))
+        return OTP_PHONE_INVALID;
+
+    std::memcpy(ret->e164, e164.c_str(), e164.size() + 1);
+    std::memcpy(ret->region, region.c_str(), 3);
+    ret->country_code = num.country_code();
+    return OTP_PHONE_OK;
+}
+
+} // namespace
+
+extern "C" otp_phone_result otp_phone_parse(const char *input, otp_phone *ret)
+{
+    try {
+        return parse(input, ret);
+    } catch (...) {
+        return OTP_PHONE_INVALID;
+    }
+}
+
+/* Anything that is not strict E.164 is masked entirely: the mask is for logs and
+ * responses, and must never echo unvalidated input back. */
+extern "C" void otp_phone_mask(const char *e164, char out[OTP_PHONE_MASK_SIZE])
+{
+    size_t n = strict_digits(e164);
+
+    if (n == 0) {
+        std::strcpy(out, "+***");
+        return;
+    }
+    out[0] = '+';
+    for (size_t i = 0; i < n; i++)
+        out[1 + i] = (i < 2 || i >= n - 4) ? e164[1 + i] : '*';
+    out[1 + n] = '\0';
+}
