@@ -1,0 +1,404 @@
+/* delivery/dispatcher.c — one thread that drains the outbox into the providers.
+ *
+ * Each round claims a batch (OTP_TXN_OUTBOX_CLAIM leases it to us), decides every
+ * message's fate and records all of them with one OTP_TXN_OUTBOX_REPORT. A crash
+ * between the provider's acceptance and the report only lets the lease run out,
+ * so the message is sent again: at-least-once, never lost, never sent before its
+ * send was committed (the store only hands out committed rows).
+ *
+ * Fates: a message whose request has expired fails without being sent; one whose
+ * text does not unseal fails ("cannot decrypt": a wrong key or a tampered row —
+ * retrying cannot help); the rest go to the providers in priority order. A
+ * provider answers per message: accepted (sent), permanent (failed) or temporary,
+ * and temporary ones move on to the next provider. What no provider took goes
+ * back to the outbox with exponential backoff and full jitter, never later than
+ * its expiry so that it fails on time rather than lingering as "queued".
+ *
+ * A provider whose every message failed temporarily in several batches in a row
+ * is skipped for a while (a circuit breaker), so a dead gateway does not add its
+ * timeout to every batch; after the pause it gets one batch to prove itself.
+ *
+ * Plaintext texts (they contain codes) live in one buffer per batch that is wiped
+ * before it is freed, and are never logged. When a claim comes back full there
+ * is probably more: the next round starts at once. Otherwise the thread sleeps on
+ * a condition variable until otp_dispatcher_wake() or idle_ms. wake() is called
+ * after every committed send, so it only takes the lock when it changes the
+ * "woken" flag from false to true: at most once per round however many sends
+ * arrive.
+ */
+#include "delivery/dispatcher.h"
+#include "core/seal.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BACKOFF_BASE_MS 1000
+#define BACKOFF_MAX_MS (5 * 60 * 1000)
+#define BREAKER_THRESHOLD 3                   /* all-temporary batches in a row */
+#define BREAKER_PAUSE_US (30 * 1000 * 1000LL) /* skipped for this long */
+#define REPORT_TRIES 3
+
+#define ERR_EXPIRED "expired before it could be sent"
+#define ERR_DECRYPT "cannot decrypt"
+#define ERR_NO_PROVIDER "no provider available"
+
+typedef struct breaker {
+    int failed_batches;
+    int64_t open_until_us; /* otp_mono_us(); 0 = closed */
+} breaker;
+
+struct otp_dispatcher {
+    otp_store *store;
+    otp_provider **providers;
+    size_t n_providers;
+    breaker *breakers;
+    uint8_t box_key[32];
+    otp_dispatcher_options opt;
+
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* on CLOCK_MONOTONIC */
+    atomic_bool woken;
+    atomic_bool stopping;
+};
+
+/* Exponential from 1 s, doubling per attempt, capped at 5 min, with full jitter. */
+static int64_t backoff_ms(int attempts)
+{
+    int shift = attempts > 1 ? attempts - 1 : 0;
+    int64_t cap = shift >= 9 ? BACKOFF_MAX_MS : (int64_t)BACKOFF_BASE_MS << shift;
+    if (cap > BACKOFF_MAX_MS)
+        cap = BACKOFF_MAX_MS;
+    return (int64_t)randombytes_uniform((uint32_t)cap + 1);
+}
+
+/* Copies a provider's error into a logfmt-safe form (no quotes, no control bytes). */
+static void log_safe(const char *in, char *out, size_t outlen)
+{
+    size_t o = 0;
+    for (; *in && o + 1 < outlen; in++)
+        out[o++] = (*in == '"' || *in == '\\' || (unsigned char)*in < 0x20) ? '\'' : *in;
+    out[o] = '\0';
+}
+
+static void copy_str(char *dst, size_t size, const char *src)
+{
+    snprintf(dst, size, "%s", src ? src : "");
+}
+
+static bool breaker_open(const breaker *b, int64_t now_us)
+{
+    return b->open_until_us > now_us;
+}
+
+/* Sends the pending messages (idx[0..*n_pending)) to provider k and records the
+ * outcome of those it accepted or refused for good; on return idx holds the ones
+ * that failed temporarily. last_error receives a temporary failure's message. */
+static void offer(otp_dispatcher *d, size_t k, const otp_sms *sms_all, otp_outbox_report *reports,
+                  size_t *idx, size_t *n_pending, otp_sms *sms, otp_send_result *res,
+                  char *last_error, size_t last_error_size)
+{
+    otp_provider *p = d->providers[k];
+    size_t n = *n_pending;
+    for (size_t j = 0; j < n; j++) {
+        sms[j] = sms_all[idx[j]];
+        /* A provider that forgets a result must not make a message look sent. */
+        res[j] = (otp_send_result){.outcome = OTP_SEND_TEMPORARY};
+        copy_str(res[j].error, sizeof(res[j].error), "provider gave no result");
+    }
+    p->ops->send(p, sms, n, res);
+
+    size_t kept = 0, temporary = 0, permanent = 0;
+    const char *first_error = NULL;
+    for (size_t j = 0; j < n; j++) {
+        otp_outbox_report *r = &reports[idx[j]];
+        switch (res[j].outcome) {
+        case OTP_SEND_ACCEPTED:
+            r->status = OTP_MSG_SENT;
+            copy_str(r->provider, sizeof(r->provider), p->name);
+            copy_str(r->provider_message_id, sizeof(r->provider_message_id),
+                     res[j].provider_message_id);
+            r->error[0] = '\0';
+            break;
+        case OTP_SEND_PERMANENT:
+            permanent++;
+            r->status = OTP_MSG_FAILED;
+            copy_str(r->provider, sizeof(r->provider), p->name);
+            copy_str(r->error, sizeof(r->error),
+                     res[j].error[0] ? res[j].error : "rejected by provider");
+            if (!first_error)
+                first_error = r->error;
+            break;
+        default:
+            temporary++;
+            copy_str(last_error, last_error_size, res[j].error);
+            if (!first_error)
+                first_error = res[j].error;
+            idx[kept++] = idx[j];
+            break;
+        }
+    }
+    *n_pending = kept;
+
+    breaker *b = &d->breakers[k];
+    if (n > 0 && temporary == n) {
+        if (++b->failed_batches >= BREAKER_THRESHOLD) {
+            b->open_until_us = otp_mono_us() + BREAKER_PAUSE_US;
+            otp_log(OTP_LOG_WARN,
+                    "event=provider_paused provider=%s failed_batches=%d pause_s=%lld", p->name,
+                    b->failed_batches, (long long)(BREAKER_PAUSE_US / 1000000));
+        }
+    } else {
+        b->failed_batches = 0;
+        b->open_until_us = 0;
+    }
+    if (temporary + permanent > 0) {
+        char safe[OTP_ERROR_TEXT_SIZE];
+        log_safe(first_error ? first_error : "", safe, sizeof(safe));
+        otp_log(OTP_LOG_WARN,
+                "event=provider_failure provider=%s messages=%zu temporary=%zu permanent=%zu "
+                "error=\"%s\"",
+                p->name, n, temporary, permanent, safe);
+    }
+}
+
+/* Reports, retrying a few times: an unrecorded send is resent when its lease ends. */
+static void report(otp_dispatcher *d, const otp_outbox_report *reports, size_t n)
+{
+    for (int tries = 0; tries < REPORT_TRIES; tries++) {
+        otp_txn txn = {.kind = OTP_TXN_OUTBOX_REPORT};
+        txn.u.outbox_report = (otp_txn_outbox_report){
+            .reports = reports,
+            .n = n,
+            .now_ms = otp_now_ms(),
+        };
+        if (otp_store_exec(d->store, &txn) == OTP_OK)
+            return;
+        nanosleep(&(struct timespec){.tv_nsec = 100 * 1000 * 1000}, NULL);
+    }
+}
+
+/* Claims and handles one batch. Returns the number of messages claimed, or -1 if
+ * the store or memory failed (the caller waits before trying again). */
+static long round_once(otp_dispatcher *d)
+{
+    otp_txn claim = {.kind = OTP_TXN_OUTBOX_CLAIM};
+    claim.u.outbox_claim = (otp_txn_outbox_claim){
+        .now_ms = otp_now_ms(),
+        .lease_ms = d->opt.lease_ms,
+        .max = d->opt.batch,
+    };
+    if (otp_store_exec(d->store, &claim) != OTP_OK)
+        return -1;
+    otp_outbox_msg *msgs = claim.u.outbox_claim.msgs;
+    size_t n = claim.u.outbox_claim.n;
+    if (n == 0) {
+        otp_outbox_msgs_free(msgs, n);
+        return 0;
+    }
+
+    size_t text_size = 0;
+    for (size_t i = 0; i < n; i++)
+        if (msgs[i].sealed_len >= OTP_SEAL_OVERHEAD)
+            text_size += msgs[i].sealed_len - OTP_SEAL_OVERHEAD + 1;
+    otp_outbox_report *reports = calloc(n, sizeof(*reports));
+    otp_sms *sms_all = calloc(n, sizeof(*sms_all));
+    otp_sms *sms = calloc(n, sizeof(*sms));
+    otp_send_result *res = calloc(n, sizeof(*res));
+    size_t *idx = calloc(n, sizeof(*idx));
+    char *texts = malloc(text_size ? text_size : 1);
+    long r = (long)n;
+    if (!reports || !sms_all || !sms || !res || !idx || !texts) {
+        /* The lease runs out and the messages are claimed again. */
+        r = -1;
+        goto out;
+    }
+
+    int64_t now = otp_now_ms();
+    size_t n_pending = 0, off = 0;
+    for (size_t i = 0; i < n; i++) {
+        const otp_outbox_msg *m = &msgs[i];
+        otp_outbox_report *rep = &reports[i];
+        rep->id = m->id;
+        rep->status = OTP_MSG_FAILED;
+        if (m->expires_at_ms <= now) {
+            copy_str(rep->error, sizeof(rep->error), ERR_EXPIRED);
+            continue;
+        }
+        char *text = texts + off;
+        if (m->sealed_len < OTP_SEAL_OVERHEAD ||
+            otp_unseal(d->box_key, m->public_id, m->sealed, m->sealed_len, text) != 0) {
+            copy_str(rep->error, sizeof(rep->error), ERR_DECRYPT);
+            continue;
+        }
+        off += m->sealed_len - OTP_SEAL_OVERHEAD + 1;
+        sms_all[i] = (otp_sms){
+            .message_id = m->public_id,
+            .to = m->to,
+            .text = text,
+            .segments = m->segments,
+            .created_at_ms = m->created_at_ms,
+        };
+        idx[n_pending++] = i;
+    }
+
+    char last_error[OTP_ERROR_TEXT_SIZE] = ERR_NO_PROVIDER;
+    int64_t now_us = otp_mono_us();
+    for (size_t k = 0; k < d->n_providers && n_pending > 0; k++) {
+        otp_provider *p = d->providers[k];
+        if (breaker_open(&d->breakers[k], now_us) || !p->ops->ready(p))
+            continue;
+        offer(d, k, sms_all, reports, idx, &n_pending, sms, res, last_error, sizeof(last_error));
+    }
+    for (size_t j = 0; j < n_pending; j++) {
+        const otp_outbox_msg *m = &msgs[idx[j]];
+        otp_outbox_report *rep = &reports[idx[j]];
+        int64_t next = now + backoff_ms(m->attempts);
+        rep->status = OTP_MSG_QUEUED;
+        rep->next_attempt_at_ms = next < m->expires_at_ms ? next : m->expires_at_ms;
+        rep->provider[0] = '\0';
+        copy_str(rep->error, sizeof(rep->error), last_error);
+    }
+
+    report(d, reports, n);
+
+out:
+    if (texts)
+        sodium_memzero(texts, text_size);
+    free(texts);
+    free(idx);
+    free(res);
+    free(sms);
+    free(sms_all);
+    free(reports);
+    otp_outbox_msgs_free(msgs, n);
+    return r;
+}
+
+static void idle_wait(otp_dispatcher *d)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += (time_t)(d->opt.idle_ms / 1000);
+    until.tv_nsec += (long)(d->opt.idle_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&d->lock);
+    while (!atomic_load(&d->woken) && !atomic_load(&d->stopping))
+        if (pthread_cond_timedwait(&d->cond, &d->lock, &until) == ETIMEDOUT)
+            break;
+    pthread_mutex_unlock(&d->lock);
+}
+
+static void *run(void *arg)
+{
+    otp_dispatcher *d = arg;
+    while (!atomic_load(&d->stopping)) {
+        /* Cleared before the claim, so a wake during the round is not lost. */
+        atomic_store(&d->woken, false);
+        long got = round_once(d);
+        if (got >= (long)d->opt.batch)
+            continue;
+        idle_wait(d);
+    }
+    return NULL;
+}
+
+static void destroy(otp_dispatcher *d)
+{
+    pthread_cond_destroy(&d->cond);
+    pthread_mutex_destroy(&d->lock);
+    sodium_memzero(d->box_key, sizeof(d->box_key));
+    free(d->breakers);
+    free(d);
+}
+
+int otp_dispatcher_start(otp_store *store, otp_provider **providers, size_t n,
+                         const uint8_t box_key[32], const otp_dispatcher_options *opt,
+                         otp_dispatcher **ret)
+{
+    if (!store || (n > 0 && !providers) || !box_key || !ret || sodium_init() < 0)
+        return -1;
+    otp_dispatcher *d = calloc(1, sizeof(*d));
+    if (!d)
+        return -1;
+    d->breakers = calloc(n ? n : 1, sizeof(*d->breakers));
+    if (!d->breakers) {
+        free(d);
+        return -1;
+    }
+    d->store = store;
+    d->providers = providers;
+    d->n_providers = n;
+    memcpy(d->box_key, box_key, sizeof(d->box_key));
+    if (opt)
+        d->opt = *opt;
+    if (d->opt.lease_ms <= 0)
+        d->opt.lease_ms = 30000;
+    if (d->opt.batch == 0)
+        d->opt.batch = 64;
+    if (d->opt.idle_ms <= 0)
+        d->opt.idle_ms = 1000;
+    atomic_init(&d->woken, true);
+    atomic_init(&d->stopping, false);
+
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&d->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&d->lock, NULL);
+
+    /* Signals belong to main's handler: the thread starts with all of them blocked. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int e = pthread_create(&d->thread, NULL, run, d);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e) {
+        destroy(d);
+        return -1;
+    }
+    *ret = d;
+    return 0;
+}
+
+void otp_dispatcher_wake(otp_dispatcher *d)
+{
+    if (!d || atomic_exchange(&d->woken, true))
+        return;
+    pthread_mutex_lock(&d->lock);
+    pthread_cond_signal(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+}
+
+bool otp_dispatcher_ready(otp_dispatcher *d)
+{
+    for (size_t k = 0; d && k < d->n_providers; k++)
+        if (d->providers[k]->ops->ready(d->providers[k]))
+            return true;
+    return false;
+}
+
+void otp_dispatcher_stop(otp_dispatcher *d)
+{
+    if (!d)
+        return;
+    atomic_store(&d->stopping, true);
+    pthread_mutex_lock(&d->lock);
+    pthread_cond_signal(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+    pthread_join(d->thread, NULL);
+    destroy(d);
+}

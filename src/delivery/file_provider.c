@@ -1,0 +1,228 @@
+/* delivery/file_provider.c — the `file` provider: one JSON line per message.
+ *
+ * For development and tests: instead of an SMS gateway, every accepted message
+ * becomes a line {"messageId","to","text","createdAt"} appended to a file
+ * (default <data_dir>/sms.jsonl), so a test can read the code a user would have
+ * received and map it to its request by message id.
+ *
+ * A batch is encoded first, outside the lock, then written with one write(2)
+ * (looped only for a short write) under the provider's mutex on an O_APPEND
+ * descriptor: lines from parallel batches never interleave, and the lines are in
+ * the file before send() returns, so whoever sees a message marked sent can read
+ * it. The file holds codes in clear, as a phone's inbox would; it is created with
+ * mode 0600, and the in-memory copies are wiped once written.
+ */
+#include "delivery/provider.h"
+#include "util/clock.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct file_provider {
+    otp_provider base;
+    pthread_mutex_t lock;
+    int fd;
+    char path[1024];
+} file_provider;
+
+static int file_create(const otp_config *cfg, const char *section, otp_provider **ret, char *err,
+                       size_t errlen)
+{
+    const char *name = strncmp(section, "provider.", 9) == 0 ? section + 9 : "";
+    if (!*name || strlen(name) >= sizeof(((otp_provider *)0)->name)) {
+        snprintf(err, errlen, "[%s]: not a [provider.NAME] section with a NAME of 1 to %zu bytes",
+                 section, sizeof(((otp_provider *)0)->name) - 1);
+        return -1;
+    }
+
+    char key[160];
+    snprintf(key, sizeof(key), "%s.type", section);
+    const char *type = otp_config_get(cfg, key);
+    if (type && strcmp(type, "file") != 0) {
+        snprintf(err, errlen, "%s = \"%s\" (from %s): not a file provider", key, type,
+                 otp_config_origin(cfg, key));
+        return -1;
+    }
+
+    file_provider *p = calloc(1, sizeof(*p));
+    if (!p) {
+        snprintf(err, errlen, "%s: out of memory", section);
+        return -1;
+    }
+    p->base.ops = &otp_provider_file_ops;
+    p->fd = -1;
+    snprintf(p->base.name, sizeof(p->base.name), "%s", name);
+
+    snprintf(key, sizeof(key), "%s.path", section);
+    const char *path = otp_config_get(cfg, key);
+    const char *origin = otp_config_origin(cfg, key);
+    int n;
+    if (path) {
+        n = snprintf(p->path, sizeof(p->path), "%s", path);
+    } else {
+        const char *dir = otp_config_get(cfg, "data_dir");
+        size_t len = strlen(dir);
+        while (len > 1 && dir[len - 1] == '/')
+            len--;
+        n = snprintf(p->path, sizeof(p->path), "%.*s%ssms.jsonl", (int)len, dir,
+                     len > 0 && dir[len - 1] == '/' ? "" : "/");
+    }
+    if (n < 0 || (size_t)n >= sizeof(p->path) || p->path[0] == '\0') {
+        snprintf(err, errlen, "%s = \"%.64s\" (from %s): empty or longer than %zu bytes", key,
+                 p->path, origin, sizeof(p->path) - 1);
+        free(p);
+        return -1;
+    }
+    p->fd = open(p->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (p->fd < 0) {
+        snprintf(err, errlen, "%s = \"%s\" (from %s): cannot open: %s", key, p->path, origin,
+                 strerror(errno));
+        free(p);
+        return -1;
+    }
+    pthread_mutex_init(&p->lock, NULL);
+    *ret = &p->base;
+    return 0;
+}
+
+static void file_destroy(otp_provider *base)
+{
+    file_provider *p = (file_provider *)base;
+    if (!p)
+        return;
+    if (p->fd >= 0) {
+        close(p->fd);
+        pthread_mutex_destroy(&p->lock);
+    }
+    free(p);
+}
+
+/* Encodes one message as a JSON line with its '\n' into *ret_line (malloc'd).
+ * Returns 0; OTP_SEND_PERMANENT if a field is missing or not UTF-8 (the message
+ * can never be written); OTP_SEND_TEMPORARY when out of memory. */
+static otp_send_outcome encode(const otp_sms *m, char **ret_line, size_t *ret_len)
+{
+    if (!m->message_id || !m->to || !m->text)
+        return OTP_SEND_PERMANENT;
+    char created[OTP_ISO8601_LEN + 1];
+    otp_time_iso8601(m->created_at_ms, created);
+    json_error_t jerr;
+    json_t *o = json_pack_ex(&jerr, 0, "{s:s, s:s, s:s, s:s}", "messageId", m->message_id, "to",
+                             m->to, "text", m->text, "createdAt", created);
+    if (!o)
+        return json_error_code(&jerr) == json_error_out_of_memory ? OTP_SEND_TEMPORARY
+                                                                  : OTP_SEND_PERMANENT;
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!s)
+        return OTP_SEND_TEMPORARY;
+    size_t len = strlen(s);
+    char *line = malloc(len + 1);
+    if (line) {
+        memcpy(line, s, len);
+        line[len] = '\n';
+    }
+    sodium_memzero(s, len);
+    free(s);
+    if (!line)
+        return OTP_SEND_TEMPORARY;
+    *ret_line = line;
+    *ret_len = len + 1;
+    return OTP_SEND_ACCEPTED;
+}
+
+/* Writes all of buf; returns 0 or an errno value. */
+static int write_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = write(fd, buf, len);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        buf += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+static void file_send(otp_provider *base, const otp_sms *msgs, size_t n, otp_send_result *results)
+{
+    file_provider *p = (file_provider *)base;
+    char **lines = calloc(n ? n : 1, sizeof(*lines));
+    size_t *lens = calloc(n ? n : 1, sizeof(*lens));
+    char *buf = NULL;
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        results[i] = (otp_send_result){.outcome = OTP_SEND_TEMPORARY};
+        if (!lines || !lens) {
+            snprintf(results[i].error, sizeof(results[i].error), "out of memory");
+            continue;
+        }
+        otp_send_outcome o = encode(&msgs[i], &lines[i], &lens[i]);
+        if (o != OTP_SEND_ACCEPTED) {
+            results[i].outcome = o;
+            snprintf(results[i].error, sizeof(results[i].error), "%s",
+                     o == OTP_SEND_PERMANENT ? "a field is missing or not valid UTF-8"
+                                             : "out of memory");
+            continue;
+        }
+        total += lens[i];
+    }
+    if (total > 0 && (buf = malloc(total)) != NULL) {
+        size_t off = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (lines[i]) {
+                memcpy(buf + off, lines[i], lens[i]);
+                off += lens[i];
+            }
+        }
+        pthread_mutex_lock(&p->lock);
+        int e = write_all(p->fd, buf, total);
+        pthread_mutex_unlock(&p->lock);
+        for (size_t i = 0; i < n; i++) {
+            if (!lines[i])
+                continue;
+            if (e == 0)
+                results[i].outcome = OTP_SEND_ACCEPTED;
+            else
+                snprintf(results[i].error, sizeof(results[i].error), "write to %.160s failed: %s",
+                         p->path, strerror(e));
+        }
+        sodium_memzero(buf, total);
+    } else if (total > 0) {
+        for (size_t i = 0; i < n; i++)
+            if (lines[i])
+                snprintf(results[i].error, sizeof(results[i].error), "out of memory");
+    }
+    free(buf);
+    for (size_t i = 0; lines && i < n; i++) {
+        if (lines[i]) {
+            sodium_memzero(lines[i], lens[i]);
+            free(lines[i]);
+        }
+    }
+    free(lines);
+    free(lens);
+}
+
+static bool file_ready(otp_provider *base)
+{
+    return ((file_provider *)base)->fd >= 0;
+}
+
+const otp_provider_ops otp_provider_file_ops = {
+    .type = "file",
+    .create = file_create,
+    .destroy = file_destroy,
+    .send = file_send,
+    .ready = file_ready,
+};

@@ -1,0 +1,586 @@
+/* tests/unit/delivery/test_dispatcher.c — the dispatcher against the real SQLite
+ * store: committed sends reach the file provider exactly once with the right
+ * text and are marked sent; temporary failures fail over to the next provider
+ * and, when nobody takes them, go back to the outbox with backoff; permanent
+ * failures, expired requests and undecryptable texts fail (and are refunded);
+ * a provider that keeps failing is skipped; wake() and stop() are prompt.
+ *
+ * Fake providers are defined here. The message rows are read straight from the
+ * SQLite file, because store.h has no call that reads a message back.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/seal.h"
+#include "delivery/dispatcher.h"
+#include "delivery/provider.h"
+#include "store/store.h"
+#include "util/clock.h"
+#include "util/config.h"
+#include "util/ids.h"
+
+#define CREDIT 100000 /* paise */
+#define PRICE 25      /* default price_per_segment */
+#define WAIT_MS 10000
+
+/* ---- Fake providers ---------------------------------------------------- */
+
+typedef struct fake {
+    otp_provider base;
+    otp_send_outcome outcome;
+    bool ready;
+    atomic_int calls;
+    atomic_int msgs;
+} fake;
+
+static void fake_send(otp_provider *p, const otp_sms *msgs, size_t n, otp_send_result *res)
+{
+    fake *f = (fake *)p;
+    atomic_fetch_add(&f->calls, 1);
+    atomic_fetch_add(&f->msgs, (int)n);
+    for (size_t i = 0; i < n; i++) {
+        res[i] = (otp_send_result){.outcome = f->outcome};
+        if (f->outcome == OTP_SEND_ACCEPTED)
+            snprintf(res[i].provider_message_id, sizeof(res[i].provider_message_id), "gw-%s",
+                     msgs[i].message_id);
+        else
+            snprintf(res[i].error, sizeof(res[i].error), "fake %s",
+                     f->outcome == OTP_SEND_TEMPORARY ? "temporary" : "permanent");
+    }
+}
+
+static bool fake_ready(otp_provider *p)
+{
+    return ((fake *)p)->ready;
+}
+
+static int fake_create(const otp_config *cfg, const char *section, otp_provider **ret, char *err,
+                       size_t errlen)
+{
+    snprintf(err, errlen, "%s: fakes are built by the test", section);
+    return -1;
+}
+
+static void fake_destroy(otp_provider *p)
+{
+}
+
+static const otp_provider_ops fake_ops = {
+    .type = "fake",
+    .create = fake_create,
+    .destroy = fake_destroy,
+    .send = fake_send,
+    .ready = fake_ready,
+};
+
+static void fake_init(fake *f, const char *name, otp_send_outcome outcome)
+{
+    memset(f, 0, sizeof(*f));
+    f->base.ops = &fake_ops;
+    snprintf(f->base.name, sizeof(f->base.name), "%s", name);
+    f->outcome = outcome;
+    f->ready = true;
+}
+
+/* ---- Fixture: a store with one funded account, a file provider ---------- */
+
+typedef struct fx {
+    char dir[64];
+    char db_path[128];
+    char sms_path[128];
+    otp_store *store;
+    otp_config *cfg;
+    otp_provider *file;
+    uint8_t key[32];
+    int64_t account_id;
+    int64_t key_id;
+} fx;
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/otpd-test-disp-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->db_path, sizeof(f->db_path), "%s/x.db", f->dir);
+    snprintf(f->sms_path, sizeof(f->sms_path), "%s/sms.jsonl", f->dir);
+    randombytes_buf(f->key, sizeof(f->key));
+
+    char err[256] = "", url[160];
+    snprintf(url, sizeof(url), "sqlite:%s", f->db_path);
+    otp_store_options opt = {.migrate = true};
+    if (otp_store_open(url, &opt, &f->store, err, sizeof(err)))
+        fail_msg("otp_store_open: %s", err);
+
+    f->cfg = otp_config_new();
+    assert_int_equal(otp_config_set(f->cfg, "data_dir", f->dir, "test", err, sizeof(err)), 0);
+    assert_int_equal(
+        otp_provider_file_ops.create(f->cfg, "provider.file", &f->file, err, sizeof(err)), 0);
+
+    int64_t now = otp_now_ms();
+    otp_txn t = {.kind = OTP_TXN_ACCOUNT_CREATE};
+    otp_id_new("acc_", now, t.u.account_create.public_id);
+    snprintf(t.u.account_create.name, sizeof(t.u.account_create.name), "acme");
+    t.u.account_create.now_ms = now;
+    assert_int_equal(otp_store_exec(f->store, &t), OTP_OK);
+    f->account_id = t.u.account_create.ret_id;
+
+    t = (otp_txn){.kind = OTP_TXN_WALLET_CREDIT};
+    t.u.wallet_credit =
+        (otp_txn_wallet_credit){.account_id = f->account_id, .amount = CREDIT, .now_ms = now};
+    assert_int_equal(otp_store_exec(f->store, &t), OTP_OK);
+
+    t = (otp_txn){.kind = OTP_TXN_KEY_CREATE};
+    otp_txn_key_create *k = &t.u.key_create;
+    k->account_id = f->account_id;
+    otp_id_new("key_", now, k->public_id);
+    randombytes_buf(k->hash, sizeof(k->hash));
+    snprintf(k->prefix, sizeof(k->prefix), "otpd_live_ab");
+    snprintf(k->name, sizeof(k->name), "test");
+    k->now_ms = now;
+    uint8_t hash[OTP_APIKEY_HASH_LEN];
+    memcpy(hash, k->hash, sizeof(hash));
+    assert_int_equal(otp_store_exec(f->store, &t), OTP_OK);
+    otp_key_auth auth;
+    assert_int_equal(f->store->ops->key_lookup(f->store, hash, &auth), OTP_OK);
+    f->key_id = auth.key_id;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    otp_store_close(f->store);
+    otp_provider_file_ops.destroy(f->file);
+    otp_config_free(f->cfg);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+/* Commits one send of text (sealed under seal_key) whose request expires in
+ * expires_in_ms; writes the message's public id into msg_id. */
+static void send_one(fx *f, const char *text, int64_t expires_in_ms, const uint8_t *seal_key,
+                     char msg_id[OTP_ID_SIZE])
+{
+    int64_t now = otp_now_ms();
+    otp_txn t = {.kind = OTP_TXN_SEND};
+    otp_txn_send *s = &t.u.send;
+    s->account_id = f->account_id;
+    s->key_id = f->key_id;
+    otp_id_new("req_", now, s->request_id);
+    otp_id_new("msg_", now, s->message_id);
+    snprintf(s->phone, sizeof(s->phone), "+919876543210");
+    randombytes_buf(s->code_hash, sizeof(s->code_hash));
+    s->code_length = 6;
+    s->max_attempts = 3;
+    s->expires_in_s = (int)(expires_in_ms / 1000);
+    s->now_ms = now;
+    s->expires_at_ms = now + expires_in_ms;
+    s->segments = 1;
+    size_t len = strlen(text);
+    uint8_t *sealed = malloc(len + OTP_SEAL_OVERHEAD);
+    otp_seal(seal_key ? seal_key : f->key, s->message_id, text, len, sealed);
+    s->sealed_text = sealed;
+    s->sealed_text_len = len + OTP_SEAL_OVERHEAD;
+    assert_int_equal(otp_store_exec(f->store, &t), OTP_OK);
+    free(sealed);
+    snprintf(msg_id, OTP_ID_SIZE, "%s", s->message_id);
+}
+
+typedef struct row {
+    char status[16];
+    char provider[32];
+    char provider_message_id[128];
+    char error[256];
+    bool has_text;
+    int attempts;
+    int64_t next_attempt_at;
+} row;
+
+static void copy_col(sqlite3_stmt *st, int col, char *out, size_t size)
+{
+    const unsigned char *v = sqlite3_column_text(st, col);
+    snprintf(out, size, "%s", v ? (const char *)v : "");
+}
+
+/* Reads message msg_id's row straight from the database file. */
+static void read_row(fx *f, const char *msg_id, row *ret)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(f->db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT status, provider, provider_message_id, error,"
+                                        " sealed_text IS NOT NULL, attempts, next_attempt_at"
+                                        " FROM messages WHERE public_id = ?",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, msg_id, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    copy_col(st, 0, ret->status, sizeof(ret->status));
+    copy_col(st, 1, ret->provider, sizeof(ret->provider));
+    copy_col(st, 2, ret->provider_message_id, sizeof(ret->provider_message_id));
+    copy_col(st, 3, ret->error, sizeof(ret->error));
+    ret->has_text = sqlite3_column_int(st, 4) != 0;
+    ret->attempts = sqlite3_column_int(st, 5);
+    ret->next_attempt_at = sqlite3_column_int64(st, 6);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+static void pause_ms(int ms)
+{
+    nanosleep(&(struct timespec){.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L}, NULL);
+}
+
+/* Waits until message msg_id's status is status; fails the test after WAIT_MS. */
+static void wait_status(fx *f, const char *msg_id, const char *status)
+{
+    row r;
+    for (int waited = 0; waited < WAIT_MS; waited += 5) {
+        read_row(f, msg_id, &r);
+        if (strcmp(r.status, status) == 0)
+            return;
+        pause_ms(5);
+    }
+    fail_msg("message %s is %s, not %s", msg_id, r.status, status);
+}
+
+/* The lines of the sms file as parsed JSON objects (an array; caller decrefs). */
+static json_t *sms_lines(fx *f)
+{
+    json_t *arr = json_array();
+    FILE *fp = fopen(f->sms_path, "r");
+    if (!fp)
+        return arr;
+    char line[4096];
+    while (fgets(line, sizeof(line), fp)) {
+        json_error_t jerr;
+        json_t *o = json_loads(line, 0, &jerr);
+        if (!o)
+            fail_msg("bad line in sms file: %s", line);
+        json_array_append_new(arr, o);
+    }
+    fclose(fp);
+    return arr;
+}
+
+/* How many lines of the sms file carry msg_id; *ret_text gets the last one's text. */
+static int count_lines(fx *f, const char *msg_id, char *ret_text, size_t size)
+{
+    json_t *arr = sms_lines(f);
+    int n = 0;
+    size_t i;
+    json_t *o;
+    json_array_foreach(arr, i, o)
+    {
+        if (strcmp(json_string_value(json_object_get(o, "messageId")), msg_id) == 0) {
+            n++;
+            if (ret_text)
+                snprintf(ret_text, size, "%s", json_string_value(json_object_get(o, "text")));
+        }
+    }
+    json_decref(arr);
+    return n;
+}
+
+static int64_t balance(fx *f)
+{
+    otp_account a;
+    assert_int_equal(f->store->ops->account_get(f->store, f->account_id, &a), OTP_OK);
+    return a.balance;
+}
+
+/* Claims whatever is due at now + ahead_ms (the dispatcher must be stopped). */
+static size_t claim_due(fx *f, int64_t ahead_ms, int *ret_attempts)
+{
+    otp_txn t = {.kind = OTP_TXN_OUTBOX_CLAIM};
+    t.u.outbox_claim =
+        (otp_txn_outbox_claim){.now_ms = otp_now_ms() + ahead_ms, .lease_ms = 1000, .max = 100};
+    assert_int_equal(otp_store_exec(f->store, &t), OTP_OK);
+    size_t n = t.u.outbox_claim.n;
+    if (n > 0 && ret_attempts)
+        *ret_attempts = t.u.outbox_claim.msgs[0].attempts;
+    otp_outbox_msgs_free(t.u.outbox_claim.msgs, n);
+    return n;
+}
+
+static otp_dispatcher *start(fx *f, otp_provider **providers, size_t n, size_t batch,
+                             int64_t idle_ms)
+{
+    otp_dispatcher_options opt = {.lease_ms = 30000, .batch = batch, .idle_ms = idle_ms};
+    otp_dispatcher *d = NULL;
+    assert_int_equal(otp_dispatcher_start(f->store, providers, n, f->key, &opt, &d), 0);
+    assert_non_null(d);
+    return d;
+}
+
+/* ---- Tests ------------------------------------------------------------- */
+
+/* More messages than one batch: each reaches the file once, with its text. */
+static void test_sends_each_once(void **state)
+{
+    fx *f = *state;
+    enum { N = 10 };
+    char ids[N][OTP_ID_SIZE], text[64];
+    for (int i = 0; i < N; i++) {
+        snprintf(text, sizeof(text), "Your code is %06d", 100000 + i);
+        send_one(f, text, 600000, NULL, ids[i]);
+    }
+    assert_int_equal(balance(f), CREDIT - N * PRICE);
+
+    otp_provider *providers[] = {f->file};
+    otp_dispatcher *d = start(f, providers, 1, 4, 20);
+    assert_true(otp_dispatcher_ready(d));
+    for (int i = 0; i < N; i++)
+        wait_status(f, ids[i], "sent");
+    otp_dispatcher_stop(d);
+
+    for (int i = 0; i < N; i++) {
+        char got[128] = "";
+        snprintf(text, sizeof(text), "Your code is %06d", 100000 + i);
+        assert_int_equal(count_lines(f, ids[i], got, sizeof(got)), 1);
+        assert_string_equal(got, text);
+        row r;
+        read_row(f, ids[i], &r);
+        assert_string_equal(r.provider, "file");
+        assert_false(r.has_text); /* erased once accepted */
+    }
+    json_t *arr = sms_lines(f);
+    assert_int_equal(json_array_size(arr), N);
+    json_decref(arr);
+    assert_int_equal(claim_due(f, 86400000, NULL), 0);
+    assert_int_equal(balance(f), CREDIT - N * PRICE);
+}
+
+/* TEMPORARY from the first provider: the next one in order takes the message. */
+static void test_failover(void **state)
+{
+    fx *f = *state;
+    fake flaky, down, gw;
+    fake_init(&flaky, "flaky", OTP_SEND_TEMPORARY);
+    fake_init(&down, "down", OTP_SEND_ACCEPTED);
+    down.ready = false;
+    fake_init(&gw, "gw", OTP_SEND_ACCEPTED);
+    char a[OTP_ID_SIZE], b[OTP_ID_SIZE];
+    send_one(f, "code 111111", 600000, NULL, a);
+    send_one(f, "code 222222", 600000, NULL, b);
+
+    otp_provider *providers[] = {&down.base, &flaky.base, &gw.base, f->file};
+    otp_dispatcher *d = start(f, providers, 4, 64, 20);
+    wait_status(f, a, "sent");
+    wait_status(f, b, "sent");
+    otp_dispatcher_stop(d);
+
+    assert_int_equal(atomic_load(&down.calls), 0);
+    assert_int_equal(atomic_load(&flaky.msgs), 2);
+    assert_int_equal(atomic_load(&gw.msgs), 2);
+    row r;
+    read_row(f, a, &r);
+    assert_string_equal(r.provider, "gw");
+    char want[64];
+    snprintf(want, sizeof(want), "gw-%s", a);
+    assert_string_equal(r.provider_message_id, want);
+    assert_int_equal(count_lines(f, a, NULL, 0), 0);
+}
+
+/* The file provider as the fallback: the text in the file is the right one. */
+static void test_failover_to_file(void **state)
+{
+    fx *f = *state;
+    fake flaky;
+    fake_init(&flaky, "flaky", OTP_SEND_TEMPORARY);
+    char a[OTP_ID_SIZE], got[64];
+    send_one(f, "Your code is 424242", 600000, NULL, a);
+    otp_provider *providers[] = {&flaky.base, f->file};
+    otp_dispatcher *d = start(f, providers, 2, 64, 20);
+    wait_status(f, a, "sent");
+    otp_dispatcher_stop(d);
+    assert_int_equal(atomic_load(&flaky.msgs), 1);
+    assert_int_equal(count_lines(f, a, got, sizeof(got)), 1);
+    assert_string_equal(got, "Your code is 424242");
+    row r;
+    read_row(f, a, &r);
+    assert_string_equal(r.provider, "file");
+}
+
+/* PERMANENT: failed at once, never offered to the next provider, refunded. */
+static void test_permanent(void **state)
+{
+    fx *f = *state;
+    fake reject;
+    fake_init(&reject, "reject", OTP_SEND_PERMANENT);
+    char a[OTP_ID_SIZE];
+    send_one(f, "code 333333", 600000, NULL, a);
+    otp_provider *providers[] = {&reject.base, f->file};
+    otp_dispatcher *d = start(f, providers, 2, 64, 20);
+    wait_status(f, a, "failed");
+    otp_dispatcher_stop(d);
+
+    row r;
+    read_row(f, a, &r);
+    assert_string_equal(r.provider, "reject");
+    assert_string_equal(r.error, "fake permanent");
+    assert_false(r.has_text);
+    assert_int_equal(count_lines(f, a, NULL, 0), 0);
+    assert_int_equal(claim_due(f, 86400000, NULL), 0);
+    assert_int_equal(balance(f), CREDIT);
+}
+
+/* Nobody accepts: back to the outbox, due again within the first backoff (1 s). */
+static void test_all_temporary_requeues(void **state)
+{
+    fx *f = *state;
+    fake flaky;
+    fake_init(&flaky, "flaky", OTP_SEND_TEMPORARY);
+    char a[OTP_ID_SIZE];
+    send_one(f, "code 444444", 600000, NULL, a);
+    otp_provider *providers[] = {&flaky.base};
+    /* A long idle: after its first round the thread sleeps until stopped. */
+    otp_dispatcher *d = start(f, providers, 1, 64, 60000);
+    for (int waited = 0; atomic_load(&flaky.msgs) == 0 && waited < WAIT_MS; waited += 5)
+        pause_ms(5);
+    otp_dispatcher_stop(d); /* reports the batch in hand */
+    assert_int_equal(atomic_load(&flaky.msgs), 1);
+
+    row r;
+    read_row(f, a, &r);
+    assert_string_equal(r.status, "queued");
+    assert_string_equal(r.error, "fake temporary");
+    assert_true(r.has_text);
+    assert_int_equal(r.attempts, 1);
+    assert_true(r.next_attempt_at <= otp_now_ms() + 1000);
+    int attempts = 0;
+    assert_int_equal(claim_due(f, 1001, &attempts), 1);
+    assert_int_equal(attempts, 2);
+    assert_int_equal(balance(f), CREDIT - PRICE);
+}
+
+/* A provider whose whole batches keep failing is skipped after a few. */
+static void test_circuit_breaker(void **state)
+{
+    fx *f = *state;
+    enum { N = 6 };
+    fake flaky;
+    fake_init(&flaky, "flaky", OTP_SEND_TEMPORARY);
+    char ids[N][OTP_ID_SIZE];
+    for (int i = 0; i < N; i++)
+        send_one(f, "code 555555", 600000, NULL, ids[i]);
+    otp_provider *providers[] = {&flaky.base, f->file};
+    otp_dispatcher *d = start(f, providers, 2, 1, 20);
+    for (int i = 0; i < N; i++)
+        wait_status(f, ids[i], "sent");
+    otp_dispatcher_stop(d);
+    assert_int_equal(atomic_load(&flaky.calls), 3);
+    json_t *arr = sms_lines(f);
+    assert_int_equal(json_array_size(arr), N);
+    json_decref(arr);
+}
+
+/* Unsent when its request expired: failed without being offered, refunded. */
+static void test_expired(void **state)
+{
+    fx *f = *state;
+    fake gw;
+    fake_init(&gw, "gw", OTP_SEND_ACCEPTED);
+    char a[OTP_ID_SIZE];
+    send_one(f, "code 666666", 1000, NULL, a);
+    otp_clock_advance_ms(1500);
+    otp_provider *providers[] = {&gw.base};
+    otp_dispatcher *d = start(f, providers, 1, 64, 20);
+    wait_status(f, a, "failed");
+    otp_dispatcher_stop(d);
+    assert_int_equal(atomic_load(&gw.calls), 0);
+    row r;
+    read_row(f, a, &r);
+    assert_string_equal(r.error, "expired before it could be sent");
+    assert_false(r.has_text);
+    assert_int_equal(balance(f), CREDIT);
+}
+
+/* Sealed under another key (or tampered): failed, never sent. */
+static void test_cannot_decrypt(void **state)
+{
+    fx *f = *state;
+    uint8_t other[32];
+    randombytes_buf(other, sizeof(other));
+    char bad[OTP_ID_SIZE], good[OTP_ID_SIZE];
+    send_one(f, "code 777777", 600000, other, bad);
+    send_one(f, "code 888888", 600000, NULL, good);
+    otp_provider *providers[] = {f->file};
+    otp_dispatcher *d = start(f, providers, 1, 64, 20);
+    wait_status(f, bad, "failed");
+    wait_status(f, good, "sent");
+    otp_dispatcher_stop(d);
+    row r;
+    read_row(f, bad, &r);
+    assert_string_equal(r.error, "cannot decrypt");
+    assert_int_equal(count_lines(f, bad, NULL, 0), 0);
+    assert_int_equal(count_lines(f, good, NULL, 0), 1);
+    assert_int_equal(balance(f), CREDIT - PRICE);
+}
+
+/* With a one-minute idle, only wake() can explain a prompt send; stop() does
+ * not wait for the idle either. */
+static void test_wake_and_stop(void **state)
+{
+    fx *f = *state;
+    fake off;
+    fake_init(&off, "off", OTP_SEND_ACCEPTED);
+    off.ready = false;
+    otp_provider *none[] = {&off.base};
+    otp_dispatcher *d = start(f, none, 1, 64, 60000);
+    assert_false(otp_dispatcher_ready(d));
+    otp_dispatcher_stop(d);
+    otp_dispatcher_stop(NULL);
+
+    otp_provider *providers[] = {f->file};
+    d = start(f, providers, 1, 64, 60000);
+    pause_ms(200); /* the first (empty) round is over; the thread sleeps */
+    char a[OTP_ID_SIZE];
+    send_one(f, "code 999999", 600000, NULL, a);
+    int64_t t0 = otp_mono_us();
+    otp_dispatcher_wake(d);
+    otp_dispatcher_wake(d);
+    wait_status(f, a, "sent");
+    assert_true(otp_mono_us() - t0 < 5 * 1000000LL);
+    assert_int_equal(count_lines(f, a, NULL, 0), 1);
+    t0 = otp_mono_us();
+    otp_dispatcher_stop(d);
+    assert_true(otp_mono_us() - t0 < 5 * 1000000LL);
+}
+
+int main(void)
+{
+    if (sodium_init() < 0)
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_sends_each_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failover_to_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_permanent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_all_temporary_requeues, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_circuit_breaker, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expired, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cannot_decrypt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wake_and_stop, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
