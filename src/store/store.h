@@ -41,26 +41,26 @@ typedef struct otp_txn otp_txn;
 /* ---- Records ------------------------------------------------------------ */
 
 typedef struct otp_account {
-    int64_t id;                     /* internal */
-    char public_id[OTP_ID_SIZE];    /* "acc_…" */
-    char name[OTP_NAME_SIZE];       /* unique */
-    int64_t balance;                /* paise, >= 0 */
-    char currency[4];               /* "INR" */
-    int64_t price_per_segment;      /* paise, default 25 */
-    int64_t low_balance_threshold;  /* paise, default 10000 */
+    int64_t id;                    /* internal */
+    char public_id[OTP_ID_SIZE];   /* "acc_…" */
+    char name[OTP_NAME_SIZE];      /* unique */
+    int64_t balance;               /* paise, >= 0 */
+    char currency[4];              /* "INR" */
+    int64_t price_per_segment;     /* paise, default 25 */
+    int64_t low_balance_threshold; /* paise, default 10000 */
     int64_t created_at_ms;
 } otp_account;
 
 typedef struct otp_key {
     int64_t id;
-    char public_id[OTP_ID_SIZE];    /* "key_…" */
+    char public_id[OTP_ID_SIZE]; /* "key_…" */
     int64_t account_id;
     char prefix[OTP_APIKEY_PREFIX_LEN + 1];
     char name[OTP_NAME_SIZE];
     bool test;
     int64_t created_at_ms;
-    int64_t last_used_at_ms;        /* 0 = never */
-    int64_t revoked_at_ms;          /* 0 = active */
+    int64_t last_used_at_ms; /* 0 = never */
+    int64_t revoked_at_ms;   /* 0 = active */
 } otp_key;
 
 /* What authentication needs, found by the key's SHA-256. */
@@ -79,54 +79,54 @@ typedef struct otp_account_stats {
     int64_t requests;
     int64_t messages;
     int64_t ledger_entries;
-    int64_t ledger_sum;             /* paise; always equals the balance */
+    int64_t ledger_sum; /* paise; always equals the balance */
     int64_t balance;
 } otp_account_stats;
 
 /* One message taken from the outbox by a dispatcher. */
 typedef struct otp_outbox_msg {
     int64_t id;
-    char public_id[OTP_ID_SIZE];    /* "msg_…" (the AEAD associated data) */
+    char public_id[OTP_ID_SIZE]; /* "msg_…" (the AEAD associated data) */
     char request_id[OTP_ID_SIZE];
     int64_t account_id;
     char to[OTP_PHONE_SIZE];
-    uint8_t *sealed;                /* owned by the batch */
+    uint8_t *sealed; /* owned by the batch */
     size_t sealed_len;
-    int attempts;                   /* including this one */
+    int attempts; /* including this one */
     int segments;
     int64_t created_at_ms;
-    int64_t expires_at_ms;          /* of its request: unsent by then = failed */
+    int64_t expires_at_ms; /* of its request: unsent by then = failed */
 } otp_outbox_msg;
 
 /* A dispatcher's verdict on one claimed message. */
 typedef struct otp_outbox_report {
     int64_t id;
-    otp_msg_status status;          /* SENT, FAILED, or QUEUED (retry later) */
+    otp_msg_status status; /* SENT, FAILED, or QUEUED (retry later) */
     char provider[OTP_PROVIDER_NAME_SIZE];
     char provider_message_id[OTP_PROVIDER_MSGID_SIZE];
     char error[OTP_ERROR_TEXT_SIZE]; /* "" if none */
-    int64_t next_attempt_at_ms;     /* for QUEUED */
+    int64_t next_attempt_at_ms;      /* for QUEUED */
 } otp_outbox_report;
 
 /* ---- Transactions -------------------------------------------------------- */
 
 typedef enum {
-    OTP_TXN_SEND,           /* create request + message, charge wallet */
-    OTP_TXN_VERIFY,         /* one guess against a request */
-    OTP_TXN_KEY_TOUCH,      /* set a key's last_used_at */
+    OTP_TXN_SEND,      /* create request + message, charge wallet */
+    OTP_TXN_VERIFY,    /* one guess against a request */
+    OTP_TXN_KEY_TOUCH, /* set a key's last_used_at */
     OTP_TXN_ACCOUNT_CREATE,
     OTP_TXN_KEY_CREATE,
     OTP_TXN_KEY_REVOKE,
     OTP_TXN_WALLET_CREDIT,
-    OTP_TXN_OUTBOX_CLAIM,   /* lease due messages to a dispatcher */
-    OTP_TXN_OUTBOX_REPORT,  /* record the outcome of claimed messages */
+    OTP_TXN_OUTBOX_CLAIM,  /* lease due messages to a dispatcher */
+    OTP_TXN_OUTBOX_REPORT, /* record the outcome of claimed messages */
 } otp_txn_kind;
 
 typedef struct otp_txn_send {
     /* in */
     int64_t account_id;
     int64_t key_id;
-    bool test;                      /* test key: no charge (SPEC 1.1) */
+    bool test; /* test key: no charge (SPEC 1.1) */
     char request_id[OTP_ID_SIZE];
     char message_id[OTP_ID_SIZE];
     char phone[OTP_PHONE_SIZE];
@@ -136,11 +136,11 @@ typedef struct otp_txn_send {
     int expires_in_s;
     int64_t now_ms;
     int64_t expires_at_ms;
-    int segments;                   /* charge = account price_per_segment * segments */
-    const uint8_t *sealed_text;     /* not copied; must live until done */
+    int segments;               /* charge = account price_per_segment * segments */
+    const uint8_t *sealed_text; /* not copied; must live until done */
     size_t sealed_text_len;
     /* out */
-    int64_t charged;                /* paise */
+    int64_t charged; /* paise */
     int64_t balance_after;
 } otp_txn_send;
 
@@ -149,10 +149,10 @@ typedef struct otp_txn_verify {
     int64_t account_id;
     char request_id[OTP_ID_SIZE];
     uint8_t code_hash[OTP_CODE_HASH_LEN]; /* of the guess, under this request id */
-    int code_length;                /* of the guess; mismatch = INVALID_OTP_CODE */
+    int code_length;                      /* of the guess; mismatch = INVALID_OTP_CODE */
     int64_t now_ms;
     /* out */
-    int attempts_left;              /* after this guess */
+    int attempts_left; /* after this guess */
 } otp_txn_verify;
 
 typedef struct otp_txn_key_touch {
@@ -164,7 +164,7 @@ typedef struct otp_txn_account_create {
     char public_id[OTP_ID_SIZE];
     char name[OTP_NAME_SIZE];
     int64_t now_ms;
-    int64_t ret_id;                 /* out */
+    int64_t ret_id; /* out */
 } otp_txn_account_create;
 
 typedef struct otp_txn_key_create {
@@ -178,21 +178,21 @@ typedef struct otp_txn_key_create {
 } otp_txn_key_create;
 
 typedef struct otp_txn_key_revoke {
-    char public_id[OTP_ID_SIZE];    /* OTP_E_NOT_FOUND if no such key */
+    char public_id[OTP_ID_SIZE]; /* OTP_E_NOT_FOUND if no such key */
     int64_t now_ms;
 } otp_txn_key_revoke;
 
 typedef struct otp_txn_wallet_credit {
     int64_t account_id;
-    int64_t amount;                 /* paise, > 0 */
+    int64_t amount; /* paise, > 0 */
     char note[OTP_NOTE_SIZE];
     int64_t now_ms;
-    int64_t balance_after;          /* out */
+    int64_t balance_after; /* out */
 } otp_txn_wallet_credit;
 
 typedef struct otp_txn_outbox_claim {
     int64_t now_ms;
-    int64_t lease_ms;               /* a claim not reported by now+lease is claimed again */
+    int64_t lease_ms; /* a claim not reported by now+lease is claimed again */
     size_t max;
     /* out: array of n messages, status now SENDING; free with otp_outbox_msgs_free() */
     otp_outbox_msg *msgs;
@@ -224,7 +224,7 @@ struct otp_txn {
     /* Called once, from a store thread, when the outcome is final; may be NULL. */
     void (*done)(otp_txn *txn);
     void *user;
-    otp_txn *next;                  /* backend-private queue link */
+    otp_txn *next; /* backend-private queue link */
 };
 
 /* ---- The interface ------------------------------------------------------- */
@@ -241,8 +241,7 @@ typedef struct otp_store_ops {
     void (*submit)(otp_store *s, otp_txn *txn);
 
     int (*schema_version)(otp_store *s);
-    otp_err (*key_lookup)(otp_store *s, const uint8_t hash[OTP_APIKEY_HASH_LEN],
-                          otp_key_auth *ret);
+    otp_err (*key_lookup)(otp_store *s, const uint8_t hash[OTP_APIKEY_HASH_LEN], otp_key_auth *ret);
     /* By public id ("acc_…") or by name. OTP_E_NOT_FOUND if none. */
     otp_err (*account_find)(otp_store *s, const char *id_or_name, otp_account *ret);
     otp_err (*account_get)(otp_store *s, int64_t account_id, otp_account *ret);
@@ -257,9 +256,9 @@ struct otp_store {
 };
 
 typedef struct otp_store_options {
-    bool migrate;       /* apply pending migrations at open (else refuse an old schema) */
-    int read_conns;     /* hint: readers expected in parallel */
-    int max_batch;      /* most txns in one commit (group commit), default 256 */
+    bool migrate;   /* apply pending migrations at open (else refuse an old schema) */
+    int read_conns; /* hint: readers expected in parallel */
+    int max_batch;  /* most txns in one commit (group commit), default 256 */
 } otp_store_options;
 
 /* Latest schema version this binary knows. */
