@@ -1,0 +1,163 @@
+/* store/sqlite_internal.h — private to the SQLite backend (src/store/sqlite*.c)
+ * and to its unit tests. Nothing outside src/store/ and tests/unit/store/ may
+ * include it: SQLite types must not leak past store.h.
+ *
+ * The backend is split in four files: sqlite.c (open, close, the writer thread
+ * and group commit), sqlite_schema.c (pragmas and versioned migrations),
+ * sqlite_txn.c (the body of every write txn, on the write connection) and
+ * sqlite_read.c (per-thread read-only connections and the read calls).
+ */
+#ifndef OTP_STORE_SQLITE_INTERNAL_H
+#define OTP_STORE_SQLITE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "otpd_config.h"
+#include "store/store.h"
+
+/* Busy timeout of every connection: the CLI may write to the file while the
+ * server runs, and BEGIN IMMEDIATE then waits for it instead of failing. */
+#define SQ_BUSY_TIMEOUT_MS 5000
+#define SQ_DEFAULT_MAX_BATCH 256
+
+/* Statements of the write connection, prepared once at open (sqlite_txn.c). */
+typedef enum {
+    W_BEGIN,
+    W_COMMIT,
+    W_ROLLBACK,
+    W_SAVEPOINT,
+    W_RELEASE,
+    W_ROLLBACK_TO,
+    W_DEBIT,
+    W_MONEY,
+    W_REQ_INSERT,
+    W_MSG_INSERT,
+    W_EVENT_INSERT,
+    W_LEDGER_INSERT,
+    W_REQ_FOR_VERIFY,
+    W_REQ_SET_STATE,
+    W_KEY_TOUCH,
+    W_ACCOUNT_INSERT,
+    W_KEY_INSERT,
+    W_KEY_REVOKE,
+    W_CREDIT,
+    W_OUTBOX_DUE,
+    W_OUTBOX_LEASE,
+    W_MSG_SENT,
+    W_MSG_FAILED,
+    W_MSG_REFUND_MARK,
+    W_MSG_REQUEUE,
+    W_MSG_FOR_REFUND,
+    W__COUNT
+} sq_wstmt;
+
+typedef struct sq_reader sq_reader;
+
+typedef struct sq_store {
+    otp_store base;
+    char *path;
+    uint64_t serial; /* unique per open, never reused: keys the per-thread reader cache */
+    int max_batch;
+
+    /* The write connection: used by the opening thread until the writer thread
+     * starts, then only by the writer thread. */
+    sqlite3 *wdb;
+    sqlite3_stmt *w[W__COUNT];
+
+    /* The queue of submitted txns, linked through txn->next. */
+    pthread_mutex_t qlock;
+    pthread_cond_t qcond;
+    bool sync_init; /* qlock, qcond and rlock are initialised */
+    otp_txn *qhead, *qtail;
+    bool closing;     /* set by close(): submit() refuses, the writer drains and exits */
+    bool writer_idle; /* the writer waits on qcond */
+    bool paused;      /* test hook: the writer leaves the queue alone */
+    uint64_t batches, batched_txns, replays; /* counters, under qlock */
+    pthread_t writer;
+    bool writer_started;
+
+    /* Every read connection ever opened on this store, for close(). */
+    pthread_mutex_t rlock;
+    sq_reader *readers;
+
+    atomic_int fail_commits; /* test hook: make the next N commits fail */
+} sq_store;
+
+/* Copies text column col (NULL reads as "") into dst of size n, truncating. */
+static inline void sq_col_text(sqlite3_stmt *st, int col, char *dst, size_t n)
+{
+    const unsigned char *v = sqlite3_column_text(st, col);
+    size_t len = v ? (size_t)sqlite3_column_bytes(st, col) : 0;
+    if (len >= n)
+        len = n - 1;
+    if (len)
+        memcpy(dst, v, len);
+    dst[len] = '\0';
+}
+
+/* SQLite result code → store error: transient conditions (busy, locked, I/O,
+ * disk full, cannot open) are OTP_E_UNAVAILABLE, everything else OTP_E_INTERNAL. */
+otp_err sq_err(int rc);
+
+/* ---- sqlite_schema.c ---- */
+
+/* Opens s->wdb on s->path, sets the pragmas and brings the schema to
+ * OTP_SCHEMA_VERSION if opt->migrate (one transaction per migration), or checks
+ * that it is there. Returns 0; or -1 with a one-line reason in err (s->wdb may
+ * then be open: the caller closes it). */
+int sq_schema_open(sq_store *s, bool migrate, char *err, size_t errlen);
+/* Sets the pragmas every connection needs (busy timeout, extended codes). */
+void sq_conn_setup(sqlite3 *db);
+
+/* ---- sqlite_txn.c ---- */
+
+/* The outbox claim query (exposed for the test of its query plan). */
+extern const char sq_outbox_due_sql[];
+/* Prepares s->w[]. Returns 0, or -1 with a reason in err. */
+int sq_txn_prepare(sq_store *s, char *err, size_t errlen);
+/* Runs one txn's body inside the batch transaction. Returns the txn's outcome.
+ * *ret_keep says whether its writes must be kept: true on OTP_OK and on a
+ * business error that consumed something (a wrong guess uses an attempt), false
+ * when nothing of the txn may be stored. The contract that lets sqlite.c skip
+ * savepoints: when *ret_keep is false, the body has written nothing — business
+ * errors are decided before the first write — unless an SQL statement failed
+ * after an earlier one of the same txn succeeded (then the caller replays the
+ * batch with savepoints). */
+otp_err sq_txn_run(sq_store *s, otp_txn *t, bool *ret_keep);
+/* Frees what a successful body allocated for the caller, when its batch then
+ * failed to commit (the claim's messages). */
+void sq_txn_discard(otp_txn *t);
+
+/* ---- sqlite_read.c ---- */
+
+int sq_schema_version(otp_store *s);
+otp_err sq_key_lookup(otp_store *s, const uint8_t hash[OTP_APIKEY_HASH_LEN], otp_key_auth *ret);
+otp_err sq_account_find(otp_store *s, const char *id_or_name, otp_account *ret);
+otp_err sq_account_get(otp_store *s, int64_t account_id, otp_account *ret);
+otp_err sq_account_list(otp_store *s, otp_account_cb cb, void *ctx);
+otp_err sq_key_list(otp_store *s, int64_t account_id, otp_key_cb cb, void *ctx);
+otp_err sq_account_stats(otp_store *s, int64_t account_id, otp_account_stats *ret);
+/* Finalizes and closes every read connection of s (at close; no reader may run). */
+void sq_readers_close(sq_store *s);
+
+/* ---- test hooks (sqlite.c), only in a -Dtest_hooks=true build ---- */
+#if OTPD_TEST_HOOKS
+/* While paused, the writer thread leaves queued txns alone (close() still
+ * drains them), so a test can put many txns into one batch. */
+void otp_sqlite_test_pause(otp_store *s, bool paused);
+/* The next n COMMITs of batches fail (through a commit hook, so SQLite rolls
+ * them back for real). */
+void otp_sqlite_test_fail_commits(otp_store *s, int n);
+/* Batches committed or failed so far, the txns they held, and how many batches
+ * were run a second time with savepoints. */
+void otp_sqlite_test_counters(otp_store *s, uint64_t *ret_batches, uint64_t *ret_txns,
+                              uint64_t *ret_replays);
+#endif
+
+#endif

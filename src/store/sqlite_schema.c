@@ -1,0 +1,290 @@
+/* store/sqlite_schema.c — connection pragmas and versioned schema migrations.
+ *
+ * Migrations are an ordered array of SQL scripts; migration N brings the schema
+ * from version N-1 to N and is applied in its own transaction together with its
+ * row in schema_migrations, so a crash leaves the schema at a whole version. The
+ * version is re-read inside that transaction, so two processes migrating the same
+ * file at once apply each migration once. A database newer than this binary is
+ * always refused: running old code on a new schema can silently lose data.
+ *
+ * Conventions of the schema: times are INTEGER ms since the epoch (UTC), money is
+ * INTEGER paise, tables are STRICT (a REAL can never sneak into a balance, and an
+ * integer overflow becomes an error instead of a float). The ledger's amount is
+ * signed: credit and refund > 0, debit < 0, so SUM(amount) is the balance.
+ * CHECKs spell out "a OR b OR c" rather than "IN (a, b, c)": SQLite builds a
+ * temporary table for an IN list of three or more on every row written.
+ */
+#include "store/sqlite_internal.h"
+#include "util/clock.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *const migrations[] = {
+    /* 1: the whole initial schema. */
+    "CREATE TABLE accounts ("
+    " id INTEGER PRIMARY KEY,"
+    " public_id TEXT NOT NULL UNIQUE,"
+    " name TEXT NOT NULL UNIQUE,"
+    " balance INTEGER NOT NULL DEFAULT 0 CHECK (balance >= 0),"
+    " currency TEXT NOT NULL DEFAULT 'INR',"
+    " price_per_segment INTEGER NOT NULL DEFAULT 25 CHECK (price_per_segment >= 0),"
+    " low_balance_threshold INTEGER NOT NULL DEFAULT 10000,"
+    " created_at INTEGER NOT NULL"
+    ") STRICT;"
+
+    "CREATE TABLE api_keys ("
+    " id INTEGER PRIMARY KEY,"
+    " public_id TEXT NOT NULL UNIQUE,"
+    " account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    " hash BLOB NOT NULL UNIQUE,"
+    " prefix TEXT NOT NULL,"
+    " name TEXT NOT NULL DEFAULT '',"
+    " test INTEGER NOT NULL DEFAULT 0,"
+    " created_at INTEGER NOT NULL,"
+    " last_used_at INTEGER,"
+    " revoked_at INTEGER"
+    ") STRICT;"
+    "CREATE INDEX api_keys_account ON api_keys(account_id);"
+
+    /* status is stored as pending|verified|locked|cancelled; "expired" is computed. */
+    "CREATE TABLE otp_requests ("
+    " id INTEGER PRIMARY KEY,"
+    " public_id TEXT NOT NULL UNIQUE,"
+    " account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    " key_id INTEGER REFERENCES api_keys(id),"
+    " test INTEGER NOT NULL DEFAULT 0,"
+    " phone TEXT NOT NULL,"
+    " code_hash BLOB NOT NULL,"
+    " code_length INTEGER NOT NULL,"
+    " status TEXT NOT NULL CHECK (status = 'pending' OR status = 'verified'"
+    "  OR status = 'locked' OR status = 'cancelled'),"
+    " attempts_left INTEGER NOT NULL,"
+    " max_attempts INTEGER NOT NULL,"
+    " expires_in INTEGER NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " expires_at INTEGER NOT NULL,"
+    " verified_at INTEGER,"
+    " resend_count INTEGER NOT NULL DEFAULT 0,"
+    " channel TEXT NOT NULL DEFAULT 'sms'"
+    ") STRICT;"
+
+    /* The outbox is the partial index messages_outbox: only queued and sending
+     * rows are in it. While a message is sending, next_attempt_at equals
+     * lease_until, so "due" is one range scan on one column in claim order. */
+    "CREATE TABLE messages ("
+    " id INTEGER PRIMARY KEY,"
+    " public_id TEXT NOT NULL UNIQUE,"
+    " request_id INTEGER NOT NULL REFERENCES otp_requests(id) ON DELETE CASCADE,"
+    " account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    " test INTEGER NOT NULL DEFAULT 0,"
+    " to_phone TEXT NOT NULL,"
+    " sealed_text BLOB,"
+    " status TEXT NOT NULL CHECK (status = 'queued' OR status = 'sending' OR status = 'sent'"
+    "  OR status = 'delivered' OR status = 'failed' OR status = 'undeliverable'),"
+    " provider TEXT,"
+    " provider_message_id TEXT,"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " segments INTEGER NOT NULL,"
+    " charge INTEGER NOT NULL DEFAULT 0,"
+    " refunded INTEGER NOT NULL DEFAULT 0,"
+    " next_attempt_at INTEGER,"
+    " lease_until INTEGER,"
+    " created_at INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL,"
+    " error TEXT"
+    ") STRICT;"
+    "CREATE INDEX messages_request ON messages(request_id);"
+    "CREATE INDEX messages_outbox ON messages(next_attempt_at)"
+    " WHERE status IN ('queued','sending');"
+    "CREATE INDEX messages_test_inbox ON messages(account_id, to_phone) WHERE test = 1;"
+    "CREATE INDEX messages_provider_msgid ON messages(provider, provider_message_id)"
+    " WHERE provider_message_id IS NOT NULL;"
+
+    "CREATE TABLE message_events ("
+    " id INTEGER PRIMARY KEY,"
+    " message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,"
+    " status TEXT NOT NULL,"
+    " at INTEGER NOT NULL,"
+    " error TEXT"
+    ") STRICT;"
+    "CREATE INDEX message_events_message ON message_events(message_id);"
+
+    /* request_id and message_id are public ids, not foreign keys: the ledger is
+     * append-only and outlives purged requests. */
+    "CREATE TABLE ledger ("
+    " id INTEGER PRIMARY KEY,"
+    " account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    " type TEXT NOT NULL CHECK (type = 'credit' OR type = 'debit' OR type = 'refund'),"
+    " amount INTEGER NOT NULL,"
+    " balance_after INTEGER NOT NULL,"
+    " request_id TEXT,"
+    " message_id TEXT,"
+    " note TEXT,"
+    " created_at INTEGER NOT NULL,"
+    " CHECK ((type = 'debit') = (amount < 0))"
+    ") STRICT;"
+    "CREATE INDEX ledger_account ON ledger(account_id, id);",
+};
+
+_Static_assert(sizeof(migrations) / sizeof(migrations[0]) == OTP_SCHEMA_VERSION,
+               "one migration per schema version");
+
+void sq_conn_setup(sqlite3 *db)
+{
+    sqlite3_extended_result_codes(db, 1);
+    sqlite3_busy_timeout(db, SQ_BUSY_TIMEOUT_MS);
+}
+
+/* Runs sql (no rows expected). Returns 0, or -1 with "what: sqlite message" in err. */
+static int exec(sqlite3 *db, const char *sql, const char *what, char *err, size_t errlen)
+{
+    int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        return 0;
+    snprintf(err, errlen, "%s: %s", what, sqlite3_errmsg(db));
+    return -1;
+}
+
+/* Returns the schema version recorded in the database (0 if none), or -1 with a
+ * reason in err. */
+static int read_version(sqlite3 *db, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int version = -1;
+    int rc = sqlite3_prepare_v2(db,
+                                "SELECT CASE WHEN EXISTS (SELECT 1 FROM sqlite_master"
+                                " WHERE type = 'table' AND name = 'schema_migrations')"
+                                " THEN 1 ELSE 0 END",
+                                -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW)
+        goto fail;
+    bool exists = sqlite3_column_int(st, 0) != 0;
+    sqlite3_finalize(st);
+    st = NULL;
+    if (!exists)
+        return 0;
+    rc = sqlite3_prepare_v2(db, "SELECT coalesce(max(version), 0) FROM schema_migrations", -1, &st,
+                            NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW)
+        goto fail;
+    version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return version;
+fail:
+    snprintf(err, errlen, "cannot read the schema version: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    return -1;
+}
+
+static int too_new(int version, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "database schema %d is newer than this otpd (%d)", version,
+             OTP_SCHEMA_VERSION);
+    return -1;
+}
+
+/* Applies migration `to` (1-based) if the version is still to - 1 once the write
+ * lock is held. Returns 0 or -1 with a reason in err. */
+static int apply_one(sqlite3 *db, int to, char *err, size_t errlen)
+{
+    char what[64];
+    if (exec(db, "BEGIN IMMEDIATE", "cannot start a migration", err, errlen))
+        return -1;
+    if (exec(db,
+             "CREATE TABLE IF NOT EXISTS schema_migrations"
+             " (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT",
+             "cannot create schema_migrations", err, errlen))
+        goto fail;
+    int version = read_version(db, err, errlen);
+    if (version < 0)
+        goto fail;
+    if (version > OTP_SCHEMA_VERSION) {
+        too_new(version, err, errlen);
+        goto fail;
+    }
+    if (version >= to) { /* another process got there first */
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return 0;
+    }
+    if (version != to - 1) {
+        snprintf(err, errlen, "database schema %d cannot be migrated to %d", version, to);
+        goto fail;
+    }
+    snprintf(what, sizeof(what), "migration %d failed", to);
+    if (exec(db, migrations[to - 1], what, err, errlen))
+        goto fail;
+    char sql[128];
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO schema_migrations (version, applied_at) VALUES (%d, %lld)", to,
+             (long long)otp_now_ms());
+    if (exec(db, sql, what, err, errlen))
+        goto fail;
+    if (exec(db, "COMMIT", what, err, errlen))
+        goto fail;
+    return 0;
+fail:
+    if (!sqlite3_get_autocommit(db))
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+}
+
+int sq_schema_open(sq_store *s, bool migrate, char *err, size_t errlen)
+{
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (migrate ? SQLITE_OPEN_CREATE : 0);
+    int rc = sqlite3_open_v2(s->path, &s->wdb, flags, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open database %s: %s%s", s->path,
+                 s->wdb ? sqlite3_errmsg(s->wdb) : sqlite3_errstr(rc),
+                 migrate ? "" : " (run `otpd migrate` to create it)");
+        return -1;
+    }
+    sq_conn_setup(s->wdb);
+
+    /* journal_mode answers with the mode now in force: a file on a filesystem
+     * without shared memory, or an in-memory path, may refuse WAL. */
+    sqlite3_stmt *st = NULL;
+    rc = sqlite3_prepare_v2(s->wdb, "PRAGMA journal_mode = WAL", -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        snprintf(err, errlen, "cannot set WAL mode on %s: %s", s->path, sqlite3_errmsg(s->wdb));
+        sqlite3_finalize(st);
+        return -1;
+    }
+    const char *mode = (const char *)sqlite3_column_text(st, 0);
+    bool wal = mode && strcmp(mode, "wal") == 0;
+    sqlite3_finalize(st);
+    if (!wal) {
+        snprintf(err, errlen, "%s: SQLite refused WAL mode", s->path);
+        return -1;
+    }
+    /* FULL: a commit is on disk when COMMIT returns (acknowledged = durable).
+     * secure_delete: erased outbox texts are overwritten, not left in free space.
+     * journal_size_limit: the WAL is truncated back to 64 MiB after a checkpoint. */
+    if (exec(s->wdb,
+             "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;"
+             " PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY;"
+             " PRAGMA journal_size_limit = 67108864",
+             "cannot set pragmas", err, errlen))
+        return -1;
+
+    int version = read_version(s->wdb, err, errlen);
+    if (version < 0)
+        return -1;
+    if (version > OTP_SCHEMA_VERSION)
+        return too_new(version, err, errlen);
+    if (version < OTP_SCHEMA_VERSION && !migrate) {
+        snprintf(err, errlen, "database schema %d is older than this otpd (%d): run `otpd migrate`",
+                 version, OTP_SCHEMA_VERSION);
+        return -1;
+    }
+    for (int to = version + 1; to <= OTP_SCHEMA_VERSION; to++)
+        if (apply_one(s->wdb, to, err, errlen))
+            return -1;
+    return 0;
+}

@@ -1,0 +1,435 @@
+/* tests/unit/store/test_store_sqlite.c — the SQLite backend: the conformance
+ * suite on real database files in a mkdtemp directory, then what is particular
+ * to SQLite: store URLs, WAL and the file left on disk, the outbox query using
+ * its partial index, group commit batching (with the test hooks), and that an
+ * erased text does not linger in the database file (secure_delete).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conformance.h"
+#include "store/sqlite_internal.h"
+
+#define T0 INT64_C(1700000000000)
+
+static char dir[] = "/tmp/otpd-store-test-XXXXXX";
+static unsigned url_counter;
+
+/* ---- the backend description ---- */
+
+static void fresh_url(char *url, size_t n)
+{
+    snprintf(url, n, "sqlite:%s/db-%u.sqlite", dir, url_counter++);
+}
+
+static const char *path_of(const char *url)
+{
+    return strncmp(url, "sqlite:", 7) == 0 ? url + 7 : url;
+}
+
+static sqlite3 *raw_open(const char *url)
+{
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(path_of(url), &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+        sqlite3_close(db);
+        return NULL;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    return db;
+}
+
+static int raw_exec(const char *url, const char *sql)
+{
+    sqlite3 *db = raw_open(url);
+    if (!db)
+        return -1;
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK)
+        print_error("raw_exec %s: %s\n", sql, msg ? msg : "?");
+    sqlite3_free(msg);
+    sqlite3_close(db);
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
+static int64_t raw_int(const char *url, const char *sql)
+{
+    sqlite3 *db = raw_open(url);
+    sqlite3_stmt *st = NULL;
+    int64_t v = INT64_MIN;
+    if (db && sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    else
+        print_error("raw_int %s: %s\n", sql, db ? sqlite3_errmsg(db) : "cannot open");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static const store_backend sqlite_backend = {
+    .name = "store_conformance_sqlite",
+    .fresh_url = fresh_url,
+    .raw_exec = raw_exec,
+    .raw_int = raw_int,
+#if OTPD_TEST_HOOKS
+    .pause = otp_sqlite_test_pause,
+    .fail_commits = otp_sqlite_test_fail_commits,
+#endif
+};
+
+/* ---- SQLite-specific tests ---- */
+
+static otp_store *open_migrated(const char *url, int max_batch)
+{
+    otp_store_options opt = {.migrate = true, .max_batch = max_batch};
+    otp_store *s = NULL;
+    char err[256] = "";
+    if (otp_store_open(url, &opt, &s, err, sizeof(err)) != 0)
+        print_error("open %s: %s\n", url, err);
+    assert_non_null(s);
+    return s;
+}
+
+static void expect_open_error(const char *url, const char *want)
+{
+    otp_store_options opt = {.migrate = true};
+    otp_store *s = NULL;
+    char err[256] = "";
+    assert_int_equal(otp_store_open(url, &opt, &s, err, sizeof(err)), -1);
+    assert_null(s);
+    if (!strstr(err, want))
+        print_error("\"%s\" lacks \"%s\"\n", err, want);
+    assert_non_null(strstr(err, want));
+}
+
+static void t_urls(void **state)
+{
+    char url[600];
+    otp_store *s;
+
+    snprintf(url, sizeof(url), "%s/bare.sqlite", dir); /* a bare path */
+    s = open_migrated(url, 0);
+    assert_string_equal(s->ops->name, "sqlite");
+    otp_store_close(s);
+    snprintf(url, sizeof(url), "sqlite://%s/slashes.sqlite", dir); /* sqlite:///abs */
+    s = open_migrated(url, 0);
+    otp_store_close(s);
+    snprintf(url, sizeof(url), "%s/slashes.sqlite", dir);
+    assert_int_equal(access(url, F_OK), 0);
+
+    expect_open_error("postgres://otpd@localhost/otpd", "PostgreSQL backend not built yet");
+    expect_open_error("postgresql://localhost/otpd", "PostgreSQL backend not built yet");
+    expect_open_error("mysql://localhost/otpd", "unknown store URL scheme");
+    expect_open_error("", "empty");
+    expect_open_error("sqlite:", "no path");
+    snprintf(url, sizeof(url), "sqlite:%s/no/such/dir/x.sqlite", dir);
+    expect_open_error(url, "cannot open database");
+}
+
+static void t_files_and_wal(void **state)
+{
+    char url[600];
+    otp_store *s = NULL;
+    char err[256];
+    otp_store_options opt = {.migrate = false};
+
+    fresh_url(url, sizeof(url));
+    assert_int_equal(otp_store_open(url, &opt, &s, err, sizeof(err)), -1);
+    assert_int_not_equal(access(path_of(url), F_OK), 0); /* refused: no file made */
+
+    s = open_migrated(url, 0);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(path_of(url), &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    otp_store_close(s);
+}
+
+/* The claim query walks the partial outbox index in order: no table scan and no
+ * sort, however many sent messages the table holds. */
+static void t_outbox_query_plan(void **state)
+{
+    char url[600];
+    fresh_url(url, sizeof(url));
+    otp_store_close(open_migrated(url, 0));
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(path_of(url), &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    char sql[1024];
+    snprintf(sql, sizeof(sql), "EXPLAIN QUERY PLAN %s", sq_outbox_due_sql);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    char plan[1024] = "";
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        strncat(plan, (const char *)sqlite3_column_text(st, 3), sizeof(plan) - strlen(plan) - 2);
+        strcat(plan, ";");
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    if (!strstr(plan, "messages_outbox") || strstr(plan, "TEMP B-TREE"))
+        print_error("plan: %s\n", plan);
+    assert_non_null(strstr(plan, "USING INDEX messages_outbox"));
+    assert_null(strstr(plan, "TEMP B-TREE"));
+}
+
+#if OTPD_TEST_HOOKS
+typedef struct counter {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int done, ok;
+} counter;
+
+static void count_done(otp_txn *t)
+{
+    counter *c = t->user;
+    pthread_mutex_lock(&c->lock);
+    c->done++;
+    c->ok += t->err == OTP_OK;
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* Queues n key touches while the writer is paused, then lets it run: it must
+ * commit them in ceil(n / max_batch) batches. */
+static void batches_for(int max_batch, int n, uint64_t want)
+{
+    char url[600];
+    fresh_url(url, sizeof(url));
+    otp_store *s = open_migrated(url, max_batch);
+    otp_txn *txns = calloc((size_t)n, sizeof(*txns));
+    counter c = {.done = 0};
+    pthread_mutex_init(&c.lock, NULL);
+    pthread_cond_init(&c.cond, NULL);
+    uint64_t b0, t0, r0, b1, t1, r1;
+    otp_sqlite_test_counters(s, &b0, &t0, &r0);
+    otp_sqlite_test_pause(s, true);
+    for (int i = 0; i < n; i++) {
+        txns[i].kind = OTP_TXN_KEY_TOUCH;
+        txns[i].u.key_touch.key_id = 1;
+        txns[i].u.key_touch.now_ms = T0 + i;
+        txns[i].done = count_done;
+        txns[i].user = &c;
+        s->ops->submit(s, &txns[i]);
+    }
+    otp_sqlite_test_pause(s, false);
+    pthread_mutex_lock(&c.lock);
+    while (c.done < n)
+        pthread_cond_wait(&c.cond, &c.lock);
+    pthread_mutex_unlock(&c.lock);
+    otp_sqlite_test_counters(s, &b1, &t1, &r1);
+    assert_int_equal(c.ok, n);
+    assert_int_equal(b1 - b0, want);
+    assert_int_equal(t1 - t0, (uint64_t)n);
+    assert_int_equal(r1, r0); /* nothing failed: no replay */
+    otp_store_close(s);
+    pthread_mutex_destroy(&c.lock);
+    pthread_cond_destroy(&c.cond);
+    free(txns);
+}
+
+static void t_group_commit_batches(void **state)
+{
+    batches_for(0, 300, 2); /* default 256 */
+    batches_for(10, 25, 3);
+    batches_for(1, 5, 5);
+}
+
+/* A txn failing after a write (a duplicate request id, found after the debit)
+ * makes the writer replay its batch with savepoints: one replay, and only the
+ * failed txn is left out. A refused send (no write) needs no replay. */
+static void t_replay_after_partial_write(void **state)
+{
+    char url[600];
+    fresh_url(url, sizeof(url));
+    otp_store *s = open_migrated(url, 0);
+    otp_txn t = {.kind = OTP_TXN_ACCOUNT_CREATE};
+    snprintf(t.u.account_create.public_id, OTP_ID_SIZE, "acc_r");
+    snprintf(t.u.account_create.name, OTP_NAME_SIZE, "r");
+    assert_int_equal(otp_store_exec(s, &t), OTP_OK);
+    int64_t acc = t.u.account_create.ret_id;
+    memset(&t, 0, sizeof(t));
+    t.kind = OTP_TXN_WALLET_CREDIT;
+    t.u.wallet_credit.account_id = acc;
+    t.u.wallet_credit.amount = 60;
+    assert_int_equal(otp_store_exec(s, &t), OTP_OK);
+
+    static const uint8_t text[] = "sealed";
+    otp_txn txns[4];
+    counter c = {.done = 0};
+    pthread_mutex_init(&c.lock, NULL);
+    pthread_cond_init(&c.cond, NULL);
+    for (int i = 0; i < 4; i++) {
+        memset(&txns[i], 0, sizeof(txns[i]));
+        txns[i].kind = OTP_TXN_SEND;
+        otp_txn_send *x = &txns[i].u.send;
+        x->account_id = acc;
+        snprintf(x->request_id, OTP_ID_SIZE, "req_r%d", i == 1 ? 0 : i); /* 1 repeats 0 */
+        snprintf(x->message_id, OTP_ID_SIZE, "msg_r%d", i);
+        snprintf(x->phone, OTP_PHONE_SIZE, "+919876543210");
+        x->code_length = 6;
+        x->max_attempts = 3;
+        x->expires_at_ms = T0 + 600000;
+        x->segments = 1;
+        x->sealed_text = text;
+        x->sealed_text_len = sizeof(text) - 1;
+        txns[i].done = count_done;
+        txns[i].user = &c;
+    }
+    uint64_t b0, t0, r0, b1, t1, r1;
+    otp_sqlite_test_counters(s, &b0, &t0, &r0);
+    otp_sqlite_test_pause(s, true);
+    for (int i = 0; i < 4; i++)
+        s->ops->submit(s, &txns[i]);
+    otp_sqlite_test_pause(s, false);
+    pthread_mutex_lock(&c.lock);
+    while (c.done < 4)
+        pthread_cond_wait(&c.cond, &c.lock);
+    pthread_mutex_unlock(&c.lock);
+    otp_sqlite_test_counters(s, &b1, &t1, &r1);
+    assert_int_equal(b1 - b0, 1);
+    assert_int_equal(r1 - r0, 1);
+    assert_int_equal(txns[0].err, OTP_OK);
+    assert_int_equal(txns[1].err, OTP_E_INTERNAL);
+    assert_int_equal(txns[2].err, OTP_OK);
+    assert_int_equal(txns[3].err, OTP_E_INSUFFICIENT_BALANCE); /* 60 - 2 * 25 = 10 */
+    assert_int_equal(txns[2].u.send.balance_after, 10);
+    otp_account_stats st;
+    assert_int_equal(s->ops->account_stats(s, acc, &st), OTP_OK);
+    assert_int_equal(st.balance, 10);
+    assert_int_equal(st.ledger_sum, 10);
+    assert_int_equal(st.requests, 2);
+    assert_int_equal(st.ledger_entries, 3);
+    otp_store_close(s);
+    pthread_mutex_destroy(&c.lock);
+    pthread_cond_destroy(&c.cond);
+}
+#endif
+
+/* Returns whether needle occurs in the file at path. */
+static bool file_contains(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return false;
+    size_t n = strlen(needle), len = 0, cap = 1 << 16;
+    char *buf = malloc(cap);
+    size_t r;
+    while (buf && (r = fread(buf + len, 1, cap - len, f)) > 0) {
+        len += r;
+        if (len == cap) {
+            char *p = realloc(buf, cap *= 2);
+            if (!p)
+                break;
+            buf = p;
+        }
+    }
+    fclose(f);
+    bool found = false;
+    for (size_t i = 0; buf && i + n <= len && !found; i++)
+        found = memcmp(buf + i, needle, n) == 0;
+    free(buf);
+    return found;
+}
+
+/* An erased outbox text is gone from the database file, not just unlinked from
+ * its row (secure_delete). */
+static void t_erased_text_not_in_file(void **state)
+{
+    /* The marker repeats through a long text, so that whatever part of the old
+     * cell the shorter new one happens to reuse, some copy would be left. */
+    static const char marker[] = "MARKER-7c1e5a93";
+    char text[16 * (sizeof(marker) - 1) + 1] = "";
+    for (int i = 0; i < 16; i++)
+        strcat(text, marker);
+    char url[600];
+    fresh_url(url, sizeof(url));
+    otp_store *s = open_migrated(url, 0);
+    otp_txn t = {.kind = OTP_TXN_ACCOUNT_CREATE};
+    snprintf(t.u.account_create.public_id, OTP_ID_SIZE, "acc_x");
+    snprintf(t.u.account_create.name, OTP_NAME_SIZE, "x");
+    assert_int_equal(otp_store_exec(s, &t), OTP_OK);
+    int64_t acc = t.u.account_create.ret_id;
+    memset(&t, 0, sizeof(t));
+    t.kind = OTP_TXN_WALLET_CREDIT;
+    t.u.wallet_credit.account_id = acc;
+    t.u.wallet_credit.amount = 1000;
+    assert_int_equal(otp_store_exec(s, &t), OTP_OK);
+    memset(&t, 0, sizeof(t));
+    t.kind = OTP_TXN_SEND;
+    otp_txn_send *snd = &t.u.send;
+    snd->account_id = acc;
+    snprintf(snd->request_id, OTP_ID_SIZE, "req_x");
+    snprintf(snd->message_id, OTP_ID_SIZE, "msg_x");
+    snprintf(snd->phone, OTP_PHONE_SIZE, "+919876543210");
+    snd->code_length = 6;
+    snd->max_attempts = 3;
+    snd->now_ms = T0;
+    snd->expires_at_ms = T0 + 600000;
+    snd->segments = 1;
+    snd->sealed_text = (const uint8_t *)text;
+    snd->sealed_text_len = strlen(text);
+    assert_int_equal(otp_store_exec(s, &t), OTP_OK);
+    otp_store_close(s); /* checkpoints: the text is now in the main file */
+    assert_true(file_contains(path_of(url), marker));
+
+    s = open_migrated(url, 0);
+    memset(&t, 0, sizeof(t));
+    t.kind = OTP_TXN_OUTBOX_CLAIM;
+    t.u.outbox_claim.now_ms = T0 + 1;
+    t.u.outbox_claim.lease_ms = 1000;
+    t.u.outbox_claim.max = 1;
+    assert_int_equal(otp_store_exec(s, &t), OTP_OK);
+    assert_int_equal(t.u.outbox_claim.n, 1);
+    otp_outbox_report rep = {.id = t.u.outbox_claim.msgs[0].id, .status = OTP_MSG_SENT};
+    otp_outbox_msgs_free(t.u.outbox_claim.msgs, t.u.outbox_claim.n);
+    memset(&t, 0, sizeof(t));
+    t.kind = OTP_TXN_OUTBOX_REPORT;
+    t.u.outbox_report.reports = &rep;
+    t.u.outbox_report.n = 1;
+    t.u.outbox_report.now_ms = T0 + 2;
+    assert_int_equal(otp_store_exec(s, &t), OTP_OK);
+    otp_store_close(s);
+    assert_false(file_contains(path_of(url), marker));
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+int main(void)
+{
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(t_urls),
+        cmocka_unit_test(t_files_and_wal),
+        cmocka_unit_test(t_outbox_query_plan),
+#if OTPD_TEST_HOOKS
+        cmocka_unit_test(t_group_commit_batches),
+        cmocka_unit_test(t_replay_after_partial_write),
+#endif
+        cmocka_unit_test(t_erased_text_not_in_file),
+    };
+    int failed = cmocka_run_group_tests_name("store_sqlite", tests, NULL, NULL);
+    failed += store_conformance_run(&sqlite_backend);
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return failed ? 1 : 0;
+}
