@@ -281,7 +281,7 @@ static int revoke(otp_app *app, int argc, char **argv)
     const char *pos[1];
     size_t n;
     otp_store *s = NULL;
-    otp_key k;
+    otp_key k = {0};
     char at[OTP_ISO8601_LEN + 1];
     otp_txn txn = {.kind = OTP_TXN_KEY_REVOKE};
     otp_txn_key_revoke *rv = &txn.u.key_revoke;

@@ -4,6 +4,7 @@
  * says nothing about another, and the HMAC key (derived from the server secret)
  * keeps a database dump from being brute-forced over the tiny code space.
  */
+#include "util/random.h"
 #include "core/otp_code.h"
 
 #include <sodium.h>
@@ -21,7 +22,7 @@ void otp_code_generate(int length, char *out)
     if (length > OTP_CODE_MAX_LEN)
         length = OTP_CODE_MAX_LEN;
     for (int i = 0; i < length; i++)
-        out[i] = (char)('0' + randombytes_uniform(10));
+        out[i] = (char)('0' + otp_random_uniform(10));
     out[length] = '\0';
 }
 

@@ -1,8 +1,9 @@
 /* core/otp_code.h — one-time codes: drawing, keyed hashing, comparing.
  *
- * Codes are drawn digit by digit with randombytes_uniform(10), which is uniform
- * (no modulo bias). What the store keeps is HMAC-SHA-256(code_key, requestId ":"
- * code): bound to its request and useless without the server secret.
+ * Codes are drawn digit by digit with otp_random_uniform(10) (util/random.h:
+ * libsodium's ChaCha20 keystream, rejection sampling, so no modulo bias). What the store keeps is
+ * HMAC-SHA-256(code_key, requestId ":" code): bound to its request and useless without the server
+ * secret.
  */
 #ifndef OTP_CORE_OTP_CODE_H
 #define OTP_CORE_OTP_CODE_H

@@ -3,6 +3,7 @@
  * XChaCha20's 192-bit nonce is large enough to draw at random for every message
  * without tracking counters across processes or restarts.
  */
+#include "util/random.h"
 #include "core/seal.h"
 
 #include <sodium.h>
@@ -15,7 +16,7 @@ _Static_assert(NONCE_LEN + crypto_aead_xchacha20poly1305_ietf_ABYTES == OTP_SEAL
 
 void otp_seal(const uint8_t key[32], const char *ad, const void *msg, size_t len, uint8_t *out)
 {
-    randombytes_buf(out, NONCE_LEN);
+    otp_random_bytes(out, NONCE_LEN);
     crypto_aead_xchacha20poly1305_ietf_encrypt(
         out + NONCE_LEN, NULL, msg, len, (const unsigned char *)ad, strlen(ad), NULL, out, key);
 }

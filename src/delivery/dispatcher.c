@@ -26,6 +26,7 @@
  * "woken" flag from false to true: at most once per round however many sends
  * arrive.
  */
+#include "util/random.h"
 #include "delivery/dispatcher.h"
 #include "core/seal.h"
 #include "util/clock.h"
@@ -78,7 +79,7 @@ static int64_t backoff_ms(int attempts)
     int64_t cap = shift >= 9 ? BACKOFF_MAX_MS : (int64_t)BACKOFF_BASE_MS << shift;
     if (cap > BACKOFF_MAX_MS)
         cap = BACKOFF_MAX_MS;
-    return (int64_t)randombytes_uniform((uint32_t)cap + 1);
+    return (int64_t)otp_random_uniform((uint32_t)cap + 1);
 }
 
 /* Copies a provider's error into a logfmt-safe form (no quotes, no control bytes). */

@@ -1,5 +1,6 @@
 /* util/ids.c — time-ordered random public ids and base62; see ids.h. */
 #include "util/ids.h"
+#include "util/random.h"
 
 #include <sodium.h>
 #include <string.h>
@@ -17,7 +18,7 @@ void otp_base62_encode_fixed(uint64_t value, char *out, size_t width)
 void otp_base62_random(char *out, size_t len)
 {
     for (size_t i = 0; i < len; i++)
-        out[i] = alphabet[randombytes_uniform(62)];
+        out[i] = alphabet[otp_random_uniform(62)];
 }
 
 void otp_id_new(const char *prefix, int64_t now_ms, char *out)
