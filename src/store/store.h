@@ -34,6 +34,15 @@
 #define OTP_PROVIDER_NAME_SIZE 32
 #define OTP_PROVIDER_MSGID_SIZE 128
 #define OTP_ERROR_TEXT_SIZE 256
+#define OTP_IDEM_KEY_SIZE 256 /* 1..255 printable ASCII + NUL */
+#define OTP_APP_NAME_SIZE 65  /* 1..64 bytes + NUL */
+#define OTP_APP_HASH_SIZE 12  /* 11 + NUL */
+#define OTP_SENDER_ID_SIZE 16
+#define OTP_DLT_ID_SIZE 64
+#define OTP_DOMAIN_SIZE 128
+#define OTP_TEMPLATE_NAME_SIZE 64
+#define OTP_TEMPLATE_BODY_SIZE 1025 /* 1024 bytes of UTF-8 + NUL */
+#define OTP_CODE_SEALED_MAX 64      /* a sealed code: 10 digits + seal overhead */
 
 typedef struct otp_store otp_store;
 typedef struct otp_txn otp_txn;
@@ -49,7 +58,109 @@ typedef struct otp_account {
     int64_t price_per_segment;     /* paise, default 25 */
     int64_t low_balance_threshold; /* paise, default 10000 */
     int64_t created_at_ms;
+    int resend_strategy;                 /* OTP_RESEND_ROTATE (default) or OTP_RESEND_REUSE */
+    char webotp_domain[OTP_DOMAIN_SIZE]; /* "" = no WebOTP line */
 } otp_account;
+
+enum { OTP_RESEND_ROTATE = 0, OTP_RESEND_REUSE = 1 };
+
+/* An OTP request as GET /otp/{id} shows it (plus what a resend needs). */
+typedef struct otp_request_info {
+    int64_t id;
+    char public_id[OTP_ID_SIZE];
+    int64_t account_id;
+    bool test;
+    char phone[OTP_PHONE_SIZE];
+    otp_req_status status; /* stored: never EXPIRED; use otp_req_effective_status() */
+    int attempts_left;
+    int max_attempts;
+    int code_length;
+    int expires_in_s;
+    int64_t created_at_ms;
+    int64_t expires_at_ms;
+    int64_t verified_at_ms; /* 0 = not verified */
+    int resend_count;
+    int64_t last_sent_at_ms;          /* the send or the latest resend */
+    char channel[8];                  /* "sms" */
+    char template_id[OTP_ID_SIZE];    /* "" = the account's default template */
+    char app_name[OTP_APP_NAME_SIZE]; /* as given at send ("" = account name) */
+    char app_hash[OTP_APP_HASH_SIZE]; /* "" = none */
+    /* reuse strategy only: the code sealed under box_key, AD = "<requestId>:code";
+     * erased when the request stops being pending. 0 = none. */
+    uint8_t code_sealed[OTP_CODE_SEALED_MAX];
+    size_t code_sealed_len;
+} otp_request_info;
+
+/* A message as GET /messages/{id} shows it. */
+typedef struct otp_message_info {
+    char public_id[OTP_ID_SIZE];
+    char request_id[OTP_ID_SIZE];
+    char to[OTP_PHONE_SIZE];
+    otp_msg_status status;
+    char provider[OTP_PROVIDER_NAME_SIZE];             /* "" until a provider took it */
+    char provider_message_id[OTP_PROVIDER_MSGID_SIZE]; /* "" if none */
+    int attempts;
+    int segments;
+    int64_t created_at_ms;
+    int64_t updated_at_ms;
+    char error[OTP_ERROR_TEXT_SIZE]; /* "" if none */
+} otp_message_info;
+
+/* One status change of a message (its delivery history). */
+typedef struct otp_message_event {
+    otp_msg_status status;
+    int64_t at_ms;
+    char error[OTP_ERROR_TEXT_SIZE];
+} otp_message_event;
+
+typedef enum { OTP_LEDGER_CREDIT = 0, OTP_LEDGER_DEBIT = 1, OTP_LEDGER_REFUND = 2 } otp_ledger_type;
+
+typedef struct otp_ledger_entry {
+    int64_t id; /* increasing; the pagination cursor */
+    otp_ledger_type type;
+    int64_t amount; /* paise, signed: debits negative */
+    int64_t balance_after;
+    char request_id[OTP_ID_SIZE]; /* "" if none */
+    char message_id[OTP_ID_SIZE]; /* "" if none */
+    char note[OTP_NOTE_SIZE];
+    int64_t created_at_ms;
+} otp_ledger_entry;
+
+typedef struct otp_template {
+    char public_id[OTP_ID_SIZE];       /* "tpl_…" */
+    char name[OTP_TEMPLATE_NAME_SIZE]; /* unique per account */
+    char body[OTP_TEMPLATE_BODY_SIZE];
+    char dlt_template_id[OTP_DLT_ID_SIZE]; /* "" = none */
+    char sender_id[OTP_SENDER_ID_SIZE];    /* "" = provider default */
+    bool is_default;
+    int64_t created_at_ms;
+} otp_template;
+
+/* A message of a test key, for GET /test/messages. The sealed text (AD = the
+ * message id) is valid only during the callback. */
+typedef struct otp_test_message {
+    char message_id[OTP_ID_SIZE];
+    char request_id[OTP_ID_SIZE];
+    char to[OTP_PHONE_SIZE];
+    const uint8_t *sealed;
+    size_t sealed_len;
+    int64_t created_at_ms;
+} otp_test_message;
+
+/* Idempotency (SPEC 1.9), carried inside a SEND or RESEND txn so that the record
+ * and the work it guards commit together: a duplicate can only ever see the
+ * first one committed (replay) or not at all (then it is the first). */
+typedef struct otp_idem {
+    bool use; /* false: no idempotencyKey given */
+    char key[OTP_IDEM_KEY_SIZE];
+    uint8_t fingerprint[32]; /* SHA-256 of route + canonical body */
+    const char *response;    /* in: the reply's data JSON, stored on success */
+    int status;              /* in: its HTTP status */
+    /* out: a record with this key existed and matched: nothing else was done */
+    bool replayed;
+    int replay_status;
+    char *replay_response; /* malloc'd; the caller frees */
+} otp_idem;
 
 typedef struct otp_key {
     int64_t id;
@@ -68,7 +179,10 @@ typedef struct otp_key_auth {
     int64_t key_id;
     int64_t account_id;
     char account_public_id[OTP_ID_SIZE];
-    char account_name[OTP_NAME_SIZE]; /* the default {{appName}} */
+    char account_name[OTP_NAME_SIZE];      /* the default {{appName}} */
+    int resend_strategy;                   /* the account's OTP_RESEND_* */
+    char webotp_domain[OTP_DOMAIN_SIZE];   /* "" = none */
+    char default_template_id[OTP_ID_SIZE]; /* "" = the built-in SPEC 4 text */
     bool test;
     bool revoked;
     int64_t last_used_at_ms;
@@ -95,7 +209,9 @@ typedef struct otp_outbox_msg {
     int attempts; /* including this one */
     int segments;
     int64_t created_at_ms;
-    int64_t expires_at_ms; /* of its request: unsent by then = failed */
+    int64_t expires_at_ms;                 /* of its request: unsent by then = failed */
+    char sender_id[OTP_SENDER_ID_SIZE];    /* "" = provider default */
+    char dlt_template_id[OTP_DLT_ID_SIZE]; /* "" = none */
 } otp_outbox_msg;
 
 /* A dispatcher's verdict on one claimed message. */
@@ -120,6 +236,14 @@ typedef enum {
     OTP_TXN_WALLET_CREDIT,
     OTP_TXN_OUTBOX_CLAIM,  /* lease due messages to a dispatcher */
     OTP_TXN_OUTBOX_REPORT, /* record the outcome of claimed messages */
+    OTP_TXN_RESEND,        /* new SMS for a pending request (SPEC 1.5) */
+    OTP_TXN_CANCEL,        /* pending -> cancelled */
+    OTP_TXN_ACCOUNT_SET,   /* per-account settings */
+    OTP_TXN_TEMPLATE_ADD,
+    OTP_TXN_TEMPLATE_REMOVE,
+    OTP_TXN_TEMPLATE_SET_DEFAULT,
+    OTP_TXN_DELIVERY_REPORT, /* a gateway's receipt: sent -> delivered / undeliverable / failed */
+    OTP_TXN_PURGE,           /* delete old requests and idempotency records, a bounded batch */
 } otp_txn_kind;
 
 typedef struct otp_txn_send {
@@ -139,6 +263,14 @@ typedef struct otp_txn_send {
     int segments;               /* charge = account price_per_segment * segments */
     const uint8_t *sealed_text; /* not copied; must live until done */
     size_t sealed_text_len;
+    char template_id[OTP_ID_SIZE];    /* "" = default; kept for resends */
+    char app_name[OTP_APP_NAME_SIZE]; /* kept for resends */
+    char app_hash[OTP_APP_HASH_SIZE];
+    char sender_id[OTP_SENDER_ID_SIZE];
+    char dlt_template_id[OTP_DLT_ID_SIZE];
+    const uint8_t *code_sealed; /* reuse strategy: NULL otherwise; not copied */
+    size_t code_sealed_len;
+    otp_idem idem;
     /* out */
     int64_t charged; /* paise */
     int64_t balance_after;
@@ -154,6 +286,101 @@ typedef struct otp_txn_verify {
     /* out */
     int attempts_left; /* after this guess */
 } otp_txn_verify;
+
+/* Errors, checked in this order: OTP_NOT_FOUND (unknown or another account's),
+ * OTP_ALREADY_VERIFIED / OTP_ATTEMPTS_EXHAUSTED / OTP_CANCELLED / OTP_EXPIRED,
+ * RESEND_LIMIT_REACHED (resend_count >= max_resends), RESEND_TOO_SOON (within
+ * cooldown of last_sent_at; retry_after_s set), INSUFFICIENT_BALANCE. On success
+ * the request gets attempts_left = max_attempts, expires_at = now + expires_in,
+ * resend_count + 1, last_sent_at = now, the new code hash if rotate; messages of
+ * the request still queued (never handed to a gateway) fail as "superseded" and
+ * are refunded, since they carry a dead code (rotate) or duplicate the new one. */
+typedef struct otp_txn_resend {
+    /* in */
+    int64_t account_id;
+    int64_t key_id;
+    bool test;
+    char request_id[OTP_ID_SIZE];
+    char message_id[OTP_ID_SIZE]; /* the new message */
+    bool rotate;                  /* true: code_hash replaces the old hash */
+    uint8_t code_hash[OTP_CODE_HASH_LEN];
+    int64_t now_ms;
+    int64_t cooldown_ms; /* 30000 */
+    int max_resends;     /* 3 */
+    int segments;
+    const uint8_t *sealed_text; /* not copied */
+    size_t sealed_text_len;
+    char sender_id[OTP_SENDER_ID_SIZE];
+    char dlt_template_id[OTP_DLT_ID_SIZE];
+    otp_idem idem;
+    /* out */
+    int64_t expires_at_ms;
+    int attempts_left;
+    int retry_after_s; /* for RESEND_TOO_SOON */
+    int64_t charged;
+    int64_t balance_after;
+} otp_txn_resend;
+
+/* pending -> cancelled (erasing any sealed code). Errors as for resend's status
+ * checks. */
+typedef struct otp_txn_cancel {
+    int64_t account_id;
+    char request_id[OTP_ID_SIZE];
+    int64_t now_ms;
+} otp_txn_cancel;
+
+enum {
+    OTP_SET_PRICE = 1 << 0,
+    OTP_SET_LOW_BALANCE = 1 << 1,
+    OTP_SET_RESEND_STRATEGY = 1 << 2,
+    OTP_SET_WEBOTP_DOMAIN = 1 << 3,
+};
+
+typedef struct otp_txn_account_set {
+    int64_t account_id;
+    unsigned fields; /* OTP_SET_* bits: which of the values below to write */
+    int64_t price_per_segment;
+    int64_t low_balance_threshold;
+    int resend_strategy;
+    char webotp_domain[OTP_DOMAIN_SIZE];
+} otp_txn_account_set;
+
+typedef struct otp_txn_template_add {
+    int64_t account_id;
+    otp_template tpl;   /* public_id, name, body, dlt/sender, is_default, created_at */
+} otp_txn_template_add; /* duplicate name -> OTP_E_INVALID_REQUEST */
+
+typedef struct otp_txn_template_ref {
+    int64_t account_id;
+    char id_or_name[OTP_TEMPLATE_NAME_SIZE]; /* OTP_E_NOT_FOUND if none */
+} otp_txn_template_ref;
+
+/* Looked up by (provider, provider_message_id); OTP_E_MESSAGE_NOT_FOUND if none.
+ * status: DELIVERED, UNDELIVERABLE or FAILED. FAILED refunds the charge exactly
+ * once (a repeated report changes nothing); UNDELIVERABLE is not refunded (the
+ * gateway accepted and charged). A report older than the stored state (e.g.
+ * "failed" after "delivered") is ignored. */
+typedef struct otp_txn_delivery_report {
+    char provider[OTP_PROVIDER_NAME_SIZE];
+    char provider_message_id[OTP_PROVIDER_MSGID_SIZE];
+    otp_msg_status status;
+    char error[OTP_ERROR_TEXT_SIZE];
+    int64_t now_ms;
+    char message_id[OTP_ID_SIZE]; /* out: the message it matched */
+} otp_txn_delivery_report;
+
+/* Deletes up to max_rows requests whose expiry is older than now -
+ * request_retention_ms (with their messages and events; the ledger keeps its
+ * entries) and idempotency records older than now - idem_retention_ms. Erases
+ * sealed codes of requests no longer pending. */
+typedef struct otp_txn_purge {
+    int64_t now_ms;
+    int64_t request_retention_ms;
+    int64_t idem_retention_ms;
+    int max_rows;
+    int purged_requests; /* out */
+    int purged_idem;     /* out */
+} otp_txn_purge;
 
 typedef struct otp_txn_key_touch {
     int64_t key_id;
@@ -217,6 +444,13 @@ struct otp_txn {
         otp_txn_wallet_credit wallet_credit;
         otp_txn_outbox_claim outbox_claim;
         otp_txn_outbox_report outbox_report;
+        otp_txn_resend resend;
+        otp_txn_cancel cancel;
+        otp_txn_account_set account_set;
+        otp_txn_template_add template_add;
+        otp_txn_template_ref template_ref;
+        otp_txn_delivery_report delivery_report;
+        otp_txn_purge purge;
     } u;
     /* out: OTP_OK, a business error (e.g. OTP_E_INSUFFICIENT_BALANCE, whose txn
      * wrote nothing), or OTP_E_UNAVAILABLE / OTP_E_INTERNAL. */
@@ -231,6 +465,11 @@ struct otp_txn {
 
 typedef void (*otp_account_cb)(const otp_account *a, void *ctx);
 typedef void (*otp_key_cb)(const otp_key *k, void *ctx);
+typedef void (*otp_message_cb)(const otp_message_info *m, void *ctx);
+typedef void (*otp_event_cb)(const otp_message_event *e, void *ctx);
+typedef void (*otp_ledger_cb)(const otp_ledger_entry *e, void *ctx);
+typedef void (*otp_template_cb)(const otp_template *t, void *ctx);
+typedef void (*otp_test_message_cb)(const otp_test_message *m, void *ctx);
 
 typedef struct otp_store_ops {
     const char *name; /* "sqlite", "postgres" */
@@ -248,6 +487,31 @@ typedef struct otp_store_ops {
     otp_err (*account_list)(otp_store *s, otp_account_cb cb, void *ctx);
     otp_err (*key_list)(otp_store *s, int64_t account_id, otp_key_cb cb, void *ctx);
     otp_err (*account_stats)(otp_store *s, int64_t account_id, otp_account_stats *ret);
+
+    /* OTP_E_OTP_NOT_FOUND unless the request exists and belongs to account_id. */
+    otp_err (*request_get)(otp_store *s, int64_t account_id, const char *request_id,
+                           otp_request_info *ret);
+    /* The request's messages, oldest first. */
+    otp_err (*request_messages)(otp_store *s, int64_t account_id, const char *request_id,
+                                otp_message_cb cb, void *ctx);
+    /* OTP_E_MESSAGE_NOT_FOUND unless it exists and belongs to account_id. */
+    otp_err (*message_get)(otp_store *s, int64_t account_id, const char *message_id,
+                           otp_message_info *ret);
+    /* Status changes of a message, oldest first. */
+    otp_err (*message_events)(otp_store *s, int64_t account_id, const char *message_id,
+                              otp_event_cb cb, void *ctx);
+    /* Ledger entries with id < before_id (0 = from the newest), newest first, at
+     * most limit of them. */
+    otp_err (*ledger_list)(otp_store *s, int64_t account_id, int64_t before_id, int limit,
+                           otp_ledger_cb cb, void *ctx);
+    /* By public id or name; id_or_name NULL = the account's default template.
+     * OTP_E_NOT_FOUND if none. */
+    otp_err (*template_find)(otp_store *s, int64_t account_id, const char *id_or_name,
+                             otp_template *ret);
+    otp_err (*template_list)(otp_store *s, int64_t account_id, otp_template_cb cb, void *ctx);
+    /* The newest test-key messages of account_id to phone, newest first. */
+    otp_err (*test_inbox)(otp_store *s, int64_t account_id, const char *phone, int limit,
+                          otp_test_message_cb cb, void *ctx);
 } otp_store_ops;
 
 /* Every backend's handle starts with this. */
