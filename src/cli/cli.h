@@ -21,8 +21,8 @@ typedef struct otp_app {
     const char *command; /* "serve", "migrate", "account", … ; NULL = none given */
     int argc;            /* what follows the command, global options removed */
     char **argv;
-    bool json;           /* --json */
-    bool help;           /* -h / --help anywhere */
+    bool json; /* --json */
+    bool help; /* -h / --help anywhere */
 } otp_app;
 
 /* Parses global options anywhere in argv: --data-dir DIR, --db URL, --config FILE,

@@ -20,8 +20,8 @@ typedef enum { OTP_SMS_GSM7 = 0, OTP_SMS_UCS2 = 1 } otp_sms_encoding;
 int otp_sms_segments(const char *utf8, otp_sms_encoding *ret_enc);
 
 /* Renders SPEC 4's default text:
- *   "{code} is your {app_name} verification code. It expires in {minutes} minutes. Do not share it."
- * then "\n{app_hash}" if app_hash is non-NULL, then "\n@{webotp_domain} #{code}" if
+ *   "{code} is your {app_name} verification code. It expires in {minutes} minutes. Do not share
+ * it." then "\n{app_hash}" if app_hash is non-NULL, then "\n@{webotp_domain} #{code}" if
  * webotp_domain is non-NULL. Returns the length written (NUL-terminated), or -1
  * if it does not fit in outlen. */
 int otp_sms_render_default(const char *code, const char *app_name, int expires_minutes,

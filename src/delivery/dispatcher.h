@@ -20,9 +20,9 @@
 typedef struct otp_dispatcher otp_dispatcher;
 
 typedef struct otp_dispatcher_options {
-    int64_t lease_ms;   /* default 30000 */
-    size_t batch;       /* messages per claim, default 64 */
-    int64_t idle_ms;    /* poll interval when not woken, default 1000 */
+    int64_t lease_ms; /* default 30000 */
+    size_t batch;     /* messages per claim, default 64 */
+    int64_t idle_ms;  /* poll interval when not woken, default 1000 */
 } otp_dispatcher_options;
 
 /* Starts the dispatcher thread. providers (n of them, priority order) stay owned

@@ -27,8 +27,8 @@ typedef struct otp_sms {
 
 typedef enum {
     OTP_SEND_ACCEPTED = 0,
-    OTP_SEND_TEMPORARY,          /* retry later / next provider */
-    OTP_SEND_PERMANENT,          /* never retry: the message fails */
+    OTP_SEND_TEMPORARY, /* retry later / next provider */
+    OTP_SEND_PERMANENT, /* never retry: the message fails */
 } otp_send_outcome;
 
 typedef struct otp_send_result {
@@ -47,7 +47,7 @@ typedef struct otp_provider_ops {
                   size_t errlen);
     void (*destroy)(otp_provider *p); /* accepts NULL */
     void (*send)(otp_provider *p, const otp_sms *msgs, size_t n, otp_send_result *results);
-    bool (*ready)(otp_provider *p);   /* usable right now (for /readyz) */
+    bool (*ready)(otp_provider *p); /* usable right now (for /readyz) */
 } otp_provider_ops;
 
 /* Every provider's handle starts with this. */

@@ -40,6 +40,7 @@ struct otp_http_server {
     size_t nroutes;
     void *app;
     size_t max_body;
+    size_t max_header;
     atomic_long inflight;
     atomic_bool draining;
 };
@@ -312,6 +313,23 @@ static void req_free(otp_http_req *req)
     free(req);
 }
 
+static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value)
+{
+    size_t *sum = cls;
+    (void)kind;
+    *sum += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": " and CRLF */
+    return MHD_YES;
+}
+
+/* Size of the request head as sent: request line plus header lines. */
+static size_t head_size(struct MHD_Connection *conn, const char *url, const char *method)
+{
+    size_t sum = strlen(method) + strlen(url) + 12; /* " ", " HTTP/1.1", CRLF */
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, add_header_size, &sum);
+    return sum;
+}
+
 static bool append_body(otp_http_req *req, const char *data, size_t n)
 {
     if (req->too_large || req->body_len + n > req->srv->max_body) {
@@ -371,6 +389,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             req->dispatched = true;
             otp_http_reply_error(req, OTP_E_UNAVAILABLE, "Server is shutting down", NULL);
             otp_http_add_header(req, "Connection", "close");
+            return queue_reply(req);
+        }
+        if (head_size(conn, url, method) > srv->max_header) {
+            req->dispatched = true;
+            otp_http_reply_error(req, OTP_E_HEADERS_TOO_LARGE, NULL, NULL);
             return queue_reply(req);
         }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
@@ -492,15 +515,17 @@ int otp_http_start(const otp_http_options *opt, const otp_route *routes, size_t 
     s->nroutes = nroutes;
     s->app = app;
     s->max_body = opt->max_body;
+    s->max_header = opt->max_header;
     atomic_init(&s->inflight, 0);
     atomic_init(&s->draining, false);
 
     unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    /* The per-connection pool holds the request head and the response head, so
-     * its size is what bounds the header size. */
-    size_t pool = opt->max_header * 2 < 16384 ? 16384 : opt->max_header * 2;
+    /* The per-connection pool holds the request head and the response head.
+     * Heads up to max_header pass; heads up to the pool size get our JSON 431;
+     * only larger ones hit libmicrohttpd's own (HTML) 431. */
+    size_t pool = opt->max_header * 2 + 8192;
     s->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, NULL,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,

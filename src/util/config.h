@@ -26,15 +26,15 @@ int otp_config_load_file(otp_config *c, const char *path, char *err, size_t errl
 int otp_config_load_env(otp_config *c, char *err, size_t errlen);
 /* Sets key = value (copied), remembering origin (e.g. "--listen") for error
  * messages. Unknown keys outside [provider.*] are an error. Returns 0 or -1. */
-int otp_config_set(otp_config *c, const char *key, const char *value, const char *origin,
-                   char *err, size_t errlen);
+int otp_config_set(otp_config *c, const char *key, const char *value, const char *origin, char *err,
+                   size_t errlen);
 
 /* The value of key, or its default if unset, or NULL if it has neither.
  * Defaults may refer to data_dir ("sqlite:<data_dir>/otpd.db" is expanded). */
 const char *otp_config_get(const otp_config *c, const char *key);
 /* Integer setting within [min, max]; on error -1 with a message naming key and origin. */
-int otp_config_int(const otp_config *c, const char *key, long min, long max, long *ret,
-                   char *err, size_t errlen);
+int otp_config_int(const otp_config *c, const char *key, long min, long max, long *ret, char *err,
+                   size_t errlen);
 /* Boolean setting (true/false/yes/no/1/0/on/off). */
 int otp_config_bool(const otp_config *c, const char *key, bool *ret, char *err, size_t errlen);
 /* Where key's value came from ("default", "OTPD_LISTEN", "otpd.ini:12", "--listen"). */

@@ -37,6 +37,7 @@
       "Too many wrong attempts: this code can no longer be verified")                              \
     X(OTP_CANCELLED, 410, "otp_cancelled", "This OTP request was cancelled")                       \
     X(PAYLOAD_TOO_LARGE, 413, "payload_too_large", "Request body is too large")                    \
+    X(HEADERS_TOO_LARGE, 431, "headers_too_large", "Request headers are too large")                \
     X(UNSUPPORTED_MEDIA_TYPE, 415, "unsupported_media_type",                                       \
       "Content-Type must be application/json")                                                     \
     X(RATE_LIMITED, 429, "rate_limited", "Too many requests")                                      \

@@ -399,7 +399,7 @@ static void test_account_commands(void **state)
     line(o.out);
     assert_int_equal(strlen(o.out), OTP_ID_LEN);
     assert_true(otp_id_valid(o.out, "acc_"));
-    snprintf(id, sizeof(id), "%s", o.out);
+    snprintf(id, sizeof(id), "%.*s", (int)sizeof(id) - 1, o.out);
 
     run(&o, "account", "create", "acme", NULL);
     assert_int_equal(o.status, 1);

@@ -1,0 +1,51 @@
+# otpd — the two README commands and their helpers.
+#
+#   make run    install Debian packages, build (release), bootstrap a demo account
+#               in ./otpd-data if the store is new, print the keys and curl commands,
+#               and run otpd on 127.0.0.1:8080 in the foreground
+#   make test   install Debian packages, build with ASan+UBSan and the test hooks,
+#               check formatting, run the cmocka unit tests and the end-to-end tests;
+#               ends with a plain "N passed, N failed" line (see scripts/test.sh)
+#
+# Both work as root on a fresh Debian 12; `make deps` is quick when everything is
+# already installed.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+BUILD_DIR ?= build
+DATA_DIR  ?= ./otpd-data
+LISTEN    ?= 127.0.0.1:8080
+
+.PHONY: help deps build run test bench clean
+
+help:
+	@echo "make run    build and start otpd on $(LISTEN) with a demo account (data in $(DATA_DIR))"
+	@echo "make test   build with ASan+UBSan and run every test; ends with 'N passed, N failed'"
+	@echo "make deps   install the Debian packages otpd needs (as root)"
+	@echo "make build  release build into ./$(BUILD_DIR)"
+	@echo "make bench  benchmarks (not yet)"
+	@echo "make clean  remove build directories"
+
+deps:
+	@bash scripts/deps.sh
+
+build:
+	@if [ -f $(BUILD_DIR)/build.ninja ]; then \
+	    meson setup --reconfigure $(BUILD_DIR) -Dbuildtype=release >/dev/null; \
+	else \
+	    rm -rf $(BUILD_DIR) && meson setup $(BUILD_DIR) -Dbuildtype=release; \
+	fi
+	ninja -C $(BUILD_DIR)
+
+run: deps build
+	@OTPD_BIN=$(BUILD_DIR)/src/otpd DATA_DIR=$(DATA_DIR) LISTEN=$(LISTEN) bash scripts/run-demo.sh
+
+test: deps
+	@bash scripts/test.sh
+
+bench:
+	@echo "make bench: not written yet — see issue 7"
+
+clean:
+	rm -rf build build-test

@@ -1,0 +1,125 @@
+// Real parallel requests (SPEC 1.4, 2): the attempt counter and single use hold
+// under concurrency, and parallel sends never take the wallet below zero.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, phones, sendOk, assertError, paise } from './lib/server.mjs';
+
+const phone = phones(14);
+const wrong = (code) => code.slice(0, -1) + String((Number(code.at(-1)) + 1) % 10);
+const tally = (rs) => {
+    const t = {};
+    for (const r of rs) {
+        let k = `${r.status} ${r.json && r.json.code}`;
+        if (r.status === 200) k = `200 ${JSON.stringify(r.json)}`;
+        if (r.status === 201) k = '201';
+        t[k] = (t[k] || 0) + 1;
+    }
+    return t;
+};
+
+describe('concurrency', () => {
+    let srv;
+    let key;
+    before(async () => {
+        srv = await startServer({ accounts: { acme: '100.00', pool: '2.50' } });
+        key = srv.accounts.acme.key;
+    });
+    after(() => srv && srv.cleanup('concurrency'));
+
+    it('50 parallel wrong guesses, maxAttempts 3: exactly 3 counted (otp_incorrect), 47 otp_attempts_exhausted', async () => {
+        const to = phone();
+        const d = await sendOk(srv, key, { phoneNumber: to, maxAttempts: 3 });
+        const code = await srv.codeFor(to);
+        const rs = await Promise.all(Array.from({ length: 50 }, () => srv.verify(key, d.requestId, wrong(code))));
+        assert.deepEqual(tally(rs), { '400 otp_incorrect': 3, '410 otp_attempts_exhausted': 47 });
+        const left = rs.filter((r) => r.status === 400).map((r) => r.json.details.attemptsLeft).sort();
+        assert.deepEqual(left, [0, 1, 2], 'each counted guess saw its own attemptsLeft');
+        assertError(await srv.verify(key, d.requestId, code), 410, 'otp_attempts_exhausted', 'right code after');
+    });
+
+    it('50 parallel right guesses: exactly one verified:true, 49 otp_already_verified', async () => {
+        const to = phone();
+        const d = await sendOk(srv, key, { phoneNumber: to });
+        const code = await srv.codeFor(to);
+        const rs = await Promise.all(Array.from({ length: 50 }, () => srv.verify(key, d.requestId, code)));
+        assert.deepEqual(tally(rs), { '200 {"data":{"verified":true}}': 1, '409 otp_already_verified': 49 });
+    });
+
+    it('50 parallel guesses, mixed: at most maxAttempts counted and the right code verifies at most once', async () => {
+        const to = phone();
+        const d = await sendOk(srv, key, { phoneNumber: to, maxAttempts: 5 });
+        const code = await srv.codeFor(to);
+        const rs = await Promise.all(
+            Array.from({ length: 50 }, (_, i) => srv.verify(key, d.requestId, i % 2 ? code : wrong(code))),
+        );
+        const t = tally(rs);
+        const ok = t['200 {"data":{"verified":true}}'] || 0;
+        const incorrect = t['400 otp_incorrect'] || 0;
+        assert.ok(ok <= 1, JSON.stringify(t));
+        assert.ok(incorrect <= 5, JSON.stringify(t));
+        assert.equal(rs.length, 50);
+        for (const k of Object.keys(t)) {
+            assert.ok(
+                [
+                    '200 {"data":{"verified":true}}',
+                    '400 otp_incorrect',
+                    '409 otp_already_verified',
+                    '410 otp_attempts_exhausted',
+                ].includes(k),
+                JSON.stringify(t),
+            );
+        }
+        // Either the right code got in before the budget ran out, or the request locked.
+        assert.ok(ok === 1 || incorrect === 5, JSON.stringify(t));
+    });
+
+    it('40 parallel sends against 2.50 (10 sends): exactly 10 × 201 and 30 × 402; balance 0.00 = ledger sum', async () => {
+        const poolKey = srv.accounts.pool.key;
+        const numbers = Array.from({ length: 40 }, () => phone());
+        const rs = await Promise.all(numbers.map((phoneNumber) => srv.send(poolKey, { phoneNumber })));
+        const t = tally(rs);
+        assert.deepEqual(t, { '201': 10, '402 insufficient_balance': 30 }, JSON.stringify(t));
+        const pool = await srv.accountShow('pool');
+        assert.equal(pool.balance, '0.00');
+        assert.equal(pool.ledgerSum, pool.balance);
+        assert.ok(paise(pool.balance) >= 0);
+        assert.equal(pool.requests, 10);
+        assert.equal(pool.messages, 10);
+        assert.equal(pool.ledgerEntries, 11, 'one credit and ten debits');
+        // Exactly the ten accepted numbers get an SMS, each verifiable.
+        const accepted = numbers.filter((_, i) => rs[i].status === 201);
+        const codes = await srv.codesFor(accepted);
+        for (const [i, to] of numbers.entries()) {
+            if (rs[i].status !== 201) continue;
+            const v = await srv.verify(poolKey, rs[i].json.data.requestId, codes.get(to));
+            assert.deepEqual(v.json, { data: { verified: true } }, v.text);
+        }
+        const smsTo = new Set(srv.readSms().map((m) => m.to));
+        for (const to of numbers) assert.equal(smsTo.has(to), accepted.includes(to), `SMS to ${to}`);
+    });
+
+    it('200 sends in parallel across 2 accounts: every 201 verifiable, ledgers balanced', async () => {
+        await srv.cli(['wallet', 'credit', 'pool', '25.00', '--json']);
+        const jobs = Array.from({ length: 200 }, (_, i) => {
+            const to = phone();
+            const k = i % 2 ? key : srv.accounts.pool.key;
+            return srv.send(k, { phoneNumber: to }).then((r) => ({ r, to, k }));
+        });
+        const done = await Promise.all(jobs);
+        const t = tally(done.map((x) => x.r));
+        assert.equal(t['201'], 200, JSON.stringify(t));
+        const codes = await srv.codesFor(done.map((x) => x.to), { timeoutMs: 30000 });
+        const vs = await Promise.all(done.map(({ r, to, k }) => srv.verify(k, r.json.data.requestId, codes.get(to))));
+        assert.deepEqual(tally(vs), { '200 {"data":{"verified":true}}': 200 });
+        for (const name of ['acme', 'pool']) {
+            const a = await srv.accountShow(name);
+            assert.equal(a.balance, a.ledgerSum, name);
+            assert.equal(a.requests, a.messages, name);
+        }
+        assert.equal((await srv.accountShow('pool')).balance, '0.00');
+    });
+
+    it('SIGTERM: exits 0, no sanitizer report, no code or key in the log', async () => {
+        await srv.stop();
+    });
+});

@@ -1,0 +1,132 @@
+// Limits on what a client controls (issue: HTTP layer; SPEC 7 "Limits"): slow and
+// idle connections are closed after the connection timeout, an oversized request
+// head is refused, the connection count is capped, deep JSON nesting is refused —
+// and through all of it the server keeps answering everyone else. The limits are
+// set small through OTPD_* environment variables (which also shows they are read).
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { startServer, assertError, assertData, sleep } from './lib/server.mjs';
+
+/** Opens a raw connection; resolves {sock, closed: Promise<string>} once connected. */
+function rawConnect(port) {
+    return new Promise((resolve, reject) => {
+        const sock = net.connect(port, '127.0.0.1');
+        let data = '';
+        const closed = new Promise((r) => {
+            sock.on('close', () => r(data));
+        });
+        sock.on('data', (d) => (data += d));
+        sock.on('error', () => {});
+        sock.once('connect', () => resolve({ sock, closed }));
+        sock.once('error', reject);
+    });
+}
+
+const within = (p, ms) => Promise.race([p.then((v) => ({ v })), sleep(ms).then(() => null)]);
+
+describe('limits', () => {
+    let srv;
+    let key;
+    before(async () => {
+        srv = await startServer({
+            accounts: { acme: '100.00' },
+            env: { OTPD_SERVER_CONNECTION_TIMEOUT: '1', OTPD_SERVER_MAX_CONNECTIONS: '40' },
+        });
+        key = srv.accounts.acme.key;
+        // The server closes idle connections after 1 s: no keep-alive reuse races here.
+        srv.agent = new http.Agent({ keepAlive: false });
+    });
+    after(() => srv && srv.cleanup('limits'));
+
+    it('a client that stops in the middle of its request head is cut off after the timeout', async () => {
+        const { sock, closed } = await rawConnect(srv.port);
+        sock.write('POST /otp/send HTTP/1.1\r\nHost: x\r\nContent-Type: app');
+        // Others are served meanwhile.
+        assertData(await srv.request('GET', '/healthz'), 200);
+        const r = await within(closed, 6000);
+        assert.ok(r, 'the slow connection was still open after 6 s (timeout 1 s)');
+        sock.destroy();
+    });
+
+    it('a client that stops in the middle of its body is cut off after the timeout', async () => {
+        const { sock, closed } = await rawConnect(srv.port);
+        sock.write(`POST /otp/send HTTP/1.1\r\nHost: x\r\nX-API-Key: ${key}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"phone`);
+        const r = await within(closed, 6000);
+        assert.ok(r, 'the slow upload was still open after 6 s (timeout 1 s)');
+        sock.destroy();
+        assert.equal((await srv.accountShow('acme')).requests, 0);
+    });
+
+    it('an idle keep-alive connection is closed after the timeout', async () => {
+        const { sock, closed } = await rawConnect(srv.port);
+        sock.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+        const r = await within(closed, 6000);
+        assert.ok(r, 'the idle connection was still open after 6 s (timeout 1 s)');
+        assert.match(r.v, /^HTTP\/1\.1 200/);
+        sock.destroy();
+    });
+
+    it('a request head over server.max_header (default 8192 bytes) is refused with a 4xx', async () => {
+        for (const size of [9000, 64 * 1024]) {
+            const agent = new http.Agent({ keepAlive: false });
+            let status;
+            try {
+                const r = await srv.request('GET', '/wallet', { key, agent, headers: { 'X-Padding': 'p'.repeat(size) } });
+                status = r.status;
+            } catch (e) {
+                status = e.code; // closing the connection is a refusal too
+            }
+            assert.ok(status === 'ECONNRESET' || (status >= 400 && status < 500), `${size}-byte header: got ${status}`);
+            assertData(await srv.request('GET', '/wallet', { key }), 200);
+        }
+    });
+
+    it('open connections are capped (server.max_connections = 40 here)', async () => {
+        const socketsOf = (pid) =>
+            fs.readdirSync(`/proc/${pid}/fd`).filter((f) => {
+                try {
+                    return fs.readlinkSync(`/proc/${pid}/fd/${f}`).startsWith('socket:');
+                } catch {
+                    return false;
+                }
+            }).length;
+        const socks = [];
+        try {
+            for (let i = 0; i < 60; i++) {
+                try {
+                    socks.push(await rawConnect(srv.port));
+                } catch {
+                    /* refused: fine */
+                }
+            }
+            await sleep(300); // let the server accept what it will (idle timeout is 1 s)
+            const n = socketsOf(srv.child.pid);
+            // 40 client connections at most, plus the listening socket and a few internal ones.
+            assert.ok(n <= 40 + 4, `the server holds ${n} sockets with 60 clients connected`);
+            assert.ok(n >= 30, `the server holds only ${n} sockets: did it accept anything?`);
+        } finally {
+            for (const s of socks) s.sock.destroy();
+        }
+        await sleep(200);
+        assertData(await srv.request('GET', '/healthz'), 200);
+    });
+
+    it('deeply nested JSON is refused with 400, not a crash', async () => {
+        const depth = 8000;
+        const rawBody = '{"phoneNumber":"+919818000001","variables":' + '['.repeat(depth) + ']'.repeat(depth) + '}';
+        assert.ok(rawBody.length < 16384);
+        const r = await srv.request('POST', '/otp/send', { key, rawBody });
+        assert.equal(r.status, 400, r.text);
+        assert.ok(['invalid_json', 'invalid_request'].includes(r.json.code), r.text);
+        assertError(await srv.request('POST', '/otp/send', { key, rawBody: '['.repeat(16000) }), 400, 'invalid_json', 'unclosed');
+        assertData(await srv.request('GET', '/healthz'), 200);
+        assert.equal((await srv.accountShow('acme')).requests, 0);
+    });
+
+    it('SIGTERM: exits 0, no sanitizer report, no code or key in the log', async () => {
+        await srv.stop();
+    });
+});

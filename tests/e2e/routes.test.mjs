@@ -1,0 +1,139 @@
+// Routing and the HTTP envelope (SPEC 1.2, 1.11): /healthz, unknown routes (404
+// not_found), wrong methods (405 method_not_allowed with Allow), an X-Request-Id on
+// every response, and HTTP/1.1 keep-alive.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import net from 'node:net';
+import { startServer, assertError, assertData } from './lib/server.mjs';
+
+describe('routes and envelope', () => {
+    let srv;
+    let key;
+    before(async () => {
+        srv = await startServer({ accounts: { acme: '100.00' } });
+        key = srv.accounts.acme.key;
+    });
+    after(() => srv && srv.cleanup('routes'));
+
+    it('GET /healthz: 200 {"data":{"status":"ok"}} without a key', async () => {
+        const r = await srv.request('GET', '/healthz');
+        assert.equal(r.status, 200);
+        assert.deepEqual(r.json, { data: { status: 'ok' } });
+        assert.ok(r.headers['x-request-id']);
+    });
+
+    it('a query string does not change the route', async () => {
+        assert.deepEqual((await srv.request('GET', '/healthz?probe=1')).json, { data: { status: 'ok' } });
+        assertData(await srv.request('GET', '/wallet?x=y', { key }), 200);
+    });
+
+    it('unknown routes: 404 not_found (with or without a key)', async () => {
+        for (const [method, p] of [
+            ['GET', '/'],
+            ['GET', '/nope'],
+            ['POST', '/otp'],
+            ['POST', '/otp/sendx'],
+            ['POST', '/otp/send/extra'],
+            ['GET', '/wallet/nope/deeper'],
+            ['GET', '/healthz/x'],
+        ]) {
+            assertError(await srv.request(method, p), 404, 'not_found', `${method} ${p}`);
+            assertError(await srv.request(method, p, { key }), 404, 'not_found', `${method} ${p} with key`);
+        }
+    });
+
+    it('wrong method: 405 method_not_allowed with an Allow header', async () => {
+        for (const [method, p, allow] of [
+            ['GET', '/otp/send', 'POST'],
+            ['PUT', '/otp/send', 'POST'],
+            ['DELETE', '/otp/verify', 'POST'],
+            ['GET', '/otp/verify', 'POST'],
+            ['POST', '/wallet', 'GET'],
+            ['DELETE', '/wallet', 'GET'],
+            ['POST', '/healthz', 'GET'],
+        ]) {
+            const r = await srv.request(method, p, { key });
+            assertError(r, 405, 'method_not_allowed', `${method} ${p}`);
+            assert.ok(r.headers.allow, `${method} ${p}: no Allow header`);
+            const allowed = r.headers.allow.split(',').map((s) => s.trim());
+            assert.ok(allowed.includes(allow), `${method} ${p}: Allow: ${r.headers.allow}`);
+            assert.ok(!allowed.includes(method), `${method} ${p}: Allow: ${r.headers.allow}`);
+        }
+    });
+
+    it('every response carries a distinct X-Request-Id', async () => {
+        const rs = await Promise.all([
+            srv.request('GET', '/healthz'),
+            srv.request('GET', '/wallet', { key }),
+            srv.request('GET', '/wallet'),
+            srv.request('GET', '/nope'),
+            srv.request('GET', '/otp/send', { key }),
+            srv.request('POST', '/otp/send', { key, rawBody: 'x' }),
+            srv.request('POST', '/otp/send', { key, rawBody: 'x'.repeat(20000) }),
+            srv.request('POST', '/otp/send', { key, rawBody: '{}', contentType: 'text/plain' }),
+            srv.request('POST', '/otp/verify', { key, body: { requestId: 'req_0000000000000000000000', otpCode: '123456' } }),
+        ]);
+        assert.deepEqual(
+            rs.map((r) => r.status),
+            [200, 200, 401, 404, 405, 400, 413, 415, 404],
+        );
+        const ids = rs.map((r) => r.headers['x-request-id']);
+        for (const id of ids) assert.match(String(id), /^[\x21-\x7e]{8,128}$/);
+        assert.equal(new Set(ids).size, ids.length, 'ids are distinct');
+    });
+
+    it('HTTP/1.1 keep-alive: several requests on one connection', async () => {
+        const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+        try {
+            const ports = [];
+            for (let i = 0; i < 5; i++) {
+                const r = await srv.request('GET', i % 2 ? '/healthz' : '/wallet', { key, agent });
+                assert.equal(r.status, 200);
+                ports.push(r.localPort);
+            }
+            assert.equal(new Set(ports).size, 1, `one connection: local ports ${ports}`);
+            // An error response keeps the connection usable too.
+            const e = await srv.request('POST', '/otp/send', { key, agent, body: {} });
+            assertError(e, 400, 'invalid_request');
+            const after = await srv.request('GET', '/healthz', { agent });
+            assert.equal(after.status, 200);
+        } finally {
+            agent.destroy();
+        }
+    });
+
+    it('a malformed request line gets a 4xx and the server keeps serving', async () => {
+        const reply = await new Promise((resolve, reject) => {
+            const s = net.connect(srv.port, '127.0.0.1');
+            let data = '';
+            s.on('data', (d) => (data += d));
+            s.on('end', () => resolve(data));
+            s.on('close', () => resolve(data));
+            s.on('error', reject);
+            s.setTimeout(10000, () => s.destroy());
+            s.write('THIS IS NOT HTTP\r\n\r\n');
+        });
+        if (reply) assert.match(reply, /^HTTP\/1\.[01] 4\d\d/);
+        assertData(await srv.request('GET', '/healthz'), 200);
+    });
+
+    it('SIGTERM with idle and half-sent connections open: exits 0 within 5 s, clean log', async () => {
+        const open = [];
+        for (const head of ['GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n', 'POST /otp/send HTTP/1.1\r\nHost: x\r\n', '']) {
+            const sock = net.connect(srv.port, '127.0.0.1');
+            sock.on('error', () => {});
+            await new Promise((r) => sock.once('connect', r));
+            sock.write(head);
+            open.push(sock);
+        }
+        await new Promise((r) => setTimeout(r, 100));
+        const t0 = Date.now();
+        try {
+            await srv.stop();
+        } finally {
+            for (const s of open) s.destroy();
+        }
+        assert.ok(Date.now() - t0 < 5000, `shutdown took ${Date.now() - t0} ms`);
+    });
+});
