@@ -36,7 +36,10 @@ static const global_opt globals[] = {
 
 /* Options of the commands that take a value: their value is copied through
  * untouched, so `--note --json` notes "--json" instead of switching on JSON. */
-static const char *const command_opts_with_value[] = {"--name", "--note"};
+static const char *const command_opts_with_value[] = {
+    "--name",         "--note",  "--body",        "--dlt-template-id",
+    "--sender-id",    "--price", "--low-balance", "--resend-strategy",
+    "--webotp-domain"};
 
 /* A setting given on the command line, applied once the file and env are in. */
 typedef struct pending {

@@ -25,8 +25,13 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
-    {"serve", run_serve},     {"migrate", otp_cli_cmd_migrate}, {"account", otp_cli_cmd_account},
-    {"key", otp_cli_cmd_key}, {"wallet", otp_cli_cmd_wallet},   {"version", run_version},
+    {"serve", run_serve},
+    {"migrate", otp_cli_cmd_migrate},
+    {"account", otp_cli_cmd_account},
+    {"key", otp_cli_cmd_key},
+    {"wallet", otp_cli_cmd_wallet},
+    {"template", otp_cli_cmd_template},
+    {"version", run_version},
     {"help", run_help},
 };
 
@@ -55,6 +60,9 @@ void otp_cli_usage(FILE *f)
           "  account create NAME                create an account and print its id\n"
           "  account list                       list accounts\n"
           "  account show ACCOUNT               show an account, its balance and counts\n"
+          "  account set ACCOUNT [--price AMOUNT] [--low-balance AMOUNT]\n"
+          "        [--resend-strategy rotate|reuse] [--webotp-domain DOMAIN | --no-webotp-domain]\n"
+          "                                     change an account's prices and settings\n"
           "  key create ACCOUNT [--name NAME] [--test]\n"
           "                                     create an API key (printed only once)\n"
           "  key list ACCOUNT                   list an account's API keys\n"
@@ -62,10 +70,18 @@ void otp_cli_usage(FILE *f)
           "  wallet credit ACCOUNT AMOUNT [--note TEXT]\n"
           "                                     add money to an account's wallet\n"
           "  wallet show ACCOUNT                show an account's balance and prices\n"
+          "  template add ACCOUNT --name NAME --body TEXT [--dlt-template-id ID]\n"
+          "        [--sender-id ID] [--default]\n"
+          "                                     add an SMS template and print its id\n"
+          "  template list ACCOUNT              list an account's SMS templates\n"
+          "  template remove ACCOUNT TEMPLATE   remove a template\n"
+          "  template set-default ACCOUNT TEMPLATE\n"
+          "                                     use a template when a send names none\n"
           "  version                            print the version\n"
           "  help [COMMAND | config]            help on a command, or the settings table\n"
           "\n"
-          "ACCOUNT is an account's id (acc_...) or its name.\n"
+          "ACCOUNT is an account's id (acc_...) or its name; TEMPLATE a template's id\n"
+          "(tpl_...) or its name.\n"
           "\n"
           "Global options (allowed anywhere on the line):\n"
           "  --data-dir DIR     data directory (default ./otpd-data)\n"
@@ -161,6 +177,8 @@ static int run_help(otp_app *app)
         otp_cli_usage_key(stdout, sub);
     else if (strcmp(topic, "wallet") == 0)
         otp_cli_usage_wallet(stdout, sub);
+    else if (strcmp(topic, "template") == 0)
+        otp_cli_usage_template(stdout, sub);
     else if (strcmp(topic, "version") == 0)
         usage_version(stdout);
     else if (strcmp(topic, "help") == 0)

@@ -192,9 +192,16 @@ static void sq_submit(otp_store *base, otp_txn *txn)
     sq_store *s = (sq_store *)base;
     txn->next = NULL;
     txn->err = OTP_OK;
+    /* Outputs that hold memory start empty, so that failing a txn that never
+     * ran (sq_txn_discard) frees nothing of the caller's. */
     if (txn->kind == OTP_TXN_OUTBOX_CLAIM) {
         txn->u.outbox_claim.msgs = NULL;
         txn->u.outbox_claim.n = 0;
+    } else if (txn->kind == OTP_TXN_SEND || txn->kind == OTP_TXN_RESEND) {
+        otp_idem *idem = txn->kind == OTP_TXN_SEND ? &txn->u.send.idem : &txn->u.resend.idem;
+        idem->replayed = false;
+        idem->replay_status = 0;
+        idem->replay_response = NULL;
     }
     pthread_mutex_lock(&s->qlock);
     if (s->closing) {
@@ -251,6 +258,14 @@ static const otp_store_ops sqlite_ops = {
     .account_list = sq_account_list,
     .key_list = sq_key_list,
     .account_stats = sq_account_stats,
+    .request_get = sq_request_get,
+    .request_messages = sq_request_messages,
+    .message_get = sq_message_get,
+    .message_events = sq_message_events,
+    .ledger_list = sq_ledger_list,
+    .template_find = sq_template_find,
+    .template_list = sq_template_list,
+    .test_inbox = sq_test_inbox,
 };
 
 /* Test hook: a COMMIT fails (and is rolled back by SQLite) while fail_commits > 0. */

@@ -54,6 +54,26 @@ typedef enum {
     W_MSG_REFUND_MARK,
     W_MSG_REQUEUE,
     W_MSG_FOR_REFUND,
+    W_IDEM_GET,
+    W_IDEM_PUT,
+    W_REQ_FOR_UPDATE,
+    W_REQ_RESEND,
+    W_REQ_CANCEL,
+    W_MSG_QUEUED_CHARGES,
+    W_MSG_QUEUED_NEXT,
+    W_MSG_SUPERSEDE,
+    W_ACCOUNT_SET,
+    W_TPL_INSERT,
+    W_TPL_COUNT,
+    W_TPL_FIND,
+    W_TPL_UNSET_DEFAULT,
+    W_TPL_SET_DEFAULT,
+    W_TPL_DELETE,
+    W_MSG_BY_PROVIDER_ID,
+    W_MSG_DLR,
+    W_PURGE_CODES,
+    W_PURGE_REQUESTS,
+    W_PURGE_IDEM,
     W__COUNT
 } sq_wstmt;
 
@@ -112,6 +132,8 @@ otp_err sq_err(int rc);
  * that it is there. Returns 0; or -1 with a one-line reason in err (s->wdb may
  * then be open: the caller closes it). */
 int sq_schema_open(sq_store *s, bool migrate, char *err, size_t errlen);
+/* The SQL of migration `version` (1-based), or NULL (tests build old schemas). */
+const char *sq_migration_sql(int version);
 /* Sets the pragmas every connection needs (busy timeout, extended codes). */
 void sq_conn_setup(sqlite3 *db);
 
@@ -119,6 +141,9 @@ void sq_conn_setup(sqlite3 *db);
 
 /* The outbox claim query (exposed for the test of its query plan). */
 extern const char sq_outbox_due_sql[];
+/* The delivery report's message lookup and the purge of old requests (the same). */
+extern const char sq_dlr_lookup_sql[];
+extern const char sq_purge_requests_sql[];
 /* Prepares s->w[]. Returns 0, or -1 with a reason in err. */
 int sq_txn_prepare(sq_store *s, char *err, size_t errlen);
 /* Runs one txn's body inside the batch transaction. Returns the txn's outcome.
@@ -136,6 +161,11 @@ void sq_txn_discard(otp_txn *t);
 
 /* ---- sqlite_read.c ---- */
 
+/* Queries of the read side whose plans the tests check. */
+extern const char sq_key_lookup_sql[];
+extern const char sq_ledger_sql[];
+extern const char sq_test_inbox_sql[];
+
 int sq_schema_version(otp_store *s);
 otp_err sq_key_lookup(otp_store *s, const uint8_t hash[OTP_APIKEY_HASH_LEN], otp_key_auth *ret);
 otp_err sq_account_find(otp_store *s, const char *id_or_name, otp_account *ret);
@@ -143,6 +173,21 @@ otp_err sq_account_get(otp_store *s, int64_t account_id, otp_account *ret);
 otp_err sq_account_list(otp_store *s, otp_account_cb cb, void *ctx);
 otp_err sq_key_list(otp_store *s, int64_t account_id, otp_key_cb cb, void *ctx);
 otp_err sq_account_stats(otp_store *s, int64_t account_id, otp_account_stats *ret);
+otp_err sq_request_get(otp_store *s, int64_t account_id, const char *request_id,
+                       otp_request_info *ret);
+otp_err sq_request_messages(otp_store *s, int64_t account_id, const char *request_id,
+                            otp_message_cb cb, void *ctx);
+otp_err sq_message_get(otp_store *s, int64_t account_id, const char *message_id,
+                       otp_message_info *ret);
+otp_err sq_message_events(otp_store *s, int64_t account_id, const char *message_id, otp_event_cb cb,
+                          void *ctx);
+otp_err sq_ledger_list(otp_store *s, int64_t account_id, int64_t before_id, int limit,
+                       otp_ledger_cb cb, void *ctx);
+otp_err sq_template_find(otp_store *s, int64_t account_id, const char *id_or_name,
+                         otp_template *ret);
+otp_err sq_template_list(otp_store *s, int64_t account_id, otp_template_cb cb, void *ctx);
+otp_err sq_test_inbox(otp_store *s, int64_t account_id, const char *phone, int limit,
+                      otp_test_message_cb cb, void *ctx);
 /* Finalizes and closes every read connection of s (at close; no reader may run). */
 void sq_readers_close(sq_store *s);
 

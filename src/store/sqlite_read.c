@@ -33,19 +33,56 @@ typedef enum {
     R_ACC_LIST,
     R_KEY_LIST,
     R_STATS,
+    R_REQ_GET,
+    R_REQ_MESSAGES,
+    R_MSG_GET,
+    R_MSG_EVENTS,
+    R_LEDGER,
+    R_TPL_FIND,
+    R_TPL_DEFAULT,
+    R_TPL_LIST,
+    R_TEST_INBOX,
     R__COUNT
 } sq_rstmt;
 
 #define ACCOUNT_COLS                                                                               \
     "SELECT id, public_id, name, balance, currency, price_per_segment, low_balance_threshold,"     \
-    " created_at FROM accounts"
+    " created_at, resend_strategy = 'reuse', coalesce(webotp_domain, '') FROM accounts"
+#define MESSAGE_COLS                                                                               \
+    "SELECT m.public_id, r.public_id, m.to_phone, m.status, coalesce(m.provider, ''),"             \
+    " coalesce(m.provider_message_id, ''), m.attempts, m.segments, m.created_at, m.updated_at,"    \
+    " coalesce(m.error, '') FROM messages m JOIN otp_requests r ON r.id = m.request_id"
+#define TEMPLATE_COLS                                                                              \
+    "SELECT public_id, name, body, coalesce(dlt_template_id, ''), coalesce(sender_id, ''),"        \
+    " is_default, created_at FROM templates"
+
+/* The hot path of every authenticated call: one statement, three index
+ * lookups (the key's hash, the account's rowid, the default template through
+ * the partial unique index templates_default). */
+const char sq_key_lookup_sql[] =
+    "SELECT k.id, k.account_id, a.public_id, a.name, k.test,"
+    " k.revoked_at IS NOT NULL, coalesce(k.last_used_at, 0),"
+    " a.resend_strategy = 'reuse', coalesce(a.webotp_domain, ''), coalesce(t.public_id, '')"
+    " FROM api_keys k JOIN accounts a ON a.id = k.account_id"
+    " LEFT JOIN templates t ON t.account_id = a.id AND t.is_default = 1"
+    " WHERE k.hash = ?1";
+
+/* A range of the index ledger_account(account_id, id), walked backwards. */
+const char sq_ledger_sql[] = "SELECT id, type, amount, balance_after, coalesce(request_id, ''),"
+                             " coalesce(message_id, ''), coalesce(note, ''), created_at FROM ledger"
+                             " WHERE account_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3";
+
+/* Walks the partial index messages_test_inbox(account_id, to_phone) backwards:
+ * within one (account, phone) its entries are in rowid order. */
+const char sq_test_inbox_sql[] =
+    "SELECT m.public_id, r.public_id, m.to_phone, m.sealed_text, m.created_at"
+    " FROM messages m JOIN otp_requests r ON r.id = m.request_id"
+    " WHERE m.account_id = ?1 AND m.to_phone = ?2 AND m.test = 1"
+    " ORDER BY m.id DESC LIMIT ?3";
 
 static const char *const rsql[R__COUNT] = {
     [R_VERSION] = "SELECT coalesce(max(version), 0) FROM schema_migrations",
-    [R_KEY_LOOKUP] = "SELECT k.id, k.account_id, a.public_id, a.name, k.test,"
-                     " k.revoked_at IS NOT NULL, coalesce(k.last_used_at, 0)"
-                     " FROM api_keys k JOIN accounts a ON a.id = k.account_id"
-                     " WHERE k.hash = ?1",
+    [R_KEY_LOOKUP] = sq_key_lookup_sql,
     [R_ACC_BY_PUBLIC_ID] = ACCOUNT_COLS " WHERE public_id = ?1",
     [R_ACC_BY_NAME] = ACCOUNT_COLS " WHERE name = ?1",
     [R_ACC_BY_ID] = ACCOUNT_COLS " WHERE id = ?1",
@@ -59,6 +96,24 @@ static const char *const rsql[R__COUNT] = {
                 " (SELECT count(*) FROM ledger WHERE account_id = a.id),"
                 " (SELECT coalesce(sum(amount), 0) FROM ledger WHERE account_id = a.id)"
                 " FROM accounts a WHERE a.id = ?1",
+    [R_REQ_GET] = "SELECT id, public_id, account_id, test, phone, status, attempts_left,"
+                  " max_attempts, code_length, expires_in, created_at, expires_at,"
+                  " coalesce(verified_at, 0), resend_count, coalesce(last_sent_at, created_at),"
+                  " channel, coalesce(template_id, ''), coalesce(app_name, ''),"
+                  " coalesce(app_hash, ''), code_sealed"
+                  " FROM otp_requests WHERE public_id = ?1 AND account_id = ?2",
+    [R_REQ_MESSAGES] = MESSAGE_COLS " WHERE r.public_id = ?1 AND r.account_id = ?2 ORDER BY m.id",
+    [R_MSG_GET] = MESSAGE_COLS " WHERE m.public_id = ?1 AND m.account_id = ?2",
+    [R_MSG_EVENTS] = "SELECT e.status, e.at, coalesce(e.error, '')"
+                     " FROM message_events e JOIN messages m ON m.id = e.message_id"
+                     " WHERE m.public_id = ?1 AND m.account_id = ?2 ORDER BY e.id",
+    [R_LEDGER] = sq_ledger_sql,
+    /* A public id wins over a name that happens to look like one. */
+    [R_TPL_FIND] = TEMPLATE_COLS " WHERE account_id = ?1 AND (public_id = ?2 OR name = ?2)"
+                                 " ORDER BY public_id = ?2 DESC LIMIT 1",
+    [R_TPL_DEFAULT] = TEMPLATE_COLS " WHERE account_id = ?1 AND is_default = 1",
+    [R_TPL_LIST] = TEMPLATE_COLS " WHERE account_id = ?1 ORDER BY id",
+    [R_TEST_INBOX] = sq_test_inbox_sql,
 };
 
 struct sq_reader {
@@ -172,6 +227,8 @@ static void account_from_row(sqlite3_stmt *st, otp_account *a)
     a->price_per_segment = sqlite3_column_int64(st, 5);
     a->low_balance_threshold = sqlite3_column_int64(st, 6);
     a->created_at_ms = sqlite3_column_int64(st, 7);
+    a->resend_strategy = sqlite3_column_int(st, 8) ? OTP_RESEND_REUSE : OTP_RESEND_ROTATE;
+    sq_col_text(st, 9, a->webotp_domain, sizeof(a->webotp_domain));
 }
 
 /* Steps a bound one-account query and resets it. OTP_OK (*ret written),
@@ -220,6 +277,9 @@ otp_err sq_key_lookup(otp_store *s, const uint8_t hash[OTP_APIKEY_HASH_LEN], otp
         k.test = sqlite3_column_int(st, 4) != 0;
         k.revoked = sqlite3_column_int(st, 5) != 0;
         k.last_used_at_ms = sqlite3_column_int64(st, 6);
+        k.resend_strategy = sqlite3_column_int(st, 7) ? OTP_RESEND_REUSE : OTP_RESEND_ROTATE;
+        sq_col_text(st, 8, k.webotp_domain, sizeof(k.webotp_domain));
+        sq_col_text(st, 9, k.default_template_id, sizeof(k.default_template_id));
     }
     sqlite3_reset(st);
     if (rc == SQLITE_ROW) {
@@ -323,4 +383,321 @@ otp_err sq_account_stats(otp_store *s, int64_t account_id, otp_account_stats *re
         return OTP_OK;
     }
     return rc == SQLITE_DONE ? OTP_E_NOT_FOUND : sq_err(rc);
+}
+
+/* ---- requests, messages, ledger, templates, test inbox ---- */
+
+/* Statuses as stored → enums; false for anything else (a corrupt row). */
+static bool req_status_of(const char *v, otp_req_status *ret)
+{
+    static const char *const names[] = {
+        [OTP_REQ_PENDING] = "pending",
+        [OTP_REQ_VERIFIED] = "verified",
+        [OTP_REQ_LOCKED] = "locked",
+        [OTP_REQ_CANCELLED] = "cancelled",
+    };
+    for (size_t i = 0; v && i < sizeof(names) / sizeof(names[0]); i++)
+        if (names[i] && strcmp(v, names[i]) == 0) {
+            *ret = (otp_req_status)i;
+            return true;
+        }
+    return false;
+}
+
+static bool msg_status_of(const char *v, otp_msg_status *ret)
+{
+    for (int i = OTP_MSG_QUEUED; v && i <= OTP_MSG_UNDELIVERABLE; i++)
+        if (strcmp(v, otp_msg_status_name((otp_msg_status)i)) == 0) {
+            *ret = (otp_msg_status)i;
+            return true;
+        }
+    return false;
+}
+
+static bool ledger_type_of(const char *v, otp_ledger_type *ret)
+{
+    static const char *const names[] = {
+        [OTP_LEDGER_CREDIT] = "credit",
+        [OTP_LEDGER_DEBIT] = "debit",
+        [OTP_LEDGER_REFUND] = "refund",
+    };
+    for (size_t i = 0; v && i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(v, names[i]) == 0) {
+            *ret = (otp_ledger_type)i;
+            return true;
+        }
+    return false;
+}
+
+/* Final code of a row loop: OTP_OK after the last row, else the error. */
+static otp_err loop_end(sqlite3_stmt *st, int rc, bool corrupt)
+{
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return sq_err(rc);
+    return corrupt ? OTP_E_INTERNAL : OTP_OK;
+}
+
+otp_err sq_request_get(otp_store *s, int64_t account_id, const char *request_id,
+                       otp_request_info *ret)
+{
+    otp_err e;
+    if (!request_id)
+        return OTP_E_OTP_NOT_FOUND;
+    sqlite3_stmt *st = rstmt(s, R_REQ_GET, &e);
+    if (!st)
+        return e;
+    otp_request_info r;
+    bool ok = true;
+    memset(&r, 0, sizeof(r));
+    sqlite3_bind_text(st, 1, request_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, account_id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        r.id = sqlite3_column_int64(st, 0);
+        sq_col_text(st, 1, r.public_id, sizeof(r.public_id));
+        r.account_id = sqlite3_column_int64(st, 2);
+        r.test = sqlite3_column_int(st, 3) != 0;
+        sq_col_text(st, 4, r.phone, sizeof(r.phone));
+        ok = req_status_of((const char *)sqlite3_column_text(st, 5), &r.status);
+        r.attempts_left = sqlite3_column_int(st, 6);
+        r.max_attempts = sqlite3_column_int(st, 7);
+        r.code_length = sqlite3_column_int(st, 8);
+        r.expires_in_s = sqlite3_column_int(st, 9);
+        r.created_at_ms = sqlite3_column_int64(st, 10);
+        r.expires_at_ms = sqlite3_column_int64(st, 11);
+        r.verified_at_ms = sqlite3_column_int64(st, 12);
+        r.resend_count = sqlite3_column_int(st, 13);
+        r.last_sent_at_ms = sqlite3_column_int64(st, 14);
+        sq_col_text(st, 15, r.channel, sizeof(r.channel));
+        sq_col_text(st, 16, r.template_id, sizeof(r.template_id));
+        sq_col_text(st, 17, r.app_name, sizeof(r.app_name));
+        sq_col_text(st, 18, r.app_hash, sizeof(r.app_hash));
+        const void *sealed = sqlite3_column_blob(st, 19);
+        int len = sqlite3_column_bytes(st, 19);
+        if (sealed && len > 0) {
+            if ((size_t)len > sizeof(r.code_sealed))
+                ok = false;
+            else {
+                memcpy(r.code_sealed, sealed, (size_t)len);
+                r.code_sealed_len = (size_t)len;
+            }
+        }
+    }
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE)
+        return OTP_E_OTP_NOT_FOUND;
+    if (rc != SQLITE_ROW)
+        return sq_err(rc);
+    if (!ok)
+        return OTP_E_INTERNAL;
+    *ret = r;
+    return OTP_OK;
+}
+
+/* Fills m from a MESSAGE_COLS row; false if its status is unknown. */
+static bool message_from_row(sqlite3_stmt *st, otp_message_info *m)
+{
+    memset(m, 0, sizeof(*m));
+    sq_col_text(st, 0, m->public_id, sizeof(m->public_id));
+    sq_col_text(st, 1, m->request_id, sizeof(m->request_id));
+    sq_col_text(st, 2, m->to, sizeof(m->to));
+    bool ok = msg_status_of((const char *)sqlite3_column_text(st, 3), &m->status);
+    sq_col_text(st, 4, m->provider, sizeof(m->provider));
+    sq_col_text(st, 5, m->provider_message_id, sizeof(m->provider_message_id));
+    m->attempts = sqlite3_column_int(st, 6);
+    m->segments = sqlite3_column_int(st, 7);
+    m->created_at_ms = sqlite3_column_int64(st, 8);
+    m->updated_at_ms = sqlite3_column_int64(st, 9);
+    sq_col_text(st, 10, m->error, sizeof(m->error));
+    return ok;
+}
+
+otp_err sq_request_messages(otp_store *s, int64_t account_id, const char *request_id,
+                            otp_message_cb cb, void *ctx)
+{
+    otp_err e;
+    if (!request_id)
+        return OTP_OK;
+    sqlite3_stmt *st = rstmt(s, R_REQ_MESSAGES, &e);
+    if (!st)
+        return e;
+    sqlite3_bind_text(st, 1, request_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, account_id);
+    otp_message_info m;
+    bool corrupt = false;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (message_from_row(st, &m))
+            cb(&m, ctx);
+        else
+            corrupt = true;
+    }
+    return loop_end(st, rc, corrupt);
+}
+
+otp_err sq_message_get(otp_store *s, int64_t account_id, const char *message_id,
+                       otp_message_info *ret)
+{
+    otp_err e;
+    if (!message_id)
+        return OTP_E_MESSAGE_NOT_FOUND;
+    sqlite3_stmt *st = rstmt(s, R_MSG_GET, &e);
+    if (!st)
+        return e;
+    sqlite3_bind_text(st, 1, message_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, account_id);
+    otp_message_info m;
+    bool ok = true;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        ok = message_from_row(st, &m);
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE)
+        return OTP_E_MESSAGE_NOT_FOUND;
+    if (rc != SQLITE_ROW)
+        return sq_err(rc);
+    if (!ok)
+        return OTP_E_INTERNAL;
+    *ret = m;
+    return OTP_OK;
+}
+
+otp_err sq_message_events(otp_store *s, int64_t account_id, const char *message_id, otp_event_cb cb,
+                          void *ctx)
+{
+    otp_err e;
+    if (!message_id)
+        return OTP_OK;
+    sqlite3_stmt *st = rstmt(s, R_MSG_EVENTS, &e);
+    if (!st)
+        return e;
+    sqlite3_bind_text(st, 1, message_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, account_id);
+    otp_message_event ev;
+    bool corrupt = false;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        memset(&ev, 0, sizeof(ev));
+        if (!msg_status_of((const char *)sqlite3_column_text(st, 0), &ev.status)) {
+            corrupt = true;
+            continue;
+        }
+        ev.at_ms = sqlite3_column_int64(st, 1);
+        sq_col_text(st, 2, ev.error, sizeof(ev.error));
+        cb(&ev, ctx);
+    }
+    return loop_end(st, rc, corrupt);
+}
+
+otp_err sq_ledger_list(otp_store *s, int64_t account_id, int64_t before_id, int limit,
+                       otp_ledger_cb cb, void *ctx)
+{
+    otp_err e;
+    if (limit <= 0)
+        return OTP_OK;
+    sqlite3_stmt *st = rstmt(s, R_LEDGER, &e);
+    if (!st)
+        return e;
+    sqlite3_bind_int64(st, 1, account_id);
+    sqlite3_bind_int64(st, 2, before_id > 0 ? before_id : INT64_MAX);
+    sqlite3_bind_int(st, 3, limit);
+    otp_ledger_entry l;
+    bool corrupt = false;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        memset(&l, 0, sizeof(l));
+        l.id = sqlite3_column_int64(st, 0);
+        if (!ledger_type_of((const char *)sqlite3_column_text(st, 1), &l.type)) {
+            corrupt = true;
+            continue;
+        }
+        l.amount = sqlite3_column_int64(st, 2);
+        l.balance_after = sqlite3_column_int64(st, 3);
+        sq_col_text(st, 4, l.request_id, sizeof(l.request_id));
+        sq_col_text(st, 5, l.message_id, sizeof(l.message_id));
+        sq_col_text(st, 6, l.note, sizeof(l.note));
+        l.created_at_ms = sqlite3_column_int64(st, 7);
+        cb(&l, ctx);
+    }
+    return loop_end(st, rc, corrupt);
+}
+
+static void template_from_row(sqlite3_stmt *st, otp_template *t)
+{
+    memset(t, 0, sizeof(*t));
+    sq_col_text(st, 0, t->public_id, sizeof(t->public_id));
+    sq_col_text(st, 1, t->name, sizeof(t->name));
+    sq_col_text(st, 2, t->body, sizeof(t->body));
+    sq_col_text(st, 3, t->dlt_template_id, sizeof(t->dlt_template_id));
+    sq_col_text(st, 4, t->sender_id, sizeof(t->sender_id));
+    t->is_default = sqlite3_column_int(st, 5) != 0;
+    t->created_at_ms = sqlite3_column_int64(st, 6);
+}
+
+otp_err sq_template_find(otp_store *s, int64_t account_id, const char *id_or_name,
+                         otp_template *ret)
+{
+    otp_err e;
+    if (id_or_name && !*id_or_name)
+        return OTP_E_NOT_FOUND;
+    sqlite3_stmt *st = rstmt(s, id_or_name ? R_TPL_FIND : R_TPL_DEFAULT, &e);
+    if (!st)
+        return e;
+    sqlite3_bind_int64(st, 1, account_id);
+    if (id_or_name)
+        sqlite3_bind_text(st, 2, id_or_name, -1, SQLITE_STATIC);
+    otp_template t;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        template_from_row(st, &t);
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW) {
+        *ret = t;
+        return OTP_OK;
+    }
+    return rc == SQLITE_DONE ? OTP_E_NOT_FOUND : sq_err(rc);
+}
+
+otp_err sq_template_list(otp_store *s, int64_t account_id, otp_template_cb cb, void *ctx)
+{
+    otp_err e;
+    sqlite3_stmt *st = rstmt(s, R_TPL_LIST, &e);
+    if (!st)
+        return e;
+    sqlite3_bind_int64(st, 1, account_id);
+    otp_template t;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        template_from_row(st, &t);
+        cb(&t, ctx);
+    }
+    return loop_end(st, rc, false);
+}
+
+otp_err sq_test_inbox(otp_store *s, int64_t account_id, const char *phone, int limit,
+                      otp_test_message_cb cb, void *ctx)
+{
+    otp_err e;
+    if (!phone || limit <= 0)
+        return OTP_OK;
+    sqlite3_stmt *st = rstmt(s, R_TEST_INBOX, &e);
+    if (!st)
+        return e;
+    sqlite3_bind_int64(st, 1, account_id);
+    sqlite3_bind_text(st, 2, phone, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 3, limit);
+    otp_test_message m;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        memset(&m, 0, sizeof(m));
+        sq_col_text(st, 0, m.message_id, sizeof(m.message_id));
+        sq_col_text(st, 1, m.request_id, sizeof(m.request_id));
+        sq_col_text(st, 2, m.to, sizeof(m.to));
+        m.sealed = sqlite3_column_blob(st, 3);
+        m.sealed_len = m.sealed ? (size_t)sqlite3_column_bytes(st, 3) : 0;
+        m.created_at_ms = sqlite3_column_int64(st, 4);
+        cb(&m, ctx);
+    }
+    return loop_end(st, rc, false);
 }

@@ -125,10 +125,72 @@ static const char *const migrations[] = {
     " CHECK ((type = 'debit') = (amount < 0))"
     ") STRICT;"
     "CREATE INDEX ledger_account ON ledger(account_id, id);",
+
+    /* 2: the OTP lifecycle (resend, cancel, templates, idempotency, purge).
+     * Everything is added in place; version-1 rows keep working: a request
+     * without last_sent_at was last sent when it was created, and an account
+     * gets the rotate strategy and no WebOTP domain. */
+    "ALTER TABLE accounts ADD COLUMN resend_strategy TEXT NOT NULL DEFAULT 'rotate'"
+    " CHECK (resend_strategy = 'rotate' OR resend_strategy = 'reuse');"
+    "ALTER TABLE accounts ADD COLUMN webotp_domain TEXT;"
+
+    /* template_id is the public id given at send (NULL = the account's default
+     * at the time of each send); code_sealed is set only under the reuse
+     * strategy and erased as soon as the request stops being pending. */
+    "ALTER TABLE otp_requests ADD COLUMN last_sent_at INTEGER;"
+    "UPDATE otp_requests SET last_sent_at = created_at;"
+    "ALTER TABLE otp_requests ADD COLUMN template_id TEXT;"
+    "ALTER TABLE otp_requests ADD COLUMN app_name TEXT;"
+    "ALTER TABLE otp_requests ADD COLUMN app_hash TEXT;"
+    "ALTER TABLE otp_requests ADD COLUMN code_sealed BLOB;"
+    /* The purge walks requests in expiry order; sealed codes of expired
+     * requests are found through a partial index holding only those rows. */
+    "CREATE INDEX otp_requests_expiry ON otp_requests(expires_at);"
+    "CREATE INDEX otp_requests_sealed ON otp_requests(expires_at) WHERE code_sealed IS NOT NULL;"
+
+    "ALTER TABLE messages ADD COLUMN sender_id TEXT;"
+    "ALTER TABLE messages ADD COLUMN dlt_template_id TEXT;"
+
+    /* At most one default per account (the partial unique index), which is
+     * also what key_lookup joins on. */
+    "CREATE TABLE templates ("
+    " id INTEGER PRIMARY KEY,"
+    " public_id TEXT NOT NULL UNIQUE,"
+    " account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    " name TEXT NOT NULL,"
+    " body TEXT NOT NULL,"
+    " dlt_template_id TEXT,"
+    " sender_id TEXT,"
+    " is_default INTEGER NOT NULL DEFAULT 0 CHECK (is_default = 0 OR is_default = 1),"
+    " created_at INTEGER NOT NULL,"
+    " UNIQUE (account_id, name)"
+    ") STRICT;"
+    "CREATE UNIQUE INDEX templates_default ON templates(account_id) WHERE is_default = 1;"
+
+    /* One row per (account, idempotencyKey): the fingerprint of the first
+     * request and the response it got, replayed to repeats. A rowid table
+     * (not WITHOUT ROWID) so the purge can delete a bounded batch by rowid. */
+    "CREATE TABLE idempotency ("
+    " account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    " key TEXT NOT NULL,"
+    " fingerprint BLOB NOT NULL,"
+    " status INTEGER NOT NULL,"
+    " response TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " PRIMARY KEY (account_id, key)"
+    ") STRICT;"
+    "CREATE INDEX idempotency_created ON idempotency(created_at);",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == OTP_SCHEMA_VERSION,
                "one migration per schema version");
+
+const char *sq_migration_sql(int version)
+{
+    if (version < 1 || version > OTP_SCHEMA_VERSION)
+        return NULL;
+    return migrations[version - 1];
+}
 
 void sq_conn_setup(sqlite3 *db)
 {

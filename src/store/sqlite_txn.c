@@ -19,6 +19,13 @@
  * it, so it cannot go below zero whatever else runs; each balance change writes
  * a ledger row with the signed amount in the same txn, so the balance always
  * equals the ledger sum.
+ *
+ * Idempotency (SEND and RESEND with a key) lives in the same transaction as the
+ * work it guards: the record is looked up first (a read, so a replay or a
+ * refusal writes nothing) and inserted last, only when the work succeeded. Two
+ * txns with one key in one batch therefore see each other like two batches
+ * would: the second finds the first's record and replays it. A record is never
+ * written for a failed txn, so a 402 or 429 is not remembered.
  */
 #include "store/sqlite_internal.h"
 
@@ -34,10 +41,26 @@
  * test checks the plan). */
 const char sq_outbox_due_sql[] =
     "SELECT m.id, m.public_id, r.public_id, m.account_id, m.to_phone,"
-    " m.sealed_text, m.attempts, m.segments, m.created_at, r.expires_at"
+    " m.sealed_text, m.attempts, m.segments, m.created_at, r.expires_at,"
+    " m.sender_id, m.dlt_template_id"
     " FROM messages m JOIN otp_requests r ON r.id = m.request_id"
     " WHERE m.status IN ('queued','sending') AND m.next_attempt_at <= ?1"
     " ORDER BY m.next_attempt_at, m.id LIMIT ?2";
+
+/* Gateways should not reuse ids; if one does, the newest message wins. */
+const char sq_dlr_lookup_sql[] = "SELECT id, status, public_id FROM messages"
+                                 " WHERE provider = ?1 AND provider_message_id = ?2"
+                                 " ORDER BY id DESC LIMIT 1";
+
+/* A request with a message still in the outbox waits for the dispatcher to fail
+ * (and refund) it: deleting it would lose a charged, unsent message. The IN
+ * subquery is evaluated once, before the first row goes. */
+const char sq_purge_requests_sql[] =
+    "DELETE FROM otp_requests WHERE id IN"
+    " (SELECT r.id FROM otp_requests r WHERE r.expires_at < ?1"
+    " AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.request_id = r.id"
+    " AND (m.status = 'queued' OR m.status = 'sending'))"
+    " ORDER BY r.expires_at LIMIT ?2)";
 
 static const char *const wsql[W__COUNT] = {
     [W_BEGIN] = "BEGIN IMMEDIATE",
@@ -53,12 +76,13 @@ static const char *const wsql[W__COUNT] = {
     [W_MONEY] = "SELECT balance, price_per_segment FROM accounts WHERE id = ?1",
     [W_REQ_INSERT] = "INSERT INTO otp_requests (public_id, account_id, key_id, test, phone,"
                      " code_hash, code_length, status, attempts_left, max_attempts, expires_in,"
-                     " created_at, expires_at)"
-                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8, ?9, ?10, ?11)",
+                     " created_at, expires_at, last_sent_at, template_id, app_name, app_hash,"
+                     " code_sealed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8, ?9,"
+                     " ?10, ?11, ?10, ?12, ?13, ?14, ?15)",
     [W_MSG_INSERT] = "INSERT INTO messages (public_id, request_id, account_id, test, to_phone,"
                      " sealed_text, status, provider, segments, charge, next_attempt_at,"
-                     " created_at, updated_at)"
-                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+                     " created_at, updated_at, sender_id, dlt_template_id)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14)",
     [W_EVENT_INSERT] = "INSERT INTO message_events (message_id, status, at, error)"
                        " VALUES (?1, ?2, ?3, ?4)",
     [W_LEDGER_INSERT] = "INSERT INTO ledger (account_id, type, amount, balance_after, request_id,"
@@ -66,8 +90,12 @@ static const char *const wsql[W__COUNT] = {
     [W_REQ_FOR_VERIFY] = "SELECT id, status, attempts_left, expires_at, coalesce(verified_at, 0),"
                          " code_hash, code_length FROM otp_requests"
                          " WHERE public_id = ?1 AND account_id = ?2",
+    /* A sealed code (reuse strategy) goes as soon as the request is no longer
+     * pending (CASE without ELSE is NULL). */
     [W_REQ_SET_STATE] = "UPDATE otp_requests SET status = ?2, attempts_left = ?3,"
-                        " verified_at = ?4 WHERE id = ?1",
+                        " verified_at = ?4,"
+                        " code_sealed = CASE WHEN ?2 = 'pending' THEN code_sealed END"
+                        " WHERE id = ?1",
     [W_KEY_TOUCH] = "UPDATE api_keys SET last_used_at = ?2"
                     " WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)",
     [W_ACCOUNT_INSERT] = "INSERT INTO accounts (public_id, name, created_at) VALUES (?1, ?2, ?3)",
@@ -94,6 +122,58 @@ static const char *const wsql[W__COUNT] = {
     [W_MSG_REQUEUE] = "UPDATE messages SET status = 'queued', provider = coalesce(?2, provider),"
                       " error = ?3, next_attempt_at = ?4, lease_until = NULL, updated_at = ?5"
                       " WHERE id = ?1 AND status = 'sending'",
+    [W_IDEM_GET] = "SELECT fingerprint, status, response FROM idempotency"
+                   " WHERE account_id = ?1 AND key = ?2",
+    [W_IDEM_PUT] = "INSERT INTO idempotency (account_id, key, fingerprint, status, response,"
+                   " created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [W_REQ_FOR_UPDATE] = "SELECT id, status, attempts_left, expires_in, expires_at,"
+                         " coalesce(verified_at, 0), resend_count,"
+                         " coalesce(last_sent_at, created_at), test, max_attempts, phone"
+                         " FROM otp_requests"
+                         " WHERE public_id = ?1 AND account_id = ?2",
+    [W_REQ_RESEND] = "UPDATE otp_requests SET attempts_left = max_attempts, expires_at = ?2,"
+                     " resend_count = resend_count + 1, last_sent_at = ?3,"
+                     " code_hash = coalesce(?4, code_hash) WHERE id = ?1",
+    [W_REQ_CANCEL] = "UPDATE otp_requests SET status = 'cancelled', code_sealed = NULL"
+                     " WHERE id = ?1 AND status = 'pending'",
+    [W_MSG_QUEUED_CHARGES] = "SELECT coalesce(sum(charge), 0) FROM messages"
+                             " WHERE request_id = ?1 AND status = 'queued' AND refunded = 0",
+    [W_MSG_QUEUED_NEXT] = "SELECT id FROM messages WHERE request_id = ?1 AND status = 'queued'"
+                          " LIMIT 1",
+    [W_MSG_SUPERSEDE] = "UPDATE messages SET status = 'failed', error = ?2, sealed_text = NULL,"
+                        " next_attempt_at = NULL, lease_until = NULL, updated_at = ?3"
+                        " WHERE id = ?1 AND status = 'queued'",
+    [W_ACCOUNT_SET] = "UPDATE accounts SET"
+                      " price_per_segment = CASE WHEN ?2 & 1 THEN ?3 ELSE price_per_segment END,"
+                      " low_balance_threshold = CASE WHEN ?2 & 2 THEN ?4"
+                      "  ELSE low_balance_threshold END,"
+                      " resend_strategy = CASE WHEN ?2 & 4 THEN ?5 ELSE resend_strategy END,"
+                      " webotp_domain = CASE WHEN ?2 & 8 THEN ?6 ELSE webotp_domain END"
+                      " WHERE id = ?1",
+    [W_TPL_INSERT] = "INSERT INTO templates (public_id, account_id, name, body, dlt_template_id,"
+                     " sender_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [W_TPL_COUNT] = "SELECT count(*) FROM templates WHERE account_id = ?1",
+    /* A public id wins over a name that happens to look like one. */
+    [W_TPL_FIND] = "SELECT id, is_default FROM templates"
+                   " WHERE account_id = ?1 AND (public_id = ?2 OR name = ?2)"
+                   " ORDER BY public_id = ?2 DESC LIMIT 1",
+    [W_TPL_UNSET_DEFAULT] = "UPDATE templates SET is_default = 0"
+                            " WHERE account_id = ?1 AND is_default = 1",
+    [W_TPL_SET_DEFAULT] = "UPDATE templates SET is_default = 1 WHERE id = ?1",
+    [W_TPL_DELETE] = "DELETE FROM templates WHERE id = ?1",
+    [W_MSG_BY_PROVIDER_ID] = sq_dlr_lookup_sql,
+    [W_MSG_DLR] = "UPDATE messages SET status = ?2, error = ?3,"
+                  " sealed_text = CASE WHEN test = 1 THEN sealed_text END,"
+                  " next_attempt_at = NULL, lease_until = NULL, updated_at = ?4 WHERE id = ?1",
+    /* Each purge statement is bounded by its LIMIT (?2); the IN subquery is
+     * evaluated once, before the first row changes. */
+    [W_PURGE_CODES] = "UPDATE otp_requests SET code_sealed = NULL WHERE id IN"
+                      " (SELECT id FROM otp_requests WHERE code_sealed IS NOT NULL"
+                      " AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2)",
+    [W_PURGE_REQUESTS] = sq_purge_requests_sql,
+    [W_PURGE_IDEM] = "DELETE FROM idempotency WHERE rowid IN"
+                     " (SELECT rowid FROM idempotency WHERE created_at < ?1"
+                     " ORDER BY created_at LIMIT ?2)",
 };
 
 otp_err sq_err(int rc)
@@ -147,6 +227,12 @@ static int run(sqlite3_stmt *st)
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     return rc;
+}
+
+static int run_bound_id(sqlite3_stmt *st, int64_t id)
+{
+    sqlite3_bind_int64(st, 1, id);
+    return run(st);
 }
 
 /* Records a message's status change. OTP_OK or a store error (also for the
@@ -220,13 +306,156 @@ static otp_err add_balance(sq_store *s, int64_t account, int64_t amount, int64_t
     return OTP_OK;
 }
 
+/* ---- shared by SEND and RESEND ---- */
+
+/* Looks up idem's key for account. Returns OTP_OK with *ret_replayed false (no
+ * record: do the work), OTP_OK with *ret_replayed true (a record with the same
+ * fingerprint: idem's replay fields are filled, the response malloc'd),
+ * OTP_E_IDEMPOTENCY_KEY_REUSED (same key, another fingerprint), or a store
+ * error. Writes nothing. */
+static otp_err idem_check(sq_store *s, int64_t account, otp_idem *idem, bool *ret_replayed)
+{
+    sqlite3_stmt *st = s->w[W_IDEM_GET];
+    otp_err e = OTP_OK;
+    *ret_replayed = false;
+    sqlite3_bind_int64(st, 1, account);
+    bind_text(st, 2, idem->key);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const void *fp = sqlite3_column_blob(st, 0);
+        if (!fp || sqlite3_column_bytes(st, 0) != (int)sizeof(idem->fingerprint) ||
+            memcmp(fp, idem->fingerprint, sizeof(idem->fingerprint)) != 0) {
+            e = OTP_E_IDEMPOTENCY_KEY_REUSED;
+        } else {
+            const unsigned char *text = sqlite3_column_text(st, 2);
+            size_t len = text ? (size_t)sqlite3_column_bytes(st, 2) : 0;
+            char *copy = malloc(len + 1);
+            if (!copy) {
+                e = OTP_E_INTERNAL;
+            } else {
+                if (len)
+                    memcpy(copy, text, len);
+                copy[len] = '\0';
+                idem->replayed = true;
+                idem->replay_status = sqlite3_column_int(st, 1);
+                idem->replay_response = copy;
+                *ret_replayed = true;
+            }
+        }
+    } else if (rc != SQLITE_DONE) {
+        e = sq_err(rc);
+    }
+    sqlite3_reset(st);
+    return e;
+}
+
+/* Stores idem's record (the last write of a successful txn). */
+static otp_err idem_put(sq_store *s, int64_t account, const otp_idem *idem, int64_t now)
+{
+    sqlite3_stmt *st = s->w[W_IDEM_PUT];
+    sqlite3_bind_int64(st, 1, account);
+    bind_text(st, 2, idem->key);
+    sqlite3_bind_blob(st, 3, idem->fingerprint, sizeof(idem->fingerprint), SQLITE_STATIC);
+    sqlite3_bind_int(st, 4, idem->status);
+    bind_text(st, 5, idem->response);
+    sqlite3_bind_int64(st, 6, now);
+    int rc = run(st);
+    return rc == SQLITE_DONE ? OTP_OK : sq_err(rc);
+}
+
+/* What every SEND and RESEND with idem.use needs before anything else: a key of
+ * the right length and the response to remember. OTP_E_INVALID_REQUEST for a
+ * bad key; OTP_E_INTERNAL for a missing response (a caller's bug). */
+static otp_err idem_valid(const otp_idem *idem)
+{
+    size_t len = strnlen(idem->key, sizeof(idem->key));
+    if (len == 0 || len == sizeof(idem->key))
+        return OTP_E_INVALID_REQUEST;
+    return idem->response ? OTP_OK : OTP_E_INTERNAL;
+}
+
+/* The charge of segments at price, or -1 if it does not fit in int64. */
+static int64_t charge_of(int64_t price, int segments)
+{
+    if (price > 0 && segments > INT64_MAX / price)
+        return -1;
+    return price * segments;
+}
+
+/* Takes charged (> 0) from an account whose balance was checked to cover it. */
+static otp_err debit(sq_store *s, int64_t account, int64_t charged)
+{
+    /* The balance condition is redundant under the write lock; it stays as the
+     * last line of defence (with the CHECK) against going negative. */
+    sqlite3_stmt *st = s->w[W_DEBIT];
+    sqlite3_bind_int64(st, 1, charged);
+    sqlite3_bind_int64(st, 2, account);
+    int rc = run(st);
+    if (rc != SQLITE_DONE)
+        return sq_err(rc);
+    return sqlite3_changes(s->wdb) == 1 ? OTP_OK : OTP_E_INSUFFICIENT_BALANCE;
+}
+
+/* The fields of a new message (SEND and RESEND). */
+typedef struct new_msg {
+    const char *public_id;
+    int64_t request; /* row id */
+    int64_t account;
+    bool test;
+    const char *phone;
+    const uint8_t *sealed;
+    size_t sealed_len;
+    int segments;
+    int64_t charge;
+    const char *sender_id;
+    const char *dlt_template_id;
+    int64_t now;
+} new_msg;
+
+/* Stores a message with its first event: in the outbox ("queued"), or, for a
+ * test key, already "sent" by the pseudo-provider "test" with its text kept for
+ * the test inbox (it never enters the outbox). */
+static otp_err msg_insert(sq_store *s, const new_msg *m)
+{
+    const char *status = m->test ? "sent" : "queued";
+    sqlite3_stmt *st = s->w[W_MSG_INSERT];
+    bind_text(st, 1, m->public_id);
+    sqlite3_bind_int64(st, 2, m->request);
+    sqlite3_bind_int64(st, 3, m->account);
+    sqlite3_bind_int(st, 4, m->test);
+    bind_text(st, 5, m->phone);
+    sqlite3_bind_blob(st, 6, m->sealed, (int)m->sealed_len, SQLITE_STATIC);
+    bind_text(st, 7, status);
+    bind_text_opt(st, 8, m->test ? "test" : NULL);
+    sqlite3_bind_int(st, 9, m->segments);
+    sqlite3_bind_int64(st, 10, m->charge);
+    if (m->test)
+        sqlite3_bind_null(st, 11);
+    else
+        sqlite3_bind_int64(st, 11, m->now);
+    sqlite3_bind_int64(st, 12, m->now);
+    bind_text_opt(st, 13, m->sender_id);
+    bind_text_opt(st, 14, m->dlt_template_id);
+    int rc = run(st);
+    if (rc != SQLITE_DONE)
+        return sq_err(rc);
+    return event_add(s, sqlite3_last_insert_rowid(s->wdb), status, m->now, NULL);
+}
+
+/* A sealed text the schema and the statements can hold. */
+static bool text_ok(const uint8_t *sealed, size_t len)
+{
+    return sealed && len > 0 && len <= INT_MAX;
+}
+
 /* ---- SEND ---- */
 
 /* SEND: charges the wallet (live keys), stores the request, its message (in the
- * outbox, or already "sent" for a test key) and the ledger debit. Returns OTP_OK
- * with charged and balance_after set; OTP_E_INSUFFICIENT_BALANCE,
- * OTP_E_NOT_FOUND (no such account) or OTP_E_INVALID_REQUEST before any write;
- * or a store error. */
+ * outbox, or already "sent" for a test key), the ledger debit and the
+ * idempotency record. Returns OTP_OK with charged and balance_after set, or
+ * with idem.replayed set (a repeat: nothing else done); before any write
+ * OTP_E_IDEMPOTENCY_KEY_REUSED, OTP_E_INSUFFICIENT_BALANCE, OTP_E_NOT_FOUND (no
+ * such account) or OTP_E_INVALID_REQUEST; or a store error. */
 static otp_err tx_send(sq_store *s, otp_txn_send *in)
 {
     sqlite3_stmt *st;
@@ -234,32 +463,32 @@ static otp_err tx_send(sq_store *s, otp_txn_send *in)
     int rc;
     otp_err e;
 
-    if (in->segments < 1 || in->max_attempts < 1 || in->code_length < 1 || !in->sealed_text ||
-        in->sealed_text_len == 0 || in->sealed_text_len > INT_MAX)
+    if (in->segments < 1 || in->max_attempts < 1 || in->code_length < 1 ||
+        !text_ok(in->sealed_text, in->sealed_text_len) ||
+        in->code_sealed_len > OTP_CODE_SEALED_MAX || (in->code_sealed_len && !in->code_sealed))
         return OTP_E_INVALID_REQUEST;
+    if (in->idem.use) {
+        bool replayed;
+        if ((e = idem_valid(&in->idem)) ||
+            (e = idem_check(s, in->account_id, &in->idem, &replayed)))
+            return e;
+        if (replayed)
+            return OTP_OK;
+    }
 
     int64_t price = 0;
     e = money_of(s, in->account_id, &balance, &price);
     if (e)
         return e;
     if (!in->test) {
-        if (price > 0 && in->segments > INT64_MAX / price)
-            return OTP_E_INSUFFICIENT_BALANCE;
-        charged = price * in->segments;
-        if (balance < charged)
+        charged = charge_of(price, in->segments);
+        if (charged < 0 || balance < charged)
             return OTP_E_INSUFFICIENT_BALANCE;
     }
     if (charged > 0) {
-        /* The balance condition is redundant under the write lock; it stays as
-         * the last line of defence (with the CHECK) against going negative. */
-        st = s->w[W_DEBIT];
-        sqlite3_bind_int64(st, 1, charged);
-        sqlite3_bind_int64(st, 2, in->account_id);
-        rc = run(st);
-        if (rc != SQLITE_DONE)
-            return sq_err(rc);
-        if (sqlite3_changes(s->wdb) != 1)
-            return OTP_E_INSUFFICIENT_BALANCE;
+        e = debit(s, in->account_id, charged);
+        if (e)
+            return e;
         balance -= charged;
     }
 
@@ -278,36 +507,30 @@ static otp_err tx_send(sq_store *s, otp_txn_send *in)
     sqlite3_bind_int(st, 9, in->expires_in_s);
     sqlite3_bind_int64(st, 10, in->now_ms);
     sqlite3_bind_int64(st, 11, in->expires_at_ms);
-    rc = run(st);
-    if (rc != SQLITE_DONE)
-        return sq_err(rc);
-    int64_t req = sqlite3_last_insert_rowid(s->wdb);
-
-    /* A test key's message never enters the outbox: it is "sent" at once, with
-     * its text kept for the test inbox. */
-    const char *status = in->test ? "sent" : "queued";
-    st = s->w[W_MSG_INSERT];
-    bind_text(st, 1, in->message_id);
-    sqlite3_bind_int64(st, 2, req);
-    sqlite3_bind_int64(st, 3, in->account_id);
-    sqlite3_bind_int(st, 4, in->test);
-    bind_text(st, 5, in->phone);
-    sqlite3_bind_blob(st, 6, in->sealed_text, (int)in->sealed_text_len, SQLITE_STATIC);
-    bind_text(st, 7, status);
-    bind_text_opt(st, 8, in->test ? "test" : NULL);
-    sqlite3_bind_int(st, 9, in->segments);
-    sqlite3_bind_int64(st, 10, charged);
-    if (in->test)
-        sqlite3_bind_null(st, 11);
+    bind_text_opt(st, 12, in->template_id);
+    bind_text_opt(st, 13, in->app_name);
+    bind_text_opt(st, 14, in->app_hash);
+    if (in->code_sealed_len)
+        sqlite3_bind_blob(st, 15, in->code_sealed, (int)in->code_sealed_len, SQLITE_STATIC);
     else
-        sqlite3_bind_int64(st, 11, in->now_ms);
-    sqlite3_bind_int64(st, 12, in->now_ms);
+        sqlite3_bind_null(st, 15);
     rc = run(st);
     if (rc != SQLITE_DONE)
         return sq_err(rc);
-    int64_t msg = sqlite3_last_insert_rowid(s->wdb);
 
-    e = event_add(s, msg, status, in->now_ms, NULL);
+    new_msg m = {.public_id = in->message_id,
+                 .request = sqlite3_last_insert_rowid(s->wdb),
+                 .account = in->account_id,
+                 .test = in->test,
+                 .phone = in->phone,
+                 .sealed = in->sealed_text,
+                 .sealed_len = in->sealed_text_len,
+                 .segments = in->segments,
+                 .charge = charged,
+                 .sender_id = in->sender_id,
+                 .dlt_template_id = in->dlt_template_id,
+                 .now = in->now_ms};
+    e = msg_insert(s, &m);
     if (e)
         return e;
     if (charged > 0) {
@@ -316,6 +539,8 @@ static otp_err tx_send(sq_store *s, otp_txn_send *in)
         if (e)
             return e;
     }
+    if (in->idem.use && (e = idem_put(s, in->account_id, &in->idem, in->now_ms)))
+        return e;
     in->charged = charged;
     in->balance_after = balance;
     return OTP_OK;
@@ -495,12 +720,32 @@ static otp_err tx_wallet_credit(sq_store *s, otp_txn_wallet_credit *in)
 
 /* ---- outbox ---- */
 
+/* Clears what a txn hands back in allocated memory (a replayed idempotency
+ * response, claimed messages) after freeing it. */
+static void idem_discard(otp_idem *idem)
+{
+    free(idem->replay_response);
+    idem->replay_response = NULL;
+    idem->replayed = false;
+    idem->replay_status = 0;
+}
+
 void sq_txn_discard(otp_txn *t)
 {
-    if (t->kind == OTP_TXN_OUTBOX_CLAIM) {
+    switch (t->kind) {
+    case OTP_TXN_OUTBOX_CLAIM:
         otp_outbox_msgs_free(t->u.outbox_claim.msgs, t->u.outbox_claim.n);
         t->u.outbox_claim.msgs = NULL;
         t->u.outbox_claim.n = 0;
+        break;
+    case OTP_TXN_SEND:
+        idem_discard(&t->u.send.idem);
+        break;
+    case OTP_TXN_RESEND:
+        idem_discard(&t->u.resend.idem);
+        break;
+    default:
+        break;
     }
 }
 
@@ -559,6 +804,8 @@ static otp_err tx_outbox_claim(sq_store *s, otp_txn_outbox_claim *in)
         m->segments = sqlite3_column_int(st, 7);
         m->created_at_ms = sqlite3_column_int64(st, 8);
         m->expires_at_ms = sqlite3_column_int64(st, 9);
+        sq_col_text(st, 10, m->sender_id, sizeof(m->sender_id));
+        sq_col_text(st, 11, m->dlt_template_id, sizeof(m->dlt_template_id));
     }
     sqlite3_reset(st);
     if (e == OTP_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
@@ -694,6 +941,481 @@ static otp_err tx_outbox_report(sq_store *s, const otp_txn_outbox_report *in)
     return OTP_OK;
 }
 
+/* ---- RESEND and CANCEL ---- */
+
+/* What RESEND and CANCEL read of a request. */
+typedef struct req_row {
+    int64_t id;
+    otp_req_state state;
+    int expires_in_s;
+    int resend_count;
+    int64_t last_sent_at;
+    bool test;
+    int max_attempts;
+    char phone[OTP_PHONE_SIZE];
+} req_row;
+
+/* Reads request_id of account. OTP_OK, OTP_E_OTP_NOT_FOUND (unknown, or another
+ * account's: the same answer), or a store error. */
+static otp_err req_load(sq_store *s, int64_t account, const char *request_id, req_row *ret)
+{
+    sqlite3_stmt *st = s->w[W_REQ_FOR_UPDATE];
+    req_row r;
+    bool status_ok = false;
+    memset(&r, 0, sizeof(r));
+    bind_text(st, 1, request_id);
+    sqlite3_bind_int64(st, 2, account);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        r.id = sqlite3_column_int64(st, 0);
+        status_ok = parse_req_status((const char *)sqlite3_column_text(st, 1), &r.state.status);
+        r.state.attempts_left = sqlite3_column_int(st, 2);
+        r.expires_in_s = sqlite3_column_int(st, 3);
+        r.state.expires_at_ms = sqlite3_column_int64(st, 4);
+        r.state.verified_at_ms = sqlite3_column_int64(st, 5);
+        r.resend_count = sqlite3_column_int(st, 6);
+        r.last_sent_at = sqlite3_column_int64(st, 7);
+        r.test = sqlite3_column_int(st, 8) != 0;
+        r.max_attempts = sqlite3_column_int(st, 9);
+        sq_col_text(st, 10, r.phone, sizeof(r.phone));
+    }
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE)
+        return OTP_E_OTP_NOT_FOUND;
+    if (rc != SQLITE_ROW)
+        return sq_err(rc);
+    if (!status_ok)
+        return OTP_E_INTERNAL;
+    *ret = r;
+    return OTP_OK;
+}
+
+/* OTP_OK if the request is pending at now, else the error that says why not
+ * (the same answers as a verification would give). */
+static otp_err req_pending(const req_row *r, int64_t now)
+{
+    switch (otp_req_effective_status(&r->state, now)) {
+    case OTP_REQ_PENDING:
+        return OTP_OK;
+    case OTP_REQ_VERIFIED:
+        return OTP_E_OTP_ALREADY_VERIFIED;
+    case OTP_REQ_LOCKED:
+        return OTP_E_OTP_ATTEMPTS_EXHAUSTED;
+    case OTP_REQ_CANCELLED:
+        return OTP_E_OTP_CANCELLED;
+    case OTP_REQ_EXPIRED:
+        return OTP_E_OTP_EXPIRED;
+    }
+    return OTP_E_INTERNAL;
+}
+
+/* What refunding a request's queued messages will give back (a read). */
+static otp_err queued_charges(sq_store *s, int64_t req, int64_t *ret)
+{
+    sqlite3_stmt *st = s->w[W_MSG_QUEUED_CHARGES];
+    sqlite3_bind_int64(st, 1, req);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *ret = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? OTP_OK : sq_err(rc);
+}
+
+/* Fails every message of request req still queued (never accepted by a
+ * gateway) with error why, and refunds each once. */
+static otp_err fail_queued(sq_store *s, int64_t req, const char *why, int64_t now)
+{
+    for (;;) {
+        sqlite3_stmt *st = s->w[W_MSG_QUEUED_NEXT];
+        sqlite3_bind_int64(st, 1, req);
+        int rc = sqlite3_step(st);
+        int64_t msg = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+        sqlite3_reset(st);
+        if (rc == SQLITE_DONE)
+            return OTP_OK;
+        if (rc != SQLITE_ROW)
+            return sq_err(rc);
+        st = s->w[W_MSG_SUPERSEDE];
+        sqlite3_bind_int64(st, 1, msg);
+        bind_text(st, 2, why);
+        sqlite3_bind_int64(st, 3, now);
+        rc = run(st);
+        if (rc != SQLITE_DONE)
+            return sq_err(rc);
+        if (sqlite3_changes(s->wdb) != 1) /* cannot happen under the write lock */
+            return OTP_E_INTERNAL;
+        otp_err e = event_add(s, msg, "failed", now, why);
+        if (e || (e = refund(s, msg, now)))
+            return e;
+    }
+}
+
+/* RESEND: see store.h for the order of the checks, all made before the first
+ * write. A request is resent only by a key of its own kind: a test key's
+ * request is invisible to live keys and the other way round
+ * (OTP_E_OTP_NOT_FOUND), so a test key can never charge or reach a gateway.
+ * The balance must cover the charge once the superseded messages are refunded
+ * (both happen in this txn, refunds first, so it never dips below zero).
+ * Returns OTP_OK with the outputs set (or idem.replayed), a business error, or
+ * a store error. */
+static otp_err tx_resend(sq_store *s, otp_txn_resend *in)
+{
+    otp_err e;
+    if (in->segments < 1 || !text_ok(in->sealed_text, in->sealed_text_len) || in->max_resends < 0 ||
+        in->cooldown_ms < 0)
+        return OTP_E_INVALID_REQUEST;
+    if (in->idem.use) {
+        bool replayed;
+        if ((e = idem_valid(&in->idem)) ||
+            (e = idem_check(s, in->account_id, &in->idem, &replayed)))
+            return e;
+        if (replayed)
+            return OTP_OK;
+    }
+
+    req_row r;
+    if ((e = req_load(s, in->account_id, in->request_id, &r)))
+        return e;
+    if (r.test != in->test)
+        return OTP_E_OTP_NOT_FOUND;
+    if ((e = req_pending(&r, in->now_ms)))
+        return e;
+    if (r.resend_count >= in->max_resends)
+        return OTP_E_RESEND_LIMIT_REACHED;
+    if (in->now_ms - r.last_sent_at < in->cooldown_ms) {
+        int64_t wait_ms = r.last_sent_at + in->cooldown_ms - in->now_ms;
+        in->retry_after_s = (int)((wait_ms + 999) / 1000);
+        return OTP_E_RESEND_TOO_SOON;
+    }
+    int64_t balance = 0, price = 0, back = 0, charged = 0;
+    if ((e = money_of(s, in->account_id, &balance, &price)) || (e = queued_charges(s, r.id, &back)))
+        return e;
+    if (!in->test) {
+        charged = charge_of(price, in->segments);
+        if (charged < 0 || back > INT64_MAX - balance || balance + back < charged)
+            return OTP_E_INSUFFICIENT_BALANCE;
+    }
+
+    /* The writes. */
+    if ((e = fail_queued(s, r.id, "superseded", in->now_ms)))
+        return e;
+    if ((e = money_of(s, in->account_id, &balance, NULL)))
+        return e;
+    if (charged > 0) {
+        if ((e = debit(s, in->account_id, charged)))
+            return e;
+        balance -= charged;
+    }
+    int64_t expires_at = in->now_ms + (int64_t)r.expires_in_s * 1000;
+    sqlite3_stmt *st = s->w[W_REQ_RESEND];
+    sqlite3_bind_int64(st, 1, r.id);
+    sqlite3_bind_int64(st, 2, expires_at);
+    sqlite3_bind_int64(st, 3, in->now_ms);
+    if (in->rotate)
+        sqlite3_bind_blob(st, 4, in->code_hash, OTP_CODE_HASH_LEN, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 4);
+    int rc = run(st);
+    if (rc != SQLITE_DONE)
+        return sq_err(rc);
+
+    /* The new message goes to the number stored with the request. */
+    new_msg m = {.public_id = in->message_id,
+                 .request = r.id,
+                 .account = in->account_id,
+                 .test = in->test,
+                 .phone = r.phone,
+                 .sealed = in->sealed_text,
+                 .sealed_len = in->sealed_text_len,
+                 .segments = in->segments,
+                 .charge = charged,
+                 .sender_id = in->sender_id,
+                 .dlt_template_id = in->dlt_template_id,
+                 .now = in->now_ms};
+    if ((e = msg_insert(s, &m)))
+        return e;
+    if (charged > 0 && (e = ledger_add(s, in->account_id, "debit", -charged, balance,
+                                       in->request_id, in->message_id, NULL, in->now_ms)))
+        return e;
+    if (in->idem.use && (e = idem_put(s, in->account_id, &in->idem, in->now_ms)))
+        return e;
+    in->expires_at_ms = expires_at;
+    in->attempts_left = r.max_attempts;
+    in->charged = charged;
+    in->balance_after = balance;
+    return OTP_OK;
+}
+
+/* CANCEL: pending -> cancelled, erasing any sealed code. Its messages still
+ * queued will never be worth sending (their code can no longer be verified):
+ * they fail as "cancelled" and are refunded. OTP_OK; the status errors of
+ * RESEND (OTP_E_OTP_NOT_FOUND, …_ALREADY_VERIFIED, …_ATTEMPTS_EXHAUSTED,
+ * …_CANCELLED, …_EXPIRED) before any write; or a store error. */
+static otp_err tx_cancel(sq_store *s, const otp_txn_cancel *in)
+{
+    req_row r;
+    otp_err e;
+    if ((e = req_load(s, in->account_id, in->request_id, &r)) || (e = req_pending(&r, in->now_ms)))
+        return e;
+    int rc = run_bound_id(s->w[W_REQ_CANCEL], r.id);
+    if (rc != SQLITE_DONE)
+        return sq_err(rc);
+    if (sqlite3_changes(s->wdb) != 1)
+        return OTP_E_INTERNAL;
+    return fail_queued(s, r.id, "cancelled", in->now_ms);
+}
+
+/* ---- account settings and templates ---- */
+
+/* Whether a fixed-size text field holds a NUL-terminated string. */
+#define TERMINATED(field) (strnlen((field), sizeof(field)) < sizeof(field))
+
+/* ACCOUNT_SET: writes the fields whose OTP_SET_* bit is set. OTP_OK;
+ * OTP_E_INVALID_REQUEST (unknown bit, negative price or threshold, unknown
+ * strategy) or OTP_E_NOT_FOUND (no such account) with nothing written; or a
+ * store error. An empty webotp_domain removes the WebOTP line. */
+static otp_err tx_account_set(sq_store *s, const otp_txn_account_set *in)
+{
+    const unsigned all =
+        OTP_SET_PRICE | OTP_SET_LOW_BALANCE | OTP_SET_RESEND_STRATEGY | OTP_SET_WEBOTP_DOMAIN;
+    if ((in->fields & ~all) || ((in->fields & OTP_SET_PRICE) && in->price_per_segment < 0) ||
+        ((in->fields & OTP_SET_LOW_BALANCE) && in->low_balance_threshold < 0) ||
+        ((in->fields & OTP_SET_RESEND_STRATEGY) && in->resend_strategy != OTP_RESEND_ROTATE &&
+         in->resend_strategy != OTP_RESEND_REUSE) ||
+        ((in->fields & OTP_SET_WEBOTP_DOMAIN) && !TERMINATED(in->webotp_domain)))
+        return OTP_E_INVALID_REQUEST;
+    sqlite3_stmt *st = s->w[W_ACCOUNT_SET];
+    sqlite3_bind_int64(st, 1, in->account_id);
+    sqlite3_bind_int(st, 2, (int)in->fields);
+    sqlite3_bind_int64(st, 3, in->price_per_segment);
+    sqlite3_bind_int64(st, 4, in->low_balance_threshold);
+    bind_text(st, 5, in->resend_strategy == OTP_RESEND_REUSE ? "reuse" : "rotate");
+    bind_text_opt(st, 6, in->webotp_domain);
+    int rc = run(st);
+    if (rc != SQLITE_DONE)
+        return sq_err(rc);
+    return sqlite3_changes(s->wdb) == 1 ? OTP_OK : OTP_E_NOT_FOUND;
+}
+
+/* Makes template tpl (row id) the account's one default. */
+static otp_err tpl_make_default(sq_store *s, int64_t account, int64_t tpl)
+{
+    sqlite3_stmt *st = s->w[W_TPL_UNSET_DEFAULT];
+    sqlite3_bind_int64(st, 1, account);
+    int rc = run(st);
+    if (rc == SQLITE_DONE)
+        rc = run_bound_id(s->w[W_TPL_SET_DEFAULT], tpl);
+    return rc == SQLITE_DONE ? OTP_OK : sq_err(rc);
+}
+
+/* TEMPLATE_ADD: stores the template; it becomes the account's default when
+ * asked (tpl.is_default) or when it is the account's only template, and
+ * tpl.is_default is set to say whether it did. OTP_OK; OTP_E_INVALID_REQUEST
+ * (empty id, name or body, or a name or id already taken) or OTP_E_NOT_FOUND
+ * (no such account) with nothing written; or a store error. The body is stored
+ * as given: checking it is otp_template_check()'s job. */
+static otp_err tx_template_add(sq_store *s, otp_txn_template_add *in)
+{
+    otp_template *t = &in->tpl;
+    if (!t->public_id[0] || !t->name[0] || !t->body[0] || !TERMINATED(t->public_id) ||
+        !TERMINATED(t->name) || !TERMINATED(t->body) || !TERMINATED(t->dlt_template_id) ||
+        !TERMINATED(t->sender_id))
+        return OTP_E_INVALID_REQUEST;
+    /* The insert comes first: when it is refused, nothing has been written. */
+    sqlite3_stmt *st = s->w[W_TPL_INSERT];
+    bind_text(st, 1, t->public_id);
+    sqlite3_bind_int64(st, 2, in->account_id);
+    bind_text(st, 3, t->name);
+    bind_text(st, 4, t->body);
+    bind_text_opt(st, 5, t->dlt_template_id);
+    bind_text_opt(st, 6, t->sender_id);
+    sqlite3_bind_int64(st, 7, t->created_at_ms);
+    int rc = run(st);
+    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+        return OTP_E_NOT_FOUND;
+    if ((rc & 0xff) == SQLITE_CONSTRAINT)
+        return OTP_E_INVALID_REQUEST;
+    if (rc != SQLITE_DONE)
+        return sq_err(rc);
+    int64_t id = sqlite3_last_insert_rowid(s->wdb);
+
+    bool make_default = t->is_default;
+    if (!make_default) {
+        st = s->w[W_TPL_COUNT];
+        sqlite3_bind_int64(st, 1, in->account_id);
+        rc = sqlite3_step(st);
+        make_default = rc == SQLITE_ROW && sqlite3_column_int64(st, 0) == 1;
+        sqlite3_reset(st);
+        if (rc != SQLITE_ROW)
+            return sq_err(rc);
+    }
+    if (make_default) {
+        otp_err e = tpl_make_default(s, in->account_id, id);
+        if (e)
+            return e;
+    }
+    t->is_default = make_default;
+    return OTP_OK;
+}
+
+/* Finds a template of account by public id or name (an id wins). OTP_OK with
+ * its row id and whether it is the default; OTP_E_NOT_FOUND; or a store error. */
+static otp_err tpl_find(sq_store *s, const otp_txn_template_ref *in, int64_t *ret_id,
+                        bool *ret_default)
+{
+    if (!in->id_or_name[0] || !TERMINATED(in->id_or_name))
+        return OTP_E_NOT_FOUND;
+    sqlite3_stmt *st = s->w[W_TPL_FIND];
+    sqlite3_bind_int64(st, 1, in->account_id);
+    bind_text(st, 2, in->id_or_name);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *ret_id = sqlite3_column_int64(st, 0);
+        *ret_default = sqlite3_column_int(st, 1) != 0;
+    }
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW)
+        return OTP_OK;
+    return rc == SQLITE_DONE ? OTP_E_NOT_FOUND : sq_err(rc);
+}
+
+/* TEMPLATE_REMOVE: deletes the template. Removing the default leaves the
+ * account without one (sends then use the built-in text) rather than picking
+ * another: which template is the default stays the operator's choice. OTP_OK,
+ * OTP_E_NOT_FOUND, or a store error. Requests sent with it keep its id; a
+ * resend of one of them falls back to the default (the API's choice). */
+static otp_err tx_template_remove(sq_store *s, const otp_txn_template_ref *in)
+{
+    int64_t id = 0;
+    bool is_default = false;
+    otp_err e = tpl_find(s, in, &id, &is_default);
+    if (e)
+        return e;
+    int rc = run_bound_id(s->w[W_TPL_DELETE], id);
+    return rc == SQLITE_DONE ? OTP_OK : sq_err(rc);
+}
+
+/* TEMPLATE_SET_DEFAULT: OTP_OK (also when it already was), OTP_E_NOT_FOUND, or a
+ * store error. */
+static otp_err tx_template_set_default(sq_store *s, const otp_txn_template_ref *in)
+{
+    int64_t id = 0;
+    bool is_default = false;
+    otp_err e = tpl_find(s, in, &id, &is_default);
+    if (e || is_default)
+        return e;
+    return tpl_make_default(s, in->account_id, id);
+}
+
+/* ---- delivery reports ---- */
+
+/* A message status's place in the order queued < sending < sent < final. */
+static int status_rank(const char *status)
+{
+    if (!status)
+        return 3;
+    if (strcmp(status, "queued") == 0)
+        return 0;
+    if (strcmp(status, "sending") == 0)
+        return 1;
+    if (strcmp(status, "sent") == 0)
+        return 2;
+    return 3; /* delivered, undeliverable, failed: final */
+}
+
+/* DELIVERY_REPORT: see store.h. A report for a message in a final state
+ * (including a repeat of the same report) is OTP_OK and changes nothing; a
+ * report for a message still sending (the receipt overtook the dispatcher's own
+ * report) applies, and the dispatcher's late "sent" is then ignored. OTP_OK with
+ * message_id set; OTP_E_INVALID_REQUEST (a status other than DELIVERED,
+ * UNDELIVERABLE, FAILED) or OTP_E_MESSAGE_NOT_FOUND before any write; or a
+ * store error. */
+static otp_err tx_delivery_report(sq_store *s, otp_txn_delivery_report *in)
+{
+    if (in->status != OTP_MSG_DELIVERED && in->status != OTP_MSG_UNDELIVERABLE &&
+        in->status != OTP_MSG_FAILED)
+        return OTP_E_INVALID_REQUEST;
+    if (!in->provider[0] || !in->provider_message_id[0] || !TERMINATED(in->provider) ||
+        !TERMINATED(in->provider_message_id) || !TERMINATED(in->error))
+        return OTP_E_MESSAGE_NOT_FOUND;
+    sqlite3_stmt *st = s->w[W_MSG_BY_PROVIDER_ID];
+    bind_text(st, 1, in->provider);
+    bind_text(st, 2, in->provider_message_id);
+    int rc = sqlite3_step(st);
+    int64_t id = 0;
+    int rank = 3;
+    char public_id[OTP_ID_SIZE] = "";
+    if (rc == SQLITE_ROW) {
+        id = sqlite3_column_int64(st, 0);
+        rank = status_rank((const char *)sqlite3_column_text(st, 1));
+        sq_col_text(st, 2, public_id, sizeof(public_id));
+    }
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE)
+        return OTP_E_MESSAGE_NOT_FOUND;
+    if (rc != SQLITE_ROW)
+        return sq_err(rc);
+    memcpy(in->message_id, public_id, sizeof(public_id));
+    if (rank >= 3)
+        return OTP_OK; /* final states never change */
+
+    const char *status = otp_msg_status_name(in->status);
+    st = s->w[W_MSG_DLR];
+    sqlite3_bind_int64(st, 1, id);
+    bind_text(st, 2, status);
+    bind_text_opt(st, 3, in->error);
+    sqlite3_bind_int64(st, 4, in->now_ms);
+    rc = run(st);
+    if (rc != SQLITE_DONE)
+        return sq_err(rc);
+    otp_err e = event_add(s, id, status, in->now_ms, in->error);
+    if (!e && in->status == OTP_MSG_FAILED)
+        e = refund(s, id, in->now_ms);
+    return e;
+}
+
+/* ---- purge ---- */
+
+/* now - retention, not below INT64_MIN. */
+static int64_t cutoff(int64_t now, int64_t retention)
+{
+    return retention > 0 && now < INT64_MIN + retention ? INT64_MIN : now - retention;
+}
+
+/* Runs one bounded purge statement; *ret = the rows it changed directly. */
+static otp_err purge_one(sq_store *s, sq_wstmt i, int64_t before, int max_rows, int *ret)
+{
+    sqlite3_stmt *st = s->w[i];
+    sqlite3_bind_int64(st, 1, before);
+    sqlite3_bind_int(st, 2, max_rows);
+    int rc = run(st);
+    if (rc != SQLITE_DONE)
+        return sq_err(rc);
+    *ret = (int)sqlite3_changes(s->wdb);
+    return OTP_OK;
+}
+
+/* PURGE: erases the sealed codes of expired requests (those that stopped being
+ * pending lost theirs at that moment), then deletes old requests with their
+ * messages and events (ON DELETE CASCADE; the ledger keeps its entries, which
+ * name requests by public id) and old idempotency records; each step at most
+ * max_rows rows. A request whose message is still in the outbox is kept until
+ * the dispatcher has failed and refunded it. OTP_OK with the counts set;
+ * OTP_E_INVALID_REQUEST (max_rows < 1, negative retention); or a store error. */
+static otp_err tx_purge(sq_store *s, otp_txn_purge *in)
+{
+    if (in->max_rows < 1 || in->request_retention_ms < 0 || in->idem_retention_ms < 0)
+        return OTP_E_INVALID_REQUEST;
+    otp_err e = purge_one(s, W_PURGE_CODES, in->now_ms, in->max_rows, &in->erased_codes);
+    if (!e)
+        e = purge_one(s, W_PURGE_REQUESTS, cutoff(in->now_ms, in->request_retention_ms),
+                      in->max_rows, &in->purged_requests);
+    if (!e)
+        e = purge_one(s, W_PURGE_IDEM, cutoff(in->now_ms, in->idem_retention_ms), in->max_rows,
+                      &in->purged_idem);
+    return e;
+}
+
 otp_err sq_txn_run(sq_store *s, otp_txn *t, bool *ret_keep)
 {
     otp_err e;
@@ -725,6 +1447,30 @@ otp_err sq_txn_run(sq_store *s, otp_txn *t, bool *ret_keep)
         break;
     case OTP_TXN_OUTBOX_REPORT:
         e = tx_outbox_report(s, &t->u.outbox_report);
+        break;
+    case OTP_TXN_RESEND:
+        e = tx_resend(s, &t->u.resend);
+        break;
+    case OTP_TXN_CANCEL:
+        e = tx_cancel(s, &t->u.cancel);
+        break;
+    case OTP_TXN_ACCOUNT_SET:
+        e = tx_account_set(s, &t->u.account_set);
+        break;
+    case OTP_TXN_TEMPLATE_ADD:
+        e = tx_template_add(s, &t->u.template_add);
+        break;
+    case OTP_TXN_TEMPLATE_REMOVE:
+        e = tx_template_remove(s, &t->u.template_ref);
+        break;
+    case OTP_TXN_TEMPLATE_SET_DEFAULT:
+        e = tx_template_set_default(s, &t->u.template_ref);
+        break;
+    case OTP_TXN_DELIVERY_REPORT:
+        e = tx_delivery_report(s, &t->u.delivery_report);
+        break;
+    case OTP_TXN_PURGE:
+        e = tx_purge(s, &t->u.purge);
         break;
     default:
         e = OTP_E_INTERNAL;

@@ -132,7 +132,7 @@ typedef struct otp_template {
     char body[OTP_TEMPLATE_BODY_SIZE];
     char dlt_template_id[OTP_DLT_ID_SIZE]; /* "" = none */
     char sender_id[OTP_SENDER_ID_SIZE];    /* "" = provider default */
-    bool is_default;
+    bool is_default; /* TEMPLATE_ADD: in: make it the default; out: whether it is */
     int64_t created_at_ms;
 } otp_template;
 
@@ -149,7 +149,12 @@ typedef struct otp_test_message {
 
 /* Idempotency (SPEC 1.9), carried inside a SEND or RESEND txn so that the record
  * and the work it guards commit together: a duplicate can only ever see the
- * first one committed (replay) or not at all (then it is the first). */
+ * first one committed (replay) or not at all (then it is the first). Looked up
+ * per (account, key) before anything else: same fingerprint → OTP_OK with
+ * replayed set and nothing else done; another fingerprint →
+ * OTP_E_IDEMPOTENCY_KEY_REUSED. The record is stored only when the txn
+ * succeeds, so an error (402, 429, …) is never remembered. It lives until the
+ * purge removes it (OTP_TXN_PURGE, idem_retention_ms after it was made). */
 typedef struct otp_idem {
     bool use; /* false: no idempotencyKey given */
     char key[OTP_IDEM_KEY_SIZE];
@@ -294,7 +299,11 @@ typedef struct otp_txn_verify {
  * the request gets attempts_left = max_attempts, expires_at = now + expires_in,
  * resend_count + 1, last_sent_at = now, the new code hash if rotate; messages of
  * the request still queued (never handed to a gateway) fail as "superseded" and
- * are refunded, since they carry a dead code (rotate) or duplicate the new one. */
+ * are refunded, since they carry a dead code (rotate) or duplicate the new one.
+ * The balance must cover the charge once those refunds are counted (refunds
+ * are written first). A request is resent only by a key of its own kind
+ * (test == the request's test flag, else OTP_NOT_FOUND): a test key never
+ * charges nor reaches a gateway. The new message goes to the request's phone. */
 typedef struct otp_txn_resend {
     /* in */
     int64_t account_id;
@@ -322,7 +331,8 @@ typedef struct otp_txn_resend {
 } otp_txn_resend;
 
 /* pending -> cancelled (erasing any sealed code). Errors as for resend's status
- * checks. */
+ * checks. The request's messages still queued fail as "cancelled" and are
+ * refunded (their code can no longer be verified). */
 typedef struct otp_txn_cancel {
     int64_t account_id;
     char request_id[OTP_ID_SIZE];
@@ -345,6 +355,9 @@ typedef struct otp_txn_account_set {
     char webotp_domain[OTP_DOMAIN_SIZE];
 } otp_txn_account_set;
 
+/* The template becomes the default if tpl.is_default or if it is the account's
+ * only template (tpl.is_default then says so). Removing the default leaves the
+ * account without one (the built-in text). */
 typedef struct otp_txn_template_add {
     int64_t account_id;
     otp_template tpl;   /* public_id, name, body, dlt/sender, is_default, created_at */
@@ -371,8 +384,11 @@ typedef struct otp_txn_delivery_report {
 
 /* Deletes up to max_rows requests whose expiry is older than now -
  * request_retention_ms (with their messages and events; the ledger keeps its
- * entries) and idempotency records older than now - idem_retention_ms. Erases
- * sealed codes of requests no longer pending. */
+ * entries) and up to max_rows idempotency records older than now -
+ * idem_retention_ms. Erases sealed codes of requests no longer pending (VERIFY
+ * and CANCEL erase them at once; the purge catches the expired ones, up to
+ * max_rows). A request with a message still queued or sending is kept until the
+ * dispatcher has failed and refunded it. */
 typedef struct otp_txn_purge {
     int64_t now_ms;
     int64_t request_retention_ms;
@@ -380,6 +396,7 @@ typedef struct otp_txn_purge {
     int max_rows;
     int purged_requests; /* out */
     int purged_idem;     /* out */
+    int erased_codes;    /* out: sealed codes of expired requests erased */
 } otp_txn_purge;
 
 typedef struct otp_txn_key_touch {
@@ -491,13 +508,14 @@ typedef struct otp_store_ops {
     /* OTP_E_OTP_NOT_FOUND unless the request exists and belongs to account_id. */
     otp_err (*request_get)(otp_store *s, int64_t account_id, const char *request_id,
                            otp_request_info *ret);
-    /* The request's messages, oldest first. */
+    /* The request's messages, oldest first. An unknown request (or another
+     * account's) has none: OTP_OK without a callback. */
     otp_err (*request_messages)(otp_store *s, int64_t account_id, const char *request_id,
                                 otp_message_cb cb, void *ctx);
     /* OTP_E_MESSAGE_NOT_FOUND unless it exists and belongs to account_id. */
     otp_err (*message_get)(otp_store *s, int64_t account_id, const char *message_id,
                            otp_message_info *ret);
-    /* Status changes of a message, oldest first. */
+    /* Status changes of a message, oldest first (none for an unknown message). */
     otp_err (*message_events)(otp_store *s, int64_t account_id, const char *message_id,
                               otp_event_cb cb, void *ctx);
     /* Ledger entries with id < before_id (0 = from the newest), newest first, at
@@ -509,7 +527,8 @@ typedef struct otp_store_ops {
     otp_err (*template_find)(otp_store *s, int64_t account_id, const char *id_or_name,
                              otp_template *ret);
     otp_err (*template_list)(otp_store *s, int64_t account_id, otp_template_cb cb, void *ctx);
-    /* The newest test-key messages of account_id to phone, newest first. */
+    /* The newest test-key messages of account_id to phone, newest first, at most
+     * limit of them. */
     otp_err (*test_inbox)(otp_store *s, int64_t account_id, const char *phone, int limit,
                           otp_test_message_cb cb, void *ctx);
 } otp_store_ops;
@@ -526,7 +545,7 @@ typedef struct otp_store_options {
 } otp_store_options;
 
 /* Latest schema version this binary knows. */
-#define OTP_SCHEMA_VERSION 1
+#define OTP_SCHEMA_VERSION 2
 
 /* Opens the store named by url: "sqlite:PATH" (or a bare path) or "postgres://…".
  * On error returns -1 and writes a one-line reason into err. */

@@ -23,26 +23,14 @@
 #include <string.h>
 
 #include "conformance.h"
+#include "conformance_fixture.h"
 
-#define T0 INT64_C(1700000000000) /* "now" in ms; tests move it by hand */
-#define PRICE 25                  /* default price_per_segment */
-#define RIGHT 0xAA                /* code hash bytes of the right guess */
-#define WRONG 0xBB
-
-static const store_backend *B;
+const store_backend *B;
 static atomic_uint id_counter;
-static const uint8_t sealed_text[] = "sealed:123456 is your code";
 
-/* ---- fixture ------------------------------------------------------------- */
+/* ---- fixture (declared in conformance_fixture.h) -------------------------- */
 
-typedef struct ctx {
-    char url[512];
-    otp_store *s;
-    int64_t acc; /* an account "acme" with a live key (key) and a test key (tkey) */
-    int64_t key, tkey;
-} ctx;
-
-static otp_store *open_url(const char *url, bool migrate)
+otp_store *open_url(const char *url, bool migrate)
 {
     otp_store_options opt = {.migrate = migrate};
     otp_store *s = NULL;
@@ -71,13 +59,13 @@ static bool open_fails_with(const char *url, bool migrate, const char *want)
     return strstr(err, want) != NULL;
 }
 
-static void new_id(const char *prefix, char out[OTP_ID_SIZE])
+void new_id(const char *prefix, char out[OTP_ID_SIZE])
 {
     unsigned n = atomic_fetch_add(&id_counter, 1);
     snprintf(out, OTP_ID_SIZE, "%.4s%022u", prefix, n);
 }
 
-static otp_err create_account(otp_store *s, const char *name, int64_t *ret_id)
+otp_err create_account(otp_store *s, const char *name, int64_t *ret_id)
 {
     otp_txn t = {.kind = OTP_TXN_ACCOUNT_CREATE};
     new_id("acc_", t.u.account_create.public_id);
@@ -89,8 +77,8 @@ static otp_err create_account(otp_store *s, const char *name, int64_t *ret_id)
     return e;
 }
 
-static otp_err create_key(otp_store *s, int64_t acc, uint8_t hash_byte, bool test,
-                          char public_id[OTP_ID_SIZE])
+otp_err create_key(otp_store *s, int64_t acc, uint8_t hash_byte, bool test,
+                   char public_id[OTP_ID_SIZE])
 {
     otp_txn t = {.kind = OTP_TXN_KEY_CREATE};
     otp_txn_key_create *k = &t.u.key_create;
@@ -106,7 +94,7 @@ static otp_err create_key(otp_store *s, int64_t acc, uint8_t hash_byte, bool tes
     return otp_store_exec(s, &t);
 }
 
-static int64_t key_id_of(otp_store *s, uint8_t hash_byte)
+int64_t key_id_of(otp_store *s, uint8_t hash_byte)
 {
     uint8_t h[OTP_APIKEY_HASH_LEN];
     otp_key_auth a;
@@ -115,7 +103,7 @@ static int64_t key_id_of(otp_store *s, uint8_t hash_byte)
     return a.key_id;
 }
 
-static otp_err credit(otp_store *s, int64_t acc, int64_t amount, int64_t *ret_balance)
+otp_err credit(otp_store *s, int64_t acc, int64_t amount, int64_t *ret_balance)
 {
     otp_txn t = {.kind = OTP_TXN_WALLET_CREDIT};
     t.u.wallet_credit.account_id = acc;
@@ -130,7 +118,7 @@ static otp_err credit(otp_store *s, int64_t acc, int64_t amount, int64_t *ret_ba
 
 /* Fills t as a SEND of a fresh request (6-digit code, RIGHT hash, 3 attempts,
  * expiring at T0 + 600 s) by key (test or live) of account acc. */
-static void make_send(otp_txn *t, int64_t acc, int64_t key, bool test, int segments)
+void make_send(otp_txn *t, int64_t acc, int64_t key, bool test, int segments)
 {
     memset(t, 0, sizeof(*t));
     t->kind = OTP_TXN_SEND;
@@ -152,8 +140,8 @@ static void make_send(otp_txn *t, int64_t acc, int64_t key, bool test, int segme
     s->sealed_text_len = sizeof(sealed_text) - 1;
 }
 
-static otp_err verify(otp_store *s, int64_t acc, const char *request_id, uint8_t guess, int len,
-                      int64_t now, int *ret_left)
+otp_err verify(otp_store *s, int64_t acc, const char *request_id, uint8_t guess, int len,
+               int64_t now, int *ret_left)
 {
     otp_txn t = {.kind = OTP_TXN_VERIFY};
     otp_txn_verify *v = &t.u.verify;
@@ -169,7 +157,7 @@ static otp_err verify(otp_store *s, int64_t acc, const char *request_id, uint8_t
     return e;
 }
 
-static otp_account_stats stats(otp_store *s, int64_t acc)
+otp_account_stats stats(otp_store *s, int64_t acc)
 {
     otp_account_stats st;
     assert_int_equal(s->ops->account_stats(s, acc, &st), OTP_OK);
@@ -178,14 +166,14 @@ static otp_account_stats stats(otp_store *s, int64_t acc)
     return st;
 }
 
-static int64_t raw_int(const ctx *c, const char *fmt, const char *arg)
+int64_t raw_int(const ctx *c, const char *fmt, const char *arg)
 {
     char sql[512];
     snprintf(sql, sizeof(sql), fmt, arg);
     return B->raw_int(c->url, sql);
 }
 
-static int setup(void **state)
+int setup(void **state)
 {
     ctx *c = calloc(1, sizeof(*c));
     assert_non_null(c);
@@ -200,7 +188,7 @@ static int setup(void **state)
     return 0;
 }
 
-static int teardown(void **state)
+int teardown(void **state)
 {
     ctx *c = *state;
     otp_store_close(c->s);
@@ -548,7 +536,7 @@ static void t_send_test_key_free(void **state)
 /* ---- VERIFY -------------------------------------------------------------- */
 
 /* Sends one request from the test key; writes its id into rid. */
-static void one_request(ctx *c, int max_attempts, char rid[OTP_ID_SIZE])
+void one_request(ctx *c, int max_attempts, char rid[OTP_ID_SIZE])
 {
     otp_txn t;
     make_send(&t, c->acc, c->tkey, true, 1);
@@ -653,20 +641,14 @@ static void t_verify_other_account(void **state)
 
 /* ---- concurrency --------------------------------------------------------- */
 
-typedef struct tally {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    int done, ok, insufficient, other;
-} tally;
-
-static void tally_init(tally *t)
+void tally_init(tally *t)
 {
     memset(t, 0, sizeof(*t));
     pthread_mutex_init(&t->lock, NULL);
     pthread_cond_init(&t->cond, NULL);
 }
 
-static void tally_done(otp_txn *txn)
+void tally_done(otp_txn *txn)
 {
     tally *t = txn->user;
     pthread_mutex_lock(&t->lock);
@@ -681,7 +663,7 @@ static void tally_done(otp_txn *txn)
     pthread_mutex_unlock(&t->lock);
 }
 
-static void tally_wait(tally *t, int n)
+void tally_wait(tally *t, int n)
 {
     pthread_mutex_lock(&t->lock);
     while (t->done < n)
@@ -689,7 +671,7 @@ static void tally_wait(tally *t, int n)
     pthread_mutex_unlock(&t->lock);
 }
 
-static void tally_destroy(tally *t)
+void tally_destroy(tally *t)
 {
     pthread_mutex_destroy(&t->lock);
     pthread_cond_destroy(&t->cond);
@@ -888,7 +870,7 @@ static void t_reads_from_threads(void **state)
 
 /* ---- outbox -------------------------------------------------------------- */
 
-static otp_err claim(otp_store *s, int64_t now, int64_t lease, size_t max, otp_txn *t)
+otp_err claim(otp_store *s, int64_t now, int64_t lease, size_t max, otp_txn *t)
 {
     memset(t, 0, sizeof(*t));
     t->kind = OTP_TXN_OUTBOX_CLAIM;
@@ -898,13 +880,12 @@ static otp_err claim(otp_store *s, int64_t now, int64_t lease, size_t max, otp_t
     return otp_store_exec(s, t);
 }
 
-static void claim_free(otp_txn *t)
+void claim_free(otp_txn *t)
 {
     otp_outbox_msgs_free(t->u.outbox_claim.msgs, t->u.outbox_claim.n);
 }
 
-static otp_err report(otp_store *s, int64_t id, otp_msg_status status, int64_t now,
-                      int64_t next_attempt)
+otp_err report(otp_store *s, int64_t id, otp_msg_status status, int64_t now, int64_t next_attempt)
 {
     otp_outbox_report r;
     memset(&r, 0, sizeof(r));
@@ -924,7 +905,7 @@ static otp_err report(otp_store *s, int64_t id, otp_msg_status status, int64_t n
 }
 
 /* Queues n live sends; their ids go to rids/mids (may be NULL). */
-static void queue_sends(ctx *c, int n, char (*mids)[OTP_ID_SIZE])
+void queue_sends(ctx *c, int n, char (*mids)[OTP_ID_SIZE])
 {
     otp_txn t;
     for (int i = 0; i < n; i++) {
@@ -1390,5 +1371,7 @@ int store_conformance_run(const store_backend *b)
         T(t_batch_txns_isolated),
         T(t_failed_txn_half_way_leaves_nothing),
     };
-    return _cmocka_run_group_tests(b->name, tests, sizeof(tests) / sizeof(tests[0]), NULL, NULL);
+    int failed =
+        _cmocka_run_group_tests(b->name, tests, sizeof(tests) / sizeof(tests[0]), NULL, NULL);
+    return failed + store_lifecycle_run();
 }

@@ -1,8 +1,9 @@
 /* tests/unit/store/test_store_sqlite.c — the SQLite backend: the conformance
  * suite on real database files in a mkdtemp directory, then what is particular
- * to SQLite: store URLs, WAL and the file left on disk, the outbox query using
- * its partial index, group commit batching (with the test hooks), and that an
- * erased text does not linger in the database file (secure_delete).
+ * to SQLite: store URLs, WAL and the file left on disk, the query plans of the
+ * hot and the big queries, the in-place upgrade of a version-1 database, group
+ * commit batching (with the test hooks), and that an erased text does not
+ * linger in the database file (secure_delete).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -161,9 +162,8 @@ static void t_files_and_wal(void **state)
     otp_store_close(s);
 }
 
-/* The claim query walks the partial outbox index in order: no table scan and no
- * sort, however many sent messages the table holds. */
-static void t_outbox_query_plan(void **state)
+/* The EXPLAIN QUERY PLAN details of sql on a fresh database, joined by ";". */
+static void plan_of(const char *sql, char *plan, size_t n)
 {
     char url[600];
     fresh_url(url, sizeof(url));
@@ -171,20 +171,147 @@ static void t_outbox_query_plan(void **state)
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open_v2(path_of(url), &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     sqlite3_stmt *st = NULL;
-    char sql[1024];
-    snprintf(sql, sizeof(sql), "EXPLAIN QUERY PLAN %s", sq_outbox_due_sql);
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    char plan[1024] = "";
+    char q[2048];
+    snprintf(q, sizeof(q), "EXPLAIN QUERY PLAN %s", sql);
+    assert_int_equal(sqlite3_prepare_v2(db, q, -1, &st, NULL), SQLITE_OK);
+    plan[0] = '\0';
     while (sqlite3_step(st) == SQLITE_ROW) {
-        strncat(plan, (const char *)sqlite3_column_text(st, 3), sizeof(plan) - strlen(plan) - 2);
+        strncat(plan, (const char *)sqlite3_column_text(st, 3), n - strlen(plan) - 2);
         strcat(plan, ";");
     }
     sqlite3_finalize(st);
     sqlite3_close(db);
-    if (!strstr(plan, "messages_outbox") || strstr(plan, "TEMP B-TREE"))
-        print_error("plan: %s\n", plan);
-    assert_non_null(strstr(plan, "USING INDEX messages_outbox"));
-    assert_null(strstr(plan, "TEMP B-TREE"));
+}
+
+/* The queries that run per request or over big tables use their indexes: no
+ * table scan and no sort, however big the tables grow. The claim walks the
+ * partial outbox index in order; key_lookup (every authenticated call) is three
+ * index lookups; the ledger page, the test inbox, the delivery report's lookup
+ * and the purge are index ranges. */
+static void t_query_plans(void **state)
+{
+    static const struct {
+        const char *sql;
+        const char *index, *index2;
+    } cases[] = {
+        {sq_outbox_due_sql, "USING INDEX messages_outbox", NULL},
+        {sq_key_lookup_sql, "USING INDEX templates_default", "sqlite_autoindex_api_keys"},
+        {sq_ledger_sql, "USING INDEX ledger_account (account_id=? AND id<?)", NULL},
+        {sq_test_inbox_sql, "USING INDEX messages_test_inbox (account_id=? AND to_phone=?)", NULL},
+        {sq_dlr_lookup_sql, "USING INDEX messages_provider_msgid", NULL},
+        {sq_purge_requests_sql, "INDEX otp_requests_expiry (expires_at<?)",
+         "USING INDEX messages_request (request_id=?)"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char plan[1024];
+        plan_of(cases[i].sql, plan, sizeof(plan));
+        bool ok = strstr(plan, cases[i].index) &&
+                  (!cases[i].index2 || strstr(plan, cases[i].index2)) &&
+                  !strstr(plan, "TEMP B-TREE") && !strstr(plan, "SCAN ");
+        if (!ok)
+            print_error("query %zu plan: %s\n", i, plan);
+        assert_true(ok);
+    }
+}
+
+/* Builds a version-1 database the way an older otpd left it (migration 1 only),
+ * with a little of everything in it. */
+static void make_v1(const char *url)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(
+        sqlite3_open_v2(path_of(url), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
+        SQLITE_OK);
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, "PRAGMA journal_mode = WAL", NULL, NULL, &msg);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, sq_migration_sql(1), NULL, NULL, &msg);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(
+            db,
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
+            " applied_at INTEGER NOT NULL) STRICT;"
+            "INSERT INTO schema_migrations VALUES (1, 0);"
+            "INSERT INTO accounts (id, public_id, name, balance, created_at)"
+            " VALUES (1, 'acc_old', 'old', 75, 1);"
+            "INSERT INTO api_keys (id, public_id, account_id, hash, prefix, created_at)"
+            " VALUES (1, 'key_old', 1, zeroblob(32), 'otpd_live_ab', 1);"
+            "INSERT INTO otp_requests (id, public_id, account_id, key_id, phone, code_hash,"
+            " code_length, status, attempts_left, max_attempts, expires_in, created_at,"
+            " expires_at) VALUES (1, 'req_old', 1, 1, '+919876543210', zeroblob(32), 6,"
+            " 'pending', 3, 3, 600, 1700000000000, 1700000600000);"
+            "INSERT INTO messages (id, public_id, request_id, account_id, to_phone, sealed_text,"
+            " status, segments, charge, next_attempt_at, created_at, updated_at)"
+            " VALUES (1, 'msg_old', 1, 1, '+919876543210', x'00', 'queued', 1, 25,"
+            " 1700000000000, 1700000000000, 1700000000000);"
+            "INSERT INTO ledger (account_id, type, amount, balance_after, note, created_at)"
+            " VALUES (1, 'credit', 100, 100, 'top-up', 1);"
+            "INSERT INTO ledger (account_id, type, amount, balance_after, request_id,"
+            " message_id, created_at) VALUES (1, 'debit', -25, 75, 'req_old', 'msg_old', 1);",
+            NULL, NULL, &msg);
+    if (rc != SQLITE_OK)
+        print_error("make_v1: %s\n", msg ? msg : "?");
+    sqlite3_free(msg);
+    sqlite3_close(db);
+    assert_int_equal(rc, SQLITE_OK);
+}
+
+/* Migration 2 upgrades a version-1 database in place: old rows keep their
+ * meaning and work with the new calls. */
+static void t_upgrade_from_v1(void **state)
+{
+    char url[600];
+    fresh_url(url, sizeof(url));
+    make_v1(url);
+    otp_store_options opt = {.migrate = false};
+    otp_store *s = NULL;
+    char err[256] = "";
+    assert_int_equal(otp_store_open(url, &opt, &s, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "database schema 1 is older"));
+
+    s = open_migrated(url, 0);
+    assert_int_equal(s->ops->schema_version(s), OTP_SCHEMA_VERSION);
+    otp_account a;
+    assert_int_equal(s->ops->account_find(s, "old", &a), OTP_OK);
+    assert_int_equal(a.balance, 75);
+    assert_int_equal(a.resend_strategy, OTP_RESEND_ROTATE);
+    assert_string_equal(a.webotp_domain, "");
+    uint8_t h[OTP_APIKEY_HASH_LEN] = {0};
+    otp_key_auth k;
+    assert_int_equal(s->ops->key_lookup(s, h, &k), OTP_OK);
+    assert_int_equal(k.account_id, 1);
+    assert_string_equal(k.default_template_id, "");
+    otp_request_info r;
+    assert_int_equal(s->ops->request_get(s, 1, "req_old", &r), OTP_OK);
+    assert_int_equal(r.last_sent_at_ms, T0); /* = created_at */
+    assert_string_equal(r.template_id, "");
+    assert_int_equal(r.code_sealed_len, 0);
+    otp_message_info m;
+    assert_int_equal(s->ops->message_get(s, 1, "msg_old", &m), OTP_OK);
+    assert_int_equal(m.status, OTP_MSG_QUEUED);
+
+    /* the old request can be resent: its queued message is superseded, refunded */
+    static const uint8_t text[] = "sealed";
+    otp_txn t = {.kind = OTP_TXN_RESEND};
+    otp_txn_resend *x = &t.u.resend;
+    x->account_id = 1;
+    snprintf(x->request_id, OTP_ID_SIZE, "req_old");
+    snprintf(x->message_id, OTP_ID_SIZE, "msg_new");
+    x->rotate = true;
+    x->now_ms = T0 + 30000;
+    x->cooldown_ms = 30000;
+    x->max_resends = 3;
+    x->segments = 1;
+    x->sealed_text = text;
+    x->sealed_text_len = sizeof(text) - 1;
+    assert_int_equal(otp_store_exec(s, &t), OTP_OK);
+    assert_int_equal(x->balance_after, 75);
+    otp_account_stats st;
+    assert_int_equal(s->ops->account_stats(s, 1, &st), OTP_OK);
+    assert_int_equal(st.balance, 75);
+    assert_int_equal(st.ledger_sum, 75);
+    assert_int_equal(st.ledger_entries, 4);
+    otp_store_close(s);
 }
 
 #if OTPD_TEST_HOOKS
@@ -421,7 +548,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_urls),
         cmocka_unit_test(t_files_and_wal),
-        cmocka_unit_test(t_outbox_query_plan),
+        cmocka_unit_test(t_query_plans),
+        cmocka_unit_test(t_upgrade_from_v1),
 #if OTPD_TEST_HOOKS
         cmocka_unit_test(t_group_commit_batches),
         cmocka_unit_test(t_replay_after_partial_write),
