@@ -8,7 +8,8 @@ set -euo pipefail
 
 packages=(build-essential g++ meson ninja-build pkg-config clang-format
           libmicrohttpd-dev libjansson-dev libsodium-dev libsqlite3-dev
-          libphonenumber-dev libprotobuf-dev libcmocka-dev sqlite3 curl ca-certificates)
+          libphonenumber-dev libprotobuf-dev libcmocka-dev sqlite3 curl ca-certificates
+          libcurl4-openssl-dev libsmpp34-dev)
 if ! command -v node >/dev/null 2>&1; then
     packages+=(nodejs npm)
 fi

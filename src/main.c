@@ -10,8 +10,10 @@
 #include "api/api.h"
 #include "cli/cli.h"
 #include "delivery/dispatcher.h"
+#include "delivery/dlr.h"
 #include "http/server.h"
 #include "otpd_config.h"
+#include "store/purger.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -36,6 +38,7 @@ typedef struct provider_list {
     const otp_config *cfg;
     otp_provider *items[MAX_PROVIDERS];
     size_t n;
+    otp_dlr_sink dlr; /* where providers send delivery receipts: the store */
     int failed;
     char err[512];
 } provider_list;
@@ -55,13 +58,20 @@ static void add_provider(provider_list *l, const char *section)
     if (!type && strcmp(section, "provider.file") == 0)
         type = "file";
     const otp_provider_ops *ops = type ? otp_provider_type(type) : NULL;
-    if (!ops) {
-        snprintf(l->err, sizeof(l->err), "%s = \"%s\": unknown provider type (file)", key,
-                 type ? type : "");
+    if (!ops && !type) {
+        snprintf(l->err, sizeof(l->err),
+                 "%s: not set (is there a [%s] section?); one of %s is needed", key, section,
+                 otp_provider_type_names());
         l->failed = 1;
         return;
     }
-    if (ops->create(l->cfg, section, &l->items[l->n], l->err, sizeof(l->err)) != 0) {
+    if (!ops) {
+        snprintf(l->err, sizeof(l->err), "%s = \"%s\": unknown provider type (%s)", key,
+                 type ? type : "", otp_provider_type_names());
+        l->failed = 1;
+        return;
+    }
+    if (ops->create(l->cfg, section, &l->dlr, &l->items[l->n], l->err, sizeof(l->err)) != 0) {
         l->failed = 1;
         return;
     }
@@ -119,6 +129,7 @@ static int serve(otp_app *app)
     int rc = 1;
     otp_store *store = NULL;
     otp_dispatcher *dispatcher = NULL;
+    otp_purger *purger = NULL;
     otp_http_server *http = NULL;
     provider_list providers = {0};
     otp_api api = {0};
@@ -152,6 +163,11 @@ static int serve(otp_app *app)
         int_setting(cfg, "delivery.lease", 1, 3600, &lease) ||
         int_setting(cfg, "delivery.batch", 1, 1000, &batch))
         return 1;
+    /* The background purge (issue 3): how long expired requests are kept. */
+    long retention, purge_interval;
+    if (int_setting(cfg, "store.request_retention", 60, 31536000, &retention) ||
+        int_setting(cfg, "store.purge_interval", 1, 86400, &purge_interval))
+        return 1;
     if (otp_config_bool(cfg, "store.migrate", &migrate, err, sizeof(err)) != 0) {
         fprintf(stderr, "otpd: %s\n", err);
         return 1;
@@ -177,6 +193,7 @@ static int serve(otp_app *app)
         goto out;
     }
     api.store = store;
+    otp_dlr_store_sink(store, &providers.dlr);
     if (build_providers(cfg, &providers) != 0) {
         fprintf(stderr, "otpd: %s\n", providers.err);
         goto out;
@@ -189,6 +206,12 @@ static int serve(otp_app *app)
         goto out;
     }
     api.dispatcher = dispatcher;
+    otp_purger_options popt = {.interval_ms = purge_interval * 1000,
+                               .request_retention_ms = retention * 1000};
+    if (otp_purger_start(store, &popt, &purger) != 0) {
+        fprintf(stderr, "otpd: cannot start the purger\n");
+        goto out;
+    }
 
     otp_http_options hopt = {
         .listen = otp_config_get(cfg, "listen"),
@@ -222,6 +245,7 @@ static int serve(otp_app *app)
 out:
     otp_http_stop(http);
     otp_dispatcher_stop(dispatcher);
+    otp_purger_stop(purger);
     free_providers(&providers);
     otp_store_close(store);
     otp_secrets_wipe(&api.secrets);

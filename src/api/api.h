@@ -1,9 +1,12 @@
 /* api/api.h — the HTTP API's handlers and what they share.
  *
- * One file per resource (otp.c, wallet.c, ops.c); auth.c turns the X-API-Key
- * header into an account; routes.c is the route table handed to http/. Handlers
- * validate input, call core/ for the pure work (codes, hashes, texts, phones)
- * and store/ for the atomic part, and answer in the SPEC 1.2 envelope.
+ * One file per resource (otp.c: send and verify, resend.c, status.c: GET and
+ * cancel of a request, messages.c, test_inbox.c, wallet.c, ops.c); auth.c turns
+ * the X-API-Key header into an account; render.c builds an OTP's SMS text from
+ * the account's templates; idempotency.c is SPEC 1.9's fingerprint and replay;
+ * routes.c is the route table handed to http/. Handlers validate input, call
+ * core/ for the pure work (codes, hashes, texts, phones) and store/ for the
+ * atomic part, and answer in the SPEC 1.2 envelope.
  */
 #ifndef OTP_API_API_H
 #define OTP_API_API_H
@@ -13,6 +16,8 @@
 #include <stddef.h>
 
 #include "core/secrets.h"
+#include "core/sms_text.h"
+#include "core/template.h"
 #include "delivery/dispatcher.h"
 #include "http/http.h"
 #include "store/store.h"
@@ -33,11 +38,85 @@ bool otp_api_authenticate(otp_http_req *req, otp_api *api, otp_key_auth *ret);
 /* Replies invalid_request with details.field and a message naming the field. */
 void otp_api_invalid_field(otp_http_req *req, const char *field, const char *message);
 
+/* True if the store implements this read; else replies 503 and returns false
+ * (a backend that does not have the call yet). */
+#define OTP_API_HAS_READ(req, api, fn)                                                             \
+    ((api)->store->ops->fn ? true                                                                  \
+                           : (otp_http_reply_error((req), OTP_E_UNAVAILABLE, NULL, NULL), false))
+
+/* ---- request fields (otp.c) ---- */
+
+/* An optional string field; absent or null gives NULL. Returns false after
+ * replying invalid_request if it is present but not a string. */
+bool otp_api_str_field(otp_http_req *req, json_t *body, const char *name, const char **ret);
+/* An optional integer field within [min, max]; absent or null keeps *ret.
+ * Returns false after replying invalid_request. */
+bool otp_api_int_field(otp_http_req *req, json_t *body, const char *name, int min, int max,
+                       int *ret);
+/* A query-string integer within [min, max]; absent keeps *ret. Returns false
+ * after replying invalid_request naming the argument. */
+bool otp_api_int_query(otp_http_req *req, const char *name, int min, int max, int *ret);
+
+/* ---- SMS texts from templates (render.c) ---- */
+
+#define OTP_API_MAX_VARS 32
+
+/* The send's `variables`, borrowed from its JSON body. */
+typedef struct otp_api_vars {
+    const char *app_name; /* variables.appName, or NULL */
+    const char *names[OTP_API_MAX_VARS];
+    const char *values[OTP_API_MAX_VARS];
+    size_t n;
+} otp_api_vars;
+
+/* Validates body.variables (absent or null: none) into *ret, borrowing its
+ * strings. Returns false after replying invalid_request (details.field
+ * "variables"). */
+bool otp_api_parse_vars(otp_http_req *req, json_t *body, otp_api_vars *ret);
+
+/* The template a text is rendered from: id_or_name (a "tpl_" id or a name), or
+ * NULL for the account's default template, or the built-in SPEC 4 text (public_id
+ * ""). Returns OTP_OK, OTP_E_NOT_FOUND (id_or_name given and unknown) or
+ * OTP_E_UNAVAILABLE. */
+otp_err otp_api_template(otp_api *api, const otp_key_auth *auth, const char *id_or_name,
+                         otp_template *ret);
+
+/* Renders tpl for one message into out (OTP_SMS_TEXT_MAX + 1 bytes). Returns
+ * true and writes the length and segment count; else wipes out, replies 400
+ * invalid_request with the renderer's sentence and details.field = field, and
+ * returns false. */
+bool otp_api_render(otp_http_req *req, const otp_template *tpl, const otp_template_vars *v,
+                    const char *field, char *out, size_t *ret_len, int *ret_segments);
+
+/* ---- idempotency (idempotency.c) ---- */
+
+/* Reads body.idempotencyKey into *idem (absent or null: idem->use = false) and,
+ * when there is one, the fingerprint of this route and body (key order and
+ * whitespace do not matter). Returns false after replying invalid_request. */
+bool otp_api_idem_init(otp_http_req *req, json_t *body, otp_idem *idem);
+/* Sets the reply that the store keeps with the key: status and data, whose JSON
+ * text is written to *ret_text (malloc'd; the caller frees it after the txn is
+ * done). Returns false on OOM. */
+bool otp_api_idem_set_reply(otp_idem *idem, int status, const json_t *data, char **ret_text);
+/* After the txn: if the store replayed a stored reply, answers it with
+ * Idempotent-Replayed: true and returns true. Frees replay_response either way. */
+bool otp_api_idem_replay(otp_http_req *req, otp_idem *idem);
+
+/* ---- handlers ---- */
+
 void otp_api_send(otp_http_req *req, void *app);
 void otp_api_verify(otp_http_req *req, void *app);
+void otp_api_resend(otp_http_req *req, void *app);
+void otp_api_status(otp_http_req *req, void *app);
+void otp_api_cancel(otp_http_req *req, void *app);
+void otp_api_otp_post_fallback(otp_http_req *req, void *app);
+void otp_api_message(otp_http_req *req, void *app);
+void otp_api_test_messages(otp_http_req *req, void *app);
 void otp_api_wallet(otp_http_req *req, void *app);
+void otp_api_wallet_transactions(otp_http_req *req, void *app);
 void otp_api_healthz(otp_http_req *req, void *app);
 void otp_api_readyz(otp_http_req *req, void *app);
+void otp_api_provider_dlr(otp_http_req *req, void *app); /* providers.c */
 void otp_api_test_clock(otp_http_req *req, void *app);
 
 #endif

@@ -44,7 +44,7 @@ bool otp_api_authenticate(otp_http_req *req, otp_api *api, otp_key_auth *ret)
     }
     uint8_t hash[OTP_APIKEY_HASH_LEN];
     otp_apikey_hash(key, hash);
-    otp_key_auth auth;
+    otp_key_auth auth = {0};
     otp_err e = api->store->ops->key_lookup(api->store, hash, &auth);
     if (e == OTP_E_UNAVAILABLE || e == OTP_E_INTERNAL) {
         otp_http_reply_error(req, OTP_E_UNAVAILABLE, NULL, NULL);

@@ -1,18 +1,19 @@
 /* api/otp.c — POST /otp/send and POST /otp/verify (SPEC 1.3, 1.4).
  *
  * Both handlers do everything that needs no lock on the HTTP thread (parse and
- * validate, normalise the phone number, draw the code, hash it, render and seal
- * the SMS text) and then hand one transaction to the store, parking the
- * connection. The store's writer commits many such transactions together; when
- * ours is durable it records the outcome and resumes us, and the reply is built
- * back on an HTTP thread (send_finish / verify_finish). The plaintext code lives
- * only in this file's stack frames and the sealed text, and is wiped after use.
+ * validate, normalise the phone number, draw the code, hash it, render the SMS
+ * text from the account's template and seal it) and then hand one transaction
+ * to the store, parking the connection. The store's writer commits many such
+ * transactions together; when ours is durable it records the outcome and
+ * resumes us, and the reply is built back on an HTTP thread (send_finish /
+ * verify_finish). The plaintext code lives only in this file's stack frames and
+ * the sealed text (and, for accounts with the reuse resend strategy, a sealed
+ * copy of the code), and is wiped after use.
  */
 #include "api/api.h"
 #include "core/otp_code.h"
 #include "core/phone.h"
 #include "core/seal.h"
-#include "core/sms_text.h"
 #include "util/clock.h"
 #include "util/ids.h"
 
@@ -24,14 +25,15 @@
 #define DEFAULT_CODE_LENGTH 6
 #define DEFAULT_EXPIRES_IN 600
 #define DEFAULT_MAX_ATTEMPTS 3
-#define APP_NAME_MAX 64
-#define IDEMPOTENCY_KEY_MAX 255
 
 typedef struct send_state {
     otp_txn txn;
     otp_http_req *req;
     otp_api *api;
+    json_t *reply;   /* the 201's data, known before the txn */
+    char *idem_text; /* its JSON text, kept with the idempotency key */
     uint8_t sealed[OTP_SMS_TEXT_MAX + OTP_SEAL_OVERHEAD];
+    uint8_t code_sealed[OTP_CODE_SEALED_MAX];
 } send_state;
 
 typedef struct verify_state {
@@ -39,9 +41,8 @@ typedef struct verify_state {
     otp_http_req *req;
 } verify_state;
 
-/* An optional integer field within [min, max]; absent or null keeps *ret.
- * Returns false after replying invalid_request. */
-static bool int_field(otp_http_req *req, json_t *body, const char *name, int min, int max, int *ret)
+bool otp_api_int_field(otp_http_req *req, json_t *body, const char *name, int min, int max,
+                       int *ret)
 {
     json_t *v = json_object_get(body, name);
     if (!v || json_is_null(v))
@@ -56,9 +57,7 @@ static bool int_field(otp_http_req *req, json_t *body, const char *name, int min
     return false;
 }
 
-/* An optional string field; absent or null gives NULL. Returns false after
- * replying invalid_request if it is present but not a string. */
-static bool str_field(otp_http_req *req, json_t *body, const char *name, const char **ret)
+bool otp_api_str_field(otp_http_req *req, json_t *body, const char *name, const char **ret)
 {
     json_t *v = json_object_get(body, name);
     *ret = NULL;
@@ -74,23 +73,23 @@ static bool str_field(otp_http_req *req, json_t *body, const char *name, const c
     return false;
 }
 
-static bool printable_ascii(const char *s, size_t min, size_t max)
+bool otp_api_int_query(otp_http_req *req, const char *name, int min, int max, int *ret)
 {
+    const char *s = otp_http_query(req, name);
+    if (!s)
+        return true;
+    long v = 0;
     size_t n = 0;
-    for (; s[n]; n++)
-        if (s[n] < 0x20 || s[n] > 0x7e)
-            return false;
-    return n >= min && n <= max;
-}
-
-/* 1..64 bytes of UTF-8 (any script: app names are not only Latin), no controls. */
-static bool app_name_ok(const char *s)
-{
-    size_t n = 0;
-    for (; s[n]; n++)
-        if ((unsigned char)s[n] < 0x20 || s[n] == 0x7f)
-            return false;
-    return n >= 1 && n <= APP_NAME_MAX;
+    for (; s[n] >= '0' && s[n] <= '9' && n < 9; n++)
+        v = v * 10 + (s[n] - '0');
+    if (n > 0 && s[n] == '\0' && v >= min && v <= max) {
+        *ret = (int)v;
+        return true;
+    }
+    char msg[128];
+    snprintf(msg, sizeof(msg), "%s must be an integer from %d to %d", name, min, max);
+    otp_api_invalid_field(req, name, msg);
+    return false;
 }
 
 static bool app_hash_ok(const char *s)
@@ -110,8 +109,10 @@ static bool app_hash_ok(const char *s)
 typedef struct send_params {
     const char *phone;
     int code_length, expires_in, max_attempts;
-    const char *app_name; /* NULL = the account's name */
+    const char *template_id; /* NULL = the account's default */
     const char *app_hash;
+    otp_api_vars vars;
+    otp_idem idem;
 } send_params;
 
 /* Validates the send body into *p; returns false after replying. */
@@ -120,7 +121,6 @@ static bool parse_send(otp_http_req *req, json_t *body, send_params *p)
     p->code_length = DEFAULT_CODE_LENGTH;
     p->expires_in = DEFAULT_EXPIRES_IN;
     p->max_attempts = DEFAULT_MAX_ATTEMPTS;
-    p->app_name = NULL;
 
     json_t *phone = json_object_get(body, "phoneNumber");
     if (!phone || json_is_null(phone)) {
@@ -133,24 +133,16 @@ static bool parse_send(otp_http_req *req, json_t *body, send_params *p)
     }
     p->phone = json_string_value(phone);
 
-    const char *idem, *template_id, *channel;
-    if (!str_field(req, body, "idempotencyKey", &idem) ||
-        !int_field(req, body, "codeLength", OTP_CODE_MIN_LEN, OTP_CODE_MAX_LEN, &p->code_length) ||
-        !int_field(req, body, "expiresIn", 60, 3600, &p->expires_in) ||
-        !int_field(req, body, "maxAttempts", 1, 10, &p->max_attempts) ||
-        !str_field(req, body, "templateId", &template_id) ||
-        !str_field(req, body, "appHash", &p->app_hash) ||
-        !str_field(req, body, "channel", &channel))
+    const char *channel;
+    if (!otp_api_idem_init(req, body, &p->idem) ||
+        !otp_api_int_field(req, body, "codeLength", OTP_CODE_MIN_LEN, OTP_CODE_MAX_LEN,
+                           &p->code_length) ||
+        !otp_api_int_field(req, body, "expiresIn", 60, 3600, &p->expires_in) ||
+        !otp_api_int_field(req, body, "maxAttempts", 1, 10, &p->max_attempts) ||
+        !otp_api_str_field(req, body, "templateId", &p->template_id) ||
+        !otp_api_str_field(req, body, "appHash", &p->app_hash) ||
+        !otp_api_str_field(req, body, "channel", &channel))
         return false;
-    if (idem && !printable_ascii(idem, 1, IDEMPOTENCY_KEY_MAX)) {
-        otp_api_invalid_field(req, "idempotencyKey",
-                              "idempotencyKey must be 1 to 255 printable ASCII characters");
-        return false;
-    }
-    if (template_id && strcmp(template_id, "default") != 0) {
-        otp_api_invalid_field(req, "templateId", "No such template");
-        return false;
-    }
     if (channel && strcmp(channel, "sms") != 0) {
         otp_api_invalid_field(req, "channel", "channel must be \"sms\"");
         return false;
@@ -159,54 +151,55 @@ static bool parse_send(otp_http_req *req, json_t *body, send_params *p)
         otp_api_invalid_field(req, "appHash", "appHash must be the 11-character app hash");
         return false;
     }
-    json_t *vars = json_object_get(body, "variables");
-    if (vars && !json_is_null(vars)) {
-        const char *k;
-        json_t *v;
-        if (!json_is_object(vars)) {
-            otp_api_invalid_field(req, "variables", "variables must be an object of strings");
-            return false;
-        }
-        json_object_foreach(vars, k, v)
-        {
-            if (!json_is_string(v)) {
-                otp_api_invalid_field(req, "variables", "variables must be an object of strings");
-                return false;
-            }
-        }
-        json_t *app = json_object_get(vars, "appName");
-        if (app) {
-            p->app_name = json_string_value(app);
-            if (!app_name_ok(p->app_name)) {
-                otp_api_invalid_field(req, "variables",
-                                      "variables.appName must be 1 to 64 characters");
-                return false;
-            }
-        }
+    return otp_api_parse_vars(req, body, &p->vars);
+}
+
+/* The template of a send: templateId (an id or a name; "default" names the
+ * account's default unless a template is called that), else the default. */
+static bool send_template(otp_http_req *req, otp_api *api, const otp_key_auth *auth,
+                          const char *template_id, otp_template *ret)
+{
+    otp_err e = otp_api_template(api, auth, template_id, ret);
+    if (e == OTP_E_NOT_FOUND && template_id && strcmp(template_id, "default") == 0)
+        e = otp_api_template(api, auth, NULL, ret);
+    if (e == OTP_E_NOT_FOUND) {
+        otp_api_invalid_field(req, "templateId", "templateId names no template of this account");
+        return false;
+    }
+    if (e) {
+        otp_http_reply_error(req, OTP_E_UNAVAILABLE, NULL, NULL);
+        return false;
     }
     return true;
+}
+
+static void send_state_free(void *p)
+{
+    send_state *st = p;
+    json_decref(st->reply);
+    free(st->idem_text);
+    free(st->txn.u.send.idem.replay_response);
+    free(st);
 }
 
 static void send_finish(otp_http_req *req, void *app)
 {
     send_state *st = (send_state *)otp_http_state(req);
     (void)app;
-    otp_txn_send *s = &st->txn.u.send;
+    if (otp_api_idem_replay(req, &st->txn.u.send.idem))
+        return;
     if (st->txn.err != OTP_OK) {
         otp_http_reply_error(req, st->txn.err, NULL, NULL);
         return;
     }
-    char expires[OTP_ISO8601_LEN + 1];
-    otp_time_iso8601(s->expires_at_ms, expires);
-    otp_http_reply_data(req, 201,
-                        json_pack("{s:s, s:s, s:i}", "requestId", s->request_id, "expiresAt",
-                                  expires, "attemptsLeft", s->max_attempts));
+    otp_http_reply_data(req, 201, json_incref(st->reply));
 }
 
 static void send_done(otp_txn *txn)
 {
     send_state *st = txn->user;
-    if (txn->err == OTP_OK && !txn->u.send.test && st->api->dispatcher)
+    if (txn->err == OTP_OK && !txn->u.send.idem.replayed && !txn->u.send.test &&
+        st->api->dispatcher)
         otp_dispatcher_wake(st->api->dispatcher);
     otp_http_resume(st->req);
 }
@@ -216,10 +209,13 @@ void otp_api_send(otp_http_req *req, void *app)
     otp_api *api = app;
     otp_key_auth auth;
     json_t *body = NULL;
-    send_params p;
+    send_params p = {0};
     otp_phone phone;
+    otp_template tpl;
     char code[OTP_CODE_MAX_LEN + 1];
     char text[OTP_SMS_TEXT_MAX + 1];
+    size_t len;
+    int segments;
 
     if (!otp_api_authenticate(req, api, &auth))
         return;
@@ -237,13 +233,15 @@ void otp_api_send(otp_http_req *req, void *app)
     char masked[OTP_PHONE_MASK_SIZE];
     otp_phone_mask(phone.e164, masked);
     otp_http_log_phone(req, masked);
+    if (!send_template(req, api, &auth, p.template_id, &tpl))
+        goto out;
 
     send_state *st = calloc(1, sizeof(*st));
     if (!st) {
         otp_http_reply_error(req, OTP_E_INTERNAL, NULL, NULL);
         goto out;
     }
-    otp_http_set_state(req, st, free);
+    otp_http_set_state(req, st, send_state_free);
     st->req = req;
     st->api = api;
     otp_txn_send *s = &st->txn.u.send;
@@ -253,23 +251,34 @@ void otp_api_send(otp_http_req *req, void *app)
 
     otp_code_generate(p.code_length, code);
     otp_code_hash(api->secrets.code_key, s->request_id, code, s->code_hash);
-    int len =
-        otp_sms_render_default(code, p.app_name ? p.app_name : auth.account_name,
-                               (p.expires_in + 59) / 60, p.app_hash, NULL, text, sizeof(text));
-    int segments = len < 0 ? -1 : otp_sms_segments(text, NULL);
-    if (segments < 1) {
+    otp_template_vars v = {
+        .code = code,
+        .app_name = p.vars.app_name ? p.vars.app_name : auth.account_name,
+        .expires_minutes = (p.expires_in + 59) / 60,
+        .app_hash = p.app_hash,
+        .webotp_domain = auth.webotp_domain,
+        .names = p.vars.names,
+        .values = p.vars.values,
+        .nvars = p.vars.n,
+    };
+    if (!otp_api_render(req, &tpl, &v, p.template_id ? "templateId" : "variables", text, &len,
+                        &segments)) {
         sodium_memzero(code, sizeof(code));
-        sodium_memzero(text, sizeof(text));
-        otp_api_invalid_field(req, "variables", "The SMS text would be too long");
         goto out;
     }
-    otp_seal(api->secrets.box_key, s->message_id, text, (size_t)len, st->sealed);
-    sodium_memzero(code, sizeof(code));
+    otp_seal(api->secrets.box_key, s->message_id, text, len, st->sealed);
     sodium_memzero(text, sizeof(text));
+    if (auth.resend_strategy == OTP_RESEND_REUSE) {
+        /* Kept sealed so that a resend can send the same code (SPEC 1.5). */
+        char ad[OTP_ID_SIZE + 8];
+        snprintf(ad, sizeof(ad), "%s:code", s->request_id);
+        size_t clen = strlen(code);
+        otp_seal(api->secrets.box_key, ad, code, clen, st->code_sealed);
+        s->code_sealed = st->code_sealed;
+        s->code_sealed_len = clen + OTP_SEAL_OVERHEAD;
+    }
+    sodium_memzero(code, sizeof(code));
 
-    st->txn.kind = OTP_TXN_SEND;
-    st->txn.done = send_done;
-    st->txn.user = st;
     s->account_id = auth.account_id;
     s->key_id = auth.key_id;
     s->test = auth.test;
@@ -281,8 +290,27 @@ void otp_api_send(otp_http_req *req, void *app)
     s->expires_at_ms = now + (int64_t)p.expires_in * 1000;
     s->segments = segments;
     s->sealed_text = st->sealed;
-    s->sealed_text_len = (size_t)len + OTP_SEAL_OVERHEAD;
+    s->sealed_text_len = len + OTP_SEAL_OVERHEAD;
+    snprintf(s->template_id, sizeof(s->template_id), "%s", tpl.public_id);
+    snprintf(s->app_name, sizeof(s->app_name), "%s", p.vars.app_name ? p.vars.app_name : "");
+    snprintf(s->app_hash, sizeof(s->app_hash), "%s", p.app_hash ? p.app_hash : "");
+    snprintf(s->sender_id, sizeof(s->sender_id), "%s", tpl.sender_id);
+    snprintf(s->dlt_template_id, sizeof(s->dlt_template_id), "%s", tpl.dlt_template_id);
 
+    char expires[OTP_ISO8601_LEN + 1];
+    otp_time_iso8601(s->expires_at_ms, expires);
+    st->reply = json_pack("{s:s, s:s, s:i}", "requestId", s->request_id, "expiresAt", expires,
+                          "attemptsLeft", s->max_attempts);
+    s->idem = p.idem;
+    if (!st->reply ||
+        (s->idem.use && !otp_api_idem_set_reply(&s->idem, 201, st->reply, &st->idem_text))) {
+        otp_http_reply_error(req, OTP_E_INTERNAL, NULL, NULL);
+        goto out;
+    }
+
+    st->txn.kind = OTP_TXN_SEND;
+    st->txn.done = send_done;
+    st->txn.user = st;
     otp_http_suspend(req, send_finish);
     api->store->ops->submit(api->store, &st->txn);
 out:

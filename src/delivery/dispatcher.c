@@ -14,9 +14,14 @@
  * back to the outbox with exponential backoff and full jitter, never later than
  * its expiry so that it fails on time rather than lingering as "queued".
  *
- * A provider whose every message failed temporarily in several batches in a row
- * is skipped for a while (a circuit breaker), so a dead gateway does not add its
- * timeout to every batch; after the pause it gets one batch to prove itself.
+ * A provider whose every message failed temporarily in breaker_threshold batches
+ * in a row is skipped for breaker_cooldown (a circuit breaker, per provider), so a
+ * dead gateway does not add its timeout to every batch. After the pause the
+ * breaker is half-open: the next batch is the probe. If the probe fails too, the
+ * pause doubles (up to BREAKER_MAX_MS); one accepted or permanently refused
+ * message closes the breaker. A provider counts as usable (otp_dispatcher_ready,
+ * hence /readyz) when it says it is ready and its breaker is not open; the
+ * breaker's deadline is atomic because /readyz reads it from HTTP threads.
  *
  * Plaintext texts (they contain codes) live in one buffer per batch that is wiped
  * before it is freed, and are never logged. When a claim comes back full there
@@ -44,8 +49,9 @@
 
 #define BACKOFF_BASE_MS 1000
 #define BACKOFF_MAX_MS (5 * 60 * 1000)
-#define BREAKER_THRESHOLD 3                   /* all-temporary batches in a row */
-#define BREAKER_PAUSE_US (30 * 1000 * 1000LL) /* skipped for this long */
+#define BREAKER_THRESHOLD 3               /* default all-temporary batches in a row */
+#define BREAKER_COOLDOWN_MS 30000LL       /* default first pause */
+#define BREAKER_MAX_MS (10 * 60 * 1000LL) /* longest pause after failed probes */
 #define REPORT_TRIES 3
 
 #define ERR_EXPIRED "expired before it could be sent"
@@ -53,8 +59,10 @@
 #define ERR_NO_PROVIDER "no provider available"
 
 typedef struct breaker {
-    int failed_batches;
-    int64_t open_until_us; /* otp_mono_us(); 0 = closed */
+    int failed_batches;            /* all-temporary batches in a row */
+    int64_t pause_ms;              /* the pause of the current opening */
+    bool probing;                  /* half-open: this batch is the probe */
+    _Atomic int64_t open_until_us; /* otp_mono_us(); 0 = closed */
 } breaker;
 
 struct otp_dispatcher {
@@ -96,9 +104,39 @@ static void copy_str(char *dst, size_t size, const char *src)
     snprintf(dst, size, "%s", src ? src : "");
 }
 
-static bool breaker_open(const breaker *b, int64_t now_us)
+static bool breaker_open(breaker *b, int64_t now_us)
 {
-    return b->open_until_us > now_us;
+    return atomic_load(&b->open_until_us) > now_us;
+}
+
+/* Records the outcome of one batch offered to provider p. */
+static void breaker_update(breaker *b, const otp_provider *p, size_t n, size_t temporary)
+{
+    /* A handle built without otp_provider_init() gets the documented defaults. */
+    int threshold = p->breaker_threshold > 0 ? p->breaker_threshold : BREAKER_THRESHOLD;
+    int64_t cooldown = p->breaker_cooldown_ms > 0 ? p->breaker_cooldown_ms : BREAKER_COOLDOWN_MS;
+    if (n > 0 && temporary == n) {
+        b->failed_batches++;
+        if (!b->probing && b->failed_batches < threshold)
+            return;
+        int64_t pause = cooldown;
+        if (b->probing && b->pause_ms > 0)
+            pause = b->pause_ms * 2 < BREAKER_MAX_MS ? b->pause_ms * 2 : BREAKER_MAX_MS;
+        if (pause < cooldown)
+            pause = cooldown;
+        b->pause_ms = pause;
+        b->probing = false;
+        atomic_store(&b->open_until_us, otp_mono_us() + pause * 1000);
+        otp_log(OTP_LOG_WARN, "event=provider_paused provider=%s failed_batches=%d pause_ms=%lld",
+                p->name, b->failed_batches, (long long)pause);
+        return;
+    }
+    if (b->probing || atomic_load(&b->open_until_us) != 0)
+        otp_log(OTP_LOG_INFO, "event=provider_resumed provider=%s", p->name);
+    b->failed_batches = 0;
+    b->pause_ms = 0;
+    b->probing = false;
+    atomic_store(&b->open_until_us, 0);
 }
 
 /* Sends the pending messages (idx[0..*n_pending)) to provider k and records the
@@ -150,18 +188,7 @@ static void offer(otp_dispatcher *d, size_t k, const otp_sms *sms_all, otp_outbo
     }
     *n_pending = kept;
 
-    breaker *b = &d->breakers[k];
-    if (n > 0 && temporary == n) {
-        if (++b->failed_batches >= BREAKER_THRESHOLD) {
-            b->open_until_us = otp_mono_us() + BREAKER_PAUSE_US;
-            otp_log(OTP_LOG_WARN,
-                    "event=provider_paused provider=%s failed_batches=%d pause_s=%lld", p->name,
-                    b->failed_batches, (long long)(BREAKER_PAUSE_US / 1000000));
-        }
-    } else {
-        b->failed_batches = 0;
-        b->open_until_us = 0;
-    }
+    breaker_update(&d->breakers[k], p, n, temporary);
     if (temporary + permanent > 0) {
         char safe[OTP_ERROR_TEXT_SIZE];
         log_safe(first_error ? first_error : "", safe, sizeof(safe));
@@ -246,6 +273,8 @@ static long round_once(otp_dispatcher *d)
             .message_id = m->public_id,
             .to = m->to,
             .text = text,
+            .sender_id = m->sender_id[0] ? m->sender_id : NULL,
+            .dlt_template_id = m->dlt_template_id[0] ? m->dlt_template_id : NULL,
             .segments = m->segments,
             .created_at_ms = m->created_at_ms,
         };
@@ -256,8 +285,14 @@ static long round_once(otp_dispatcher *d)
     int64_t now_us = otp_mono_us();
     for (size_t k = 0; k < d->n_providers && n_pending > 0; k++) {
         otp_provider *p = d->providers[k];
-        if (breaker_open(&d->breakers[k], now_us) || !p->ops->ready(p))
+        breaker *b = &d->breakers[k];
+        if (breaker_open(b, now_us) || !p->ops->ready(p))
             continue;
+        if (atomic_load(&b->open_until_us) != 0 && !b->probing) {
+            b->probing = true; /* the pause is over: this batch is the probe */
+            otp_log(OTP_LOG_INFO, "event=provider_probe provider=%s messages=%zu", p->name,
+                    n_pending);
+        }
         offer(d, k, sms_all, reports, idx, &n_pending, sms, res, last_error, sizeof(last_error));
     }
     for (size_t j = 0; j < n_pending; j++) {
@@ -339,6 +374,8 @@ int otp_dispatcher_start(otp_store *store, otp_provider **providers, size_t n,
         free(d);
         return -1;
     }
+    for (size_t k = 0; k < n; k++)
+        atomic_init(&d->breakers[k].open_until_us, 0);
     d->store = store;
     d->providers = providers;
     d->n_providers = n;
@@ -386,10 +423,19 @@ void otp_dispatcher_wake(otp_dispatcher *d)
 
 bool otp_dispatcher_ready(otp_dispatcher *d)
 {
+    int64_t now_us = otp_mono_us();
     for (size_t k = 0; d && k < d->n_providers; k++)
-        if (d->providers[k]->ops->ready(d->providers[k]))
+        if (!breaker_open(&d->breakers[k], now_us) && d->providers[k]->ops->ready(d->providers[k]))
             return true;
     return false;
+}
+
+otp_provider *otp_dispatcher_provider(otp_dispatcher *d, const char *name)
+{
+    for (size_t k = 0; d && name && k < d->n_providers; k++)
+        if (strcmp(d->providers[k]->name, name) == 0)
+            return d->providers[k];
+    return NULL;
 }
 
 void otp_dispatcher_stop(otp_dispatcher *d)

@@ -5,7 +5,9 @@
  * text, hands them to the providers in priority order, and reports the outcome
  * back to the store, which erases the text once a message is sent or failed.
  * Temporary failures go to the next provider, then back to the outbox with
- * exponential backoff and jitter. A message whose request expired unsent fails.
+ * exponential backoff and jitter; a provider that keeps failing is skipped for a
+ * while (a circuit breaker per provider, probed after a cool-down). A message
+ * whose request expired unsent fails.
  */
 #ifndef OTP_DELIVERY_DISPATCHER_H
 #define OTP_DELIVERY_DISPATCHER_H
@@ -32,8 +34,11 @@ int otp_dispatcher_start(otp_store *store, otp_provider **providers, size_t n,
                          otp_dispatcher **ret);
 /* Wakes the thread now (a new message was committed). Cheap; any thread. */
 void otp_dispatcher_wake(otp_dispatcher *d);
-/* True if at least one provider is ready. */
+/* True if at least one provider is ready and its circuit breaker is not open
+ * (so /readyz is 503 when no provider is usable). Any thread. */
 bool otp_dispatcher_ready(otp_dispatcher *d);
+/* The provider named name ([provider.NAME]), or NULL. Any thread. */
+otp_provider *otp_dispatcher_provider(otp_dispatcher *d, const char *name);
 /* Finishes the batch in hand, reports it, joins the thread, frees. Accepts NULL. */
 void otp_dispatcher_stop(otp_dispatcher *d);
 

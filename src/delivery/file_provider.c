@@ -32,34 +32,22 @@ typedef struct file_provider {
     char path[1024];
 } file_provider;
 
-static int file_create(const otp_config *cfg, const char *section, otp_provider **ret, char *err,
-                       size_t errlen)
+static int file_create(const otp_config *cfg, const char *section, const otp_dlr_sink *dlr,
+                       otp_provider **ret, char *err, size_t errlen)
 {
-    const char *name = strncmp(section, "provider.", 9) == 0 ? section + 9 : "";
-    if (!*name || strlen(name) >= sizeof(((otp_provider *)0)->name)) {
-        snprintf(err, errlen, "[%s]: not a [provider.NAME] section with a NAME of 1 to %zu bytes",
-                 section, sizeof(((otp_provider *)0)->name) - 1);
-        return -1;
-    }
-
-    char key[160];
-    snprintf(key, sizeof(key), "%s.type", section);
-    const char *type = otp_config_get(cfg, key);
-    if (type && strcmp(type, "file") != 0) {
-        snprintf(err, errlen, "%s = \"%s\" (from %s): not a file provider", key, type,
-                 otp_config_origin(cfg, key));
-        return -1;
-    }
-
+    (void)dlr;
     file_provider *p = calloc(1, sizeof(*p));
     if (!p) {
         snprintf(err, errlen, "%s: out of memory", section);
         return -1;
     }
-    p->base.ops = &otp_provider_file_ops;
+    if (otp_provider_init(&p->base, &otp_provider_file_ops, cfg, section, err, errlen)) {
+        free(p);
+        return -1;
+    }
     p->fd = -1;
-    snprintf(p->base.name, sizeof(p->base.name), "%s", name);
 
+    char key[160];
     snprintf(key, sizeof(key), "%s.path", section);
     const char *path = otp_config_get(cfg, key);
     const char *origin = otp_config_origin(cfg, key);

@@ -79,6 +79,11 @@ static const setting settings[] = {
      "Most transactions in one commit (group commit)."},
     {"store.read_conns", T_INT, 1, 1024, "4", NULL,
      "Read connections expected in parallel (a hint to the store)."},
+    {"store.request_retention", T_INT, 60, 31536000, "86400", NULL,
+     "Seconds an OTP request is kept after it expires (then purged with its messages; "
+     "ledger entries stay)."},
+    {"store.purge_interval", T_INT, 1, 86400, "60", NULL,
+     "Seconds between two passes of the background purge."},
     {"delivery.providers", T_STR, 0, 0, "", NULL,
      "Provider names, comma-separated, in priority order. Empty: every [provider.NAME] "
      "section in file order, or the built-in `file` provider writing <data_dir>/sms.jsonl "

@@ -26,6 +26,7 @@
 
 #include "core/seal.h"
 #include "delivery/dispatcher.h"
+#include "delivery/dlr.h"
 #include "delivery/provider.h"
 #include "store/store.h"
 #include "util/clock.h"
@@ -40,10 +41,12 @@
 
 typedef struct fake {
     otp_provider base;
-    otp_send_outcome outcome;
+    _Atomic otp_send_outcome outcome;
     bool ready;
     atomic_int calls;
     atomic_int msgs;
+    char last_sender[OTP_SENDER_ID_SIZE]; /* "-" = NULL */
+    char last_dlt[OTP_DLT_ID_SIZE];
 } fake;
 
 static void fake_send(otp_provider *p, const otp_sms *msgs, size_t n, otp_send_result *res)
@@ -51,14 +54,21 @@ static void fake_send(otp_provider *p, const otp_sms *msgs, size_t n, otp_send_r
     fake *f = (fake *)p;
     atomic_fetch_add(&f->calls, 1);
     atomic_fetch_add(&f->msgs, (int)n);
+    otp_send_outcome outcome = atomic_load(&f->outcome);
+    if (n > 0) {
+        snprintf(f->last_sender, sizeof(f->last_sender), "%s",
+                 msgs[0].sender_id ? msgs[0].sender_id : "-");
+        snprintf(f->last_dlt, sizeof(f->last_dlt), "%s",
+                 msgs[0].dlt_template_id ? msgs[0].dlt_template_id : "-");
+    }
     for (size_t i = 0; i < n; i++) {
-        res[i] = (otp_send_result){.outcome = f->outcome};
-        if (f->outcome == OTP_SEND_ACCEPTED)
+        res[i] = (otp_send_result){.outcome = outcome};
+        if (outcome == OTP_SEND_ACCEPTED)
             snprintf(res[i].provider_message_id, sizeof(res[i].provider_message_id), "gw-%s",
                      msgs[i].message_id);
         else
             snprintf(res[i].error, sizeof(res[i].error), "fake %s",
-                     f->outcome == OTP_SEND_TEMPORARY ? "temporary" : "permanent");
+                     outcome == OTP_SEND_TEMPORARY ? "temporary" : "permanent");
     }
 }
 
@@ -67,8 +77,8 @@ static bool fake_ready(otp_provider *p)
     return ((fake *)p)->ready;
 }
 
-static int fake_create(const otp_config *cfg, const char *section, otp_provider **ret, char *err,
-                       size_t errlen)
+static int fake_create(const otp_config *cfg, const char *section, const otp_dlr_sink *dlr,
+                       otp_provider **ret, char *err, size_t errlen)
 {
     snprintf(err, errlen, "%s: fakes are built by the test", section);
     return -1;
@@ -127,7 +137,7 @@ static int setup(void **state)
     f->cfg = otp_config_new();
     assert_int_equal(otp_config_set(f->cfg, "data_dir", f->dir, "test", err, sizeof(err)), 0);
     assert_int_equal(
-        otp_provider_file_ops.create(f->cfg, "provider.file", &f->file, err, sizeof(err)), 0);
+        otp_provider_file_ops.create(f->cfg, "provider.file", NULL, &f->file, err, sizeof(err)), 0);
 
     int64_t now = otp_now_ms();
     otp_txn t = {.kind = OTP_TXN_ACCOUNT_CREATE};
@@ -175,8 +185,17 @@ static int teardown(void **state)
 
 /* Commits one send of text (sealed under seal_key) whose request expires in
  * expires_in_ms; writes the message's public id into msg_id. */
+static void send_one_from(fx *f, const char *text, int64_t expires_in_ms, const uint8_t *seal_key,
+                          const char *sender, const char *dlt, char msg_id[OTP_ID_SIZE]);
+
 static void send_one(fx *f, const char *text, int64_t expires_in_ms, const uint8_t *seal_key,
                      char msg_id[OTP_ID_SIZE])
+{
+    send_one_from(f, text, expires_in_ms, seal_key, NULL, NULL, msg_id);
+}
+
+static void send_one_from(fx *f, const char *text, int64_t expires_in_ms, const uint8_t *seal_key,
+                          const char *sender, const char *dlt, char msg_id[OTP_ID_SIZE])
 {
     int64_t now = otp_now_ms();
     otp_txn t = {.kind = OTP_TXN_SEND};
@@ -193,6 +212,10 @@ static void send_one(fx *f, const char *text, int64_t expires_in_ms, const uint8
     s->now_ms = now;
     s->expires_at_ms = now + expires_in_ms;
     s->segments = 1;
+    if (sender)
+        snprintf(s->sender_id, sizeof(s->sender_id), "%s", sender);
+    if (dlt)
+        snprintf(s->dlt_template_id, sizeof(s->dlt_template_id), "%s", dlt);
     size_t len = strlen(text);
     uint8_t *sealed = malloc(len + OTP_SEAL_OVERHEAD);
     otp_seal(seal_key ? seal_key : f->key, s->message_id, text, len, sealed);
@@ -567,6 +590,166 @@ static void test_wake_and_stop(void **state)
     assert_true(otp_mono_us() - t0 < 5 * 1000000LL);
 }
 
+/* The breaker opens after breaker_threshold failing batches, probes after the
+ * cool-down, doubles the pause when the probe fails, closes when one succeeds;
+ * a provider whose breaker is open does not count as ready. */
+static void test_breaker_probe(void **state)
+{
+    fx *f = *state;
+    fake dead;
+    fake_init(&dead, "dead", OTP_SEND_TEMPORARY);
+    dead.base.breaker_threshold = 2;
+    dead.base.breaker_cooldown_ms = 300;
+    otp_provider *providers[] = {&dead.base, f->file};
+    otp_dispatcher *d = start(f, providers, 2, 1, 20);
+    char id[OTP_ID_SIZE];
+    for (int i = 0; i < 2; i++) {
+        send_one(f, "code 1", 600000, NULL, id);
+        otp_dispatcher_wake(d);
+        wait_status(f, id, "sent");
+    }
+    assert_int_equal(atomic_load(&dead.calls), 2);
+    send_one(f, "code 2", 600000, NULL, id); /* open: skipped */
+    otp_dispatcher_wake(d);
+    wait_status(f, id, "sent");
+    assert_int_equal(atomic_load(&dead.calls), 2);
+    assert_true(otp_dispatcher_ready(d)); /* the file provider still is */
+
+    pause_ms(350); /* past the cool-down: the next batch is the probe */
+    send_one(f, "code 3", 600000, NULL, id);
+    otp_dispatcher_wake(d);
+    wait_status(f, id, "sent");
+    assert_int_equal(atomic_load(&dead.calls), 3);
+    pause_ms(350); /* the failed probe doubled the pause to 600 ms */
+    send_one(f, "code 4", 600000, NULL, id);
+    otp_dispatcher_wake(d);
+    wait_status(f, id, "sent");
+    assert_int_equal(atomic_load(&dead.calls), 3);
+
+    atomic_store(&dead.outcome, OTP_SEND_ACCEPTED);
+    pause_ms(400);
+    send_one(f, "code 5", 600000, NULL, id);
+    otp_dispatcher_wake(d);
+    wait_status(f, id, "sent");
+    assert_int_equal(atomic_load(&dead.calls), 4);
+    row r;
+    read_row(f, id, &r);
+    assert_string_equal(r.provider, "dead"); /* the probe succeeded: closed */
+    send_one(f, "code 6", 600000, NULL, id);
+    otp_dispatcher_wake(d);
+    wait_status(f, id, "sent");
+    assert_int_equal(atomic_load(&dead.calls), 5);
+    otp_dispatcher_stop(d);
+}
+
+static void test_ready_follows_breaker(void **state)
+{
+    fx *f = *state;
+    fake dead;
+    fake_init(&dead, "dead", OTP_SEND_TEMPORARY);
+    dead.base.breaker_threshold = 1;
+    dead.base.breaker_cooldown_ms = 60000;
+    otp_provider *providers[] = {&dead.base};
+    otp_dispatcher *d = start(f, providers, 1, 8, 20);
+    assert_true(otp_dispatcher_ready(d));
+    assert_ptr_equal(otp_dispatcher_provider(d, "dead"), &dead.base);
+    assert_null(otp_dispatcher_provider(d, "alive"));
+    assert_null(otp_dispatcher_provider(d, NULL));
+    char id[OTP_ID_SIZE];
+    send_one(f, "code 7", 600000, NULL, id);
+    otp_dispatcher_wake(d);
+    for (int waited = 0; atomic_load(&dead.calls) < 1 && waited < WAIT_MS; waited += 5)
+        pause_ms(5);
+    pause_ms(20);
+    assert_false(otp_dispatcher_ready(d)); /* its only provider's breaker is open */
+    otp_dispatcher_stop(d);
+}
+
+/* A template's sender id and DLT template id reach the provider. */
+static void test_sender_and_dlt(void **state)
+{
+    fx *f = *state;
+    fake gw;
+    fake_init(&gw, "gw", OTP_SEND_ACCEPTED);
+    otp_provider *providers[] = {&gw.base};
+    otp_dispatcher *d = start(f, providers, 1, 8, 20);
+    char id[OTP_ID_SIZE];
+    send_one_from(f, "code 8", 600000, NULL, "ACMEIN", "1107160000000000001", id);
+    otp_dispatcher_wake(d);
+    wait_status(f, id, "sent");
+    assert_string_equal(gw.last_sender, "ACMEIN");
+    assert_string_equal(gw.last_dlt, "1107160000000000001");
+    send_one(f, "code 9", 600000, NULL, id);
+    otp_dispatcher_wake(d);
+    wait_status(f, id, "sent");
+    assert_string_equal(gw.last_sender, "-");
+    assert_string_equal(gw.last_dlt, "-");
+    otp_dispatcher_stop(d);
+}
+
+typedef struct dlr_wait {
+    otp_dlr r;
+    atomic_bool done;
+} dlr_wait;
+
+static void dlr_done(otp_dlr *r)
+{
+    atomic_store(&((dlr_wait *)r->user)->done, true);
+}
+
+static otp_err report(fx *f, const char *provider, const char *id, otp_dlr_status st,
+                      char *ret_message_id)
+{
+    dlr_wait w = {0};
+    snprintf(w.r.provider, sizeof(w.r.provider), "%s", provider);
+    snprintf(w.r.provider_message_id, sizeof(w.r.provider_message_id), "%s", id);
+    w.r.status = st;
+    snprintf(w.r.error, sizeof(w.r.error), "%s", st == OTP_DLR_DELIVERED ? "" : "test");
+    w.r.done = dlr_done;
+    w.r.user = &w;
+    otp_dlr_submit(f->store, &w.r);
+    for (int waited = 0; !atomic_load(&w.done) && waited < WAIT_MS; waited++)
+        pause_ms(1);
+    assert_true(atomic_load(&w.done));
+    if (ret_message_id)
+        snprintf(ret_message_id, OTP_ID_SIZE, "%s", w.r.message_id);
+    return w.r.err;
+}
+
+/* Delivery reports through delivery/dlr.c: matched by (provider, gateway id);
+ * a failure reported twice is refunded once; an unknown id is not found. */
+static void test_delivery_reports(void **state)
+{
+    fx *f = *state;
+    fake gw;
+    fake_init(&gw, "gw", OTP_SEND_ACCEPTED);
+    otp_provider *providers[] = {&gw.base};
+    otp_dispatcher *d = start(f, providers, 1, 8, 20);
+    char a[OTP_ID_SIZE], b[OTP_ID_SIZE], got[OTP_ID_SIZE], gwid[64];
+    send_one(f, "code 10", 600000, NULL, a);
+    send_one(f, "code 11", 600000, NULL, b);
+    otp_dispatcher_wake(d);
+    wait_status(f, a, "sent");
+    wait_status(f, b, "sent");
+    otp_dispatcher_stop(d);
+
+    snprintf(gwid, sizeof(gwid), "gw-%s", a);
+    assert_int_equal(report(f, "gw", gwid, OTP_DLR_DELIVERED, got), OTP_OK);
+    assert_string_equal(got, a);
+    wait_status(f, a, "delivered");
+
+    int64_t before = balance(f);
+    snprintf(gwid, sizeof(gwid), "gw-%s", b);
+    assert_int_equal(report(f, "gw", gwid, OTP_DLR_FAILED, got), OTP_OK);
+    wait_status(f, b, "failed");
+    assert_int_equal(balance(f), before + PRICE);
+    report(f, "gw", gwid, OTP_DLR_FAILED, NULL);
+    assert_int_equal(balance(f), before + PRICE); /* refunded once */
+
+    assert_int_equal(report(f, "gw", "gw-nope", OTP_DLR_DELIVERED, NULL), OTP_E_MESSAGE_NOT_FOUND);
+    assert_int_equal(report(f, "other", gwid, OTP_DLR_DELIVERED, NULL), OTP_E_MESSAGE_NOT_FOUND);
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -581,6 +764,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_expired, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cannot_decrypt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wake_and_stop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_breaker_probe, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ready_follows_breaker, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sender_and_dlt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delivery_reports, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

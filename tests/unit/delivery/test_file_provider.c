@@ -71,8 +71,8 @@ static void test_exact_lines(void **state)
     assert_null(otp_provider_type("carrier-pigeon"));
 
     otp_provider *p = NULL;
-    assert_int_equal(otp_provider_file_ops.create(f->cfg, "provider.file", &p, err, sizeof(err)),
-                     0);
+    assert_int_equal(
+        otp_provider_file_ops.create(f->cfg, "provider.file", NULL, &p, err, sizeof(err)), 0);
     assert_string_equal(p->name, "file");
     assert_ptr_equal(p->ops, &otp_provider_file_ops);
     assert_true(p->ops->ready(p));
@@ -131,8 +131,8 @@ static void test_bad_message(void **state)
                      0);
     assert_int_equal(otp_config_set(f->cfg, "provider.local.type", "file", "t", err, sizeof(err)),
                      0);
-    assert_int_equal(otp_provider_file_ops.create(f->cfg, "provider.local", &p, err, sizeof(err)),
-                     0);
+    assert_int_equal(
+        otp_provider_file_ops.create(f->cfg, "provider.local", NULL, &p, err, sizeof(err)), 0);
     assert_string_equal(p->name, "local");
     const otp_sms msgs[] = {
         {.message_id = "msg_1", .to = "+919876543210", .text = "bad \xff utf-8"},
@@ -162,25 +162,27 @@ static void test_create_errors(void **state)
     assert_int_equal(otp_config_set(f->cfg, "provider.gw.path", "/nonexistent/dir/sms.jsonl",
                                     "otpd.ini:7", err, sizeof(err)),
                      0);
-    assert_int_equal(otp_provider_file_ops.create(f->cfg, "provider.gw", &p, err, sizeof(err)), -1);
+    assert_int_equal(
+        otp_provider_file_ops.create(f->cfg, "provider.gw", NULL, &p, err, sizeof(err)), -1);
     assert_null(p);
     assert_non_null(strstr(err, "provider.gw.path = \"/nonexistent/dir/sms.jsonl\" (from "
                                 "otpd.ini:7): cannot open"));
 
     assert_int_equal(
         otp_config_set(f->cfg, "provider.web.type", "http", "otpd.ini:9", err, sizeof(err)), 0);
-    assert_int_equal(otp_provider_file_ops.create(f->cfg, "provider.web", &p, err, sizeof(err)),
-                     -1);
+    assert_int_equal(
+        otp_provider_file_ops.create(f->cfg, "provider.web", NULL, &p, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "provider.web.type"));
 
-    assert_int_equal(otp_provider_file_ops.create(f->cfg, "server", &p, err, sizeof(err)), -1);
+    assert_int_equal(otp_provider_file_ops.create(f->cfg, "server", NULL, &p, err, sizeof(err)),
+                     -1);
 
     /* The default path follows data_dir. */
     char dir[128];
     snprintf(dir, sizeof(dir), "%s/missing", f->dir);
     assert_int_equal(otp_config_set(f->cfg, "data_dir", dir, "--data-dir", err, sizeof(err)), 0);
-    assert_int_equal(otp_provider_file_ops.create(f->cfg, "provider.file", &p, err, sizeof(err)),
-                     -1);
+    assert_int_equal(
+        otp_provider_file_ops.create(f->cfg, "provider.file", NULL, &p, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "provider.file.path"));
     assert_non_null(strstr(err, "/missing/sms.jsonl"));
     assert_null(p);
@@ -220,8 +222,8 @@ static void test_parallel_sends(void **state)
     fixture *f = *state;
     char err[256] = "";
     otp_provider *p = NULL;
-    assert_int_equal(otp_provider_file_ops.create(f->cfg, "provider.file", &p, err, sizeof(err)),
-                     0);
+    assert_int_equal(
+        otp_provider_file_ops.create(f->cfg, "provider.file", NULL, &p, err, sizeof(err)), 0);
     pthread_t th[THREADS];
     worker w[THREADS];
     for (int t = 0; t < THREADS; t++) {

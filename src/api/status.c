@@ -1,0 +1,183 @@
+/* api/status.c — GET /otp/{requestId} and POST /otp/{requestId}/cancel (SPEC 1.6).
+ *
+ * The status is computed, not stored: a pending request past its expiry reads
+ * "expired" (otp_req_effective_status), so there is no sweeper racing the
+ * clients. Both routes answer the same object, the one place where everything
+ * about a request is shown (the send/resend/verify replies stay minimal for
+ * strict clients). A cancel is a txn like any other write: pending → cancelled
+ * atomically with respect to verifies and resends, then the object is read back
+ * on the HTTP thread. Cancelling a cancelled request answers 200 again, so a
+ * client may retry a cancel whose answer it lost.
+ */
+#include "api/api.h"
+#include "util/clock.h"
+#include "util/ids.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct cancel_state {
+    otp_txn txn;
+    otp_http_req *req;
+    otp_api *api;
+} cancel_state;
+
+static json_t *iso_or_null(int64_t ms)
+{
+    if (ms <= 0)
+        return json_null();
+    char buf[OTP_ISO8601_LEN + 1];
+    otp_time_iso8601(ms, buf);
+    return json_string(buf);
+}
+
+static json_t *str_or_null(const char *s)
+{
+    return s && *s ? json_string(s) : json_null();
+}
+
+static void add_message(const otp_message_info *m, void *ctx)
+{
+    json_array_append_new(
+        ctx, json_pack("{s:s, s:s, s:o, s:o, s:o}", "messageId", m->public_id, "deliveryStatus",
+                       otp_msg_status_name(m->status), "provider", str_or_null(m->provider),
+                       "updatedAt", iso_or_null(m->updated_at_ms), "error", str_or_null(m->error)));
+}
+
+/* The GET /otp/{id} object of a request of this account. Returns OTP_OK and a
+ * new reference, OTP_E_OTP_NOT_FOUND, or OTP_E_UNAVAILABLE. */
+static otp_err status_object(otp_api *api, int64_t account_id, const char *request_id, json_t **ret)
+{
+    otp_request_info info;
+    otp_err e = api->store->ops->request_get(api->store, account_id, request_id, &info);
+    if (e)
+        return e == OTP_E_OTP_NOT_FOUND ? e : OTP_E_UNAVAILABLE;
+    json_t *messages = json_array();
+    if (!messages)
+        return OTP_E_INTERNAL;
+    e = api->store->ops->request_messages(api->store, account_id, request_id, add_message,
+                                          messages);
+    if (e) {
+        json_decref(messages);
+        return OTP_E_UNAVAILABLE;
+    }
+    otp_req_state rs = {
+        .status = info.status,
+        .attempts_left = info.attempts_left,
+        .expires_at_ms = info.expires_at_ms,
+        .verified_at_ms = info.verified_at_ms,
+    };
+    otp_req_status status = otp_req_effective_status(&rs, otp_now_ms());
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s, s:s, s:i, s:i, s:o, s:o, s:o, s:i, s:o}", "requestId", info.public_id,
+        "phoneNumber", info.phone, "status", otp_req_status_name(status), "channel",
+        info.channel[0] ? info.channel : "sms", "attemptsLeft", info.attempts_left, "maxAttempts",
+        info.max_attempts, "createdAt", iso_or_null(info.created_at_ms), "expiresAt",
+        iso_or_null(info.expires_at_ms), "verifiedAt", iso_or_null(info.verified_at_ms),
+        "resendCount", info.resend_count, "messages", messages);
+    if (!o)
+        return OTP_E_INTERNAL;
+    *ret = o;
+    return OTP_OK;
+}
+
+static void reply_status(otp_http_req *req, otp_api *api, int64_t account_id,
+                         const char *request_id)
+{
+    json_t *o;
+    otp_err e = status_object(api, account_id, request_id, &o);
+    if (e)
+        otp_http_reply_error(req, e, NULL, NULL);
+    else
+        otp_http_reply_data(req, 200, o);
+}
+
+/* The literal /otp/… routes are POST-only; the router hands a GET of them to
+ * the /otp/{} pattern, which must not make them look like unknown requests.
+ * The router has already put the methods of the routes it passed over (listed
+ * before /otp/{}) into the Allow header of a 405. */
+static bool is_post_route(const char *segment)
+{
+    return strcmp(segment, "send") == 0 || strcmp(segment, "verify") == 0 ||
+           strcmp(segment, "resend") == 0;
+}
+
+void otp_api_status(otp_http_req *req, void *app)
+{
+    otp_api *api = app;
+    otp_key_auth auth;
+    const char *id = otp_http_param(req, 0);
+    if (is_post_route(id)) {
+        otp_http_reply_error(req, OTP_E_METHOD_NOT_ALLOWED, NULL, NULL);
+        return;
+    }
+    if (!otp_api_authenticate(req, api, &auth))
+        return;
+    if (!OTP_API_HAS_READ(req, api, request_get) || !OTP_API_HAS_READ(req, api, request_messages))
+        return;
+    if (!otp_id_valid(id, "req_")) {
+        otp_http_reply_error(req, OTP_E_OTP_NOT_FOUND, NULL, NULL);
+        return;
+    }
+    reply_status(req, api, auth.account_id, id);
+}
+
+/* POST /otp/{x}: a request id has no POST (405; Allow: GET from the router,
+ * which passed GET /otp/{} first); anything else is an unknown route, as it
+ * was before GET /otp/{requestId} existed. */
+void otp_api_otp_post_fallback(otp_http_req *req, void *app)
+{
+    (void)app;
+    if (otp_id_valid(otp_http_param(req, 0), "req_"))
+        otp_http_reply_error(req, OTP_E_METHOD_NOT_ALLOWED, NULL, NULL);
+    else
+        otp_http_reply_error(req, OTP_E_NOT_FOUND, NULL, NULL);
+}
+
+static void cancel_finish(otp_http_req *req, void *app)
+{
+    cancel_state *st = (cancel_state *)otp_http_state(req);
+    (void)app;
+    otp_txn_cancel *c = &st->txn.u.cancel;
+    if (st->txn.err == OTP_OK || st->txn.err == OTP_E_OTP_CANCELLED)
+        reply_status(req, st->api, c->account_id, c->request_id);
+    else
+        otp_http_reply_error(req, st->txn.err, NULL, NULL);
+}
+
+static void cancel_done(otp_txn *txn)
+{
+    cancel_state *st = txn->user;
+    otp_http_resume(st->req);
+}
+
+void otp_api_cancel(otp_http_req *req, void *app)
+{
+    otp_api *api = app;
+    otp_key_auth auth;
+    const char *id = otp_http_param(req, 0);
+    if (!otp_api_authenticate(req, api, &auth))
+        return;
+    if (!OTP_API_HAS_READ(req, api, request_get) || !OTP_API_HAS_READ(req, api, request_messages))
+        return;
+    if (!otp_id_valid(id, "req_")) {
+        otp_http_reply_error(req, OTP_E_OTP_NOT_FOUND, NULL, NULL);
+        return;
+    }
+    cancel_state *st = calloc(1, sizeof(*st));
+    if (!st) {
+        otp_http_reply_error(req, OTP_E_INTERNAL, NULL, NULL);
+        return;
+    }
+    otp_http_set_state(req, st, free);
+    st->req = req;
+    st->api = api;
+    st->txn.kind = OTP_TXN_CANCEL;
+    st->txn.done = cancel_done;
+    st->txn.user = st;
+    st->txn.u.cancel.account_id = auth.account_id;
+    memcpy(st->txn.u.cancel.request_id, id, OTP_ID_SIZE);
+    st->txn.u.cancel.now_ms = otp_now_ms();
+    otp_http_suspend(req, cancel_finish);
+    api->store->ops->submit(api->store, &st->txn);
+}

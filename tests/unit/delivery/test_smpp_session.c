@@ -1,0 +1,606 @@
+/* tests/unit/delivery/test_smpp_session.c — the SMPP session against a scripted
+ * SMSC written here (a thread on a loopback socket): bind and bind refusal,
+ * the window (never more than `window` submit_sm outstanding), throttling
+ * (ESME_RTHROTTLED pauses and the part is submitted again), temporary and
+ * permanent refusals, no response, the connection dropping mid-batch and the
+ * reconnect, receipts mapped to messages (multi-part ones through the part
+ * table) and answered after the sink, a receipt whose id the store does not
+ * know yet retried, and unbind at stop. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "delivery/smpp_session.h"
+#include "util/clock.h"
+
+/* ---- The scripted SMSC --------------------------------------------------- */
+
+typedef struct smsc {
+    int listen_fd;
+    int port;
+    pthread_t thread;
+    atomic_bool stop;
+    pthread_mutex_t lock;
+    /* script */
+    uint32_t bind_status;
+    int throttle_first;     /* answer this many submits with ESME_RTHROTTLED */
+    uint32_t refuse_status; /* answer every submit with this (0: accept) */
+    int drop_after;         /* close the connection at this submit (0: never) */
+    bool silent;            /* never answer submits */
+    /* observed */
+    int connections;
+    int binds;
+    int submits; /* accepted */
+    int throttled;
+    int outstanding; /* submits read, not answered yet */
+    int max_outstanding;
+    int unbinds;
+    int64_t throttle_at_us, first_after_throttle_us;
+    char ids[64][16]; /* message ids given, in order */
+    uint8_t udh_seq[64];
+    uint32_t receipt_resp[8]; /* deliver_sm_resp status per receipt seq 1.. */
+    int receipt_resps;
+    /* receipts to send: text ids */
+    char pending[8][16];
+    char pending_stat[8][8];
+    int n_pending;
+} smsc;
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static void send_header(int fd, uint32_t len, uint32_t id, uint32_t status, uint32_t seq,
+                        const uint8_t *body, size_t blen)
+{
+    uint8_t buf[512];
+    put32(buf, len);
+    put32(buf + 4, id);
+    put32(buf + 8, status);
+    put32(buf + 12, seq);
+    if (blen)
+        memcpy(buf + 16, body, blen);
+    ssize_t w = send(fd, buf, 16 + blen, MSG_NOSIGNAL);
+    (void)w;
+}
+
+/* submit_sm answers are held until the session has nothing more to send, so
+ * that `outstanding` counts what it sent without waiting for answers. */
+typedef struct answer {
+    uint32_t status, seq;
+    char id[16];
+} answer;
+
+static void send_receipt(int fd, uint32_t seq, const char *id, const char *stat)
+{
+    uint8_t b[400];
+    size_t o = 0;
+    b[o++] = 0;
+    b[o++] = 1;
+    b[o++] = 1;
+    memcpy(b + o, "919800000001", 13);
+    o += 13;
+    b[o++] = 5;
+    b[o++] = 0;
+    memcpy(b + o, "OTPD", 5);
+    o += 5;
+    const uint8_t mid[] = {0x04, 0, 0, 0, 0, 0, 0, 0, 0};
+    memcpy(b + o, mid, sizeof(mid));
+    o += sizeof(mid);
+    char text[200];
+    int tl =
+        snprintf(text, sizeof(text), "id:%s sub:001 dlvrd:001 stat:%s err:000 text:x", id, stat);
+    b[o++] = (uint8_t)tl;
+    memcpy(b + o, text, (size_t)tl);
+    o += (size_t)tl;
+    send_header(fd, (uint32_t)(16 + o), SMPP_DELIVER_SM, 0, seq, b, o);
+}
+
+static bool read_full(int fd, uint8_t *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r <= 0)
+            return false;
+        got += (size_t)r;
+    }
+    return true;
+}
+
+/* The UDH sequence number of a submit_sm body (0 if no UDH). */
+static uint8_t udh_seq(const uint8_t *b, size_t len)
+{
+    size_t o = 0;
+    while (o < len && b[o]) /* service_type */
+        o++;
+    o += 3;
+    while (o < len && b[o])
+        o++;
+    o += 3;
+    while (o < len && b[o])
+        o++;
+    o += 1;
+    uint8_t esm = o < len ? b[o] : 0;
+    o += 3 + 1 + 1 + 4;
+    if (o + 7 > len || !(esm & 0x40))
+        return 0;
+    return b[o + 1 + 5]; /* sm_length, then 05 00 03 ref total seq */
+}
+
+static void serve_conn(smsc *m, int fd)
+{
+    uint32_t rseq = 1;
+    answer held[64];
+    int n_held = 0;
+    for (;;) {
+        pthread_mutex_lock(&m->lock);
+        while (m->n_pending > 0) {
+            m->n_pending--;
+            send_receipt(fd, rseq++, m->pending[m->n_pending], m->pending_stat[m->n_pending]);
+        }
+        pthread_mutex_unlock(&m->lock);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (atomic_load(&m->stop))
+            return;
+        if (poll(&p, 1, 10) <= 0)
+            continue;
+        uint8_t h[16], body[1024];
+        if (!read_full(fd, h, 16))
+            return;
+        uint32_t len = ntohl(*(uint32_t *)h), id = ntohl(*(uint32_t *)(h + 4));
+        uint32_t status = ntohl(*(uint32_t *)(h + 8)), seq = ntohl(*(uint32_t *)(h + 12));
+        (void)status;
+        if (len < 16 || len - 16 > sizeof(body) || !read_full(fd, body, len - 16))
+            return;
+        pthread_mutex_lock(&m->lock);
+        int64_t now = otp_mono_us();
+        switch (id) {
+        case SMPP_BIND_TRANSCEIVER:
+            m->binds++;
+            if (m->bind_status) {
+                send_header(fd, 16, SMPP_BIND_TRANSCEIVER_RESP, m->bind_status, seq, NULL, 0);
+                pthread_mutex_unlock(&m->lock);
+                return;
+            }
+            send_header(fd, 17 + 4, SMPP_BIND_TRANSCEIVER_RESP, 0, seq, (const uint8_t *)"smsc", 5);
+            break;
+        case SMPP_SUBMIT_SM: {
+            if (m->drop_after && m->submits + m->throttled + 1 >= m->drop_after) {
+                m->drop_after = 0;
+                pthread_mutex_unlock(&m->lock);
+                return;
+            }
+            if (m->throttle_at_us && !m->first_after_throttle_us)
+                m->first_after_throttle_us = now; /* the first submit after a throttle answer */
+            if (m->silent || n_held == 64)
+                break;
+            answer *a = &held[n_held++];
+            m->outstanding = n_held;
+            if (m->outstanding > m->max_outstanding)
+                m->max_outstanding = m->outstanding;
+            *a = (answer){.seq = seq};
+            if (m->throttled < m->throttle_first) {
+                m->throttled++;
+                a->status = SMPP_RTHROTTLED;
+                break;
+            }
+            if (m->refuse_status) {
+                a->status = m->refuse_status;
+                break;
+            }
+            int k = m->submits++;
+            snprintf(a->id, sizeof(a->id), "m%d", k);
+            if (k < 64) {
+                snprintf(m->ids[k], sizeof(m->ids[k]), "%s", a->id);
+                m->udh_seq[k] = udh_seq(body, len - 16);
+            }
+            break;
+        }
+        case SMPP_ENQUIRE_LINK:
+            send_header(fd, 16, SMPP_ENQUIRE_LINK_RESP, 0, seq, NULL, 0);
+            break;
+        case SMPP_UNBIND:
+            m->unbinds++;
+            send_header(fd, 16, SMPP_UNBIND_RESP, 0, seq, NULL, 0);
+            break;
+        case SMPP_DELIVER_SM_RESP:
+            if (seq >= 1 && seq <= 8) {
+                m->receipt_resp[seq - 1] = status;
+                m->receipt_resps++;
+            }
+            break;
+        default:
+            break;
+        }
+        struct pollfd more = {.fd = fd, .events = POLLIN};
+        if (n_held > 0 && poll(&more, 1, 2) == 0) {
+            for (int i = 0; i < n_held; i++) {
+                answer *a = &held[i];
+                if (a->status == SMPP_RTHROTTLED && !m->throttle_at_us)
+                    m->throttle_at_us = otp_mono_us();
+                if (a->status)
+                    send_header(fd, 16, SMPP_SUBMIT_SM_RESP, a->status, a->seq, NULL, 0);
+                else
+                    send_header(fd, (uint32_t)(16 + strlen(a->id) + 1), SMPP_SUBMIT_SM_RESP, 0,
+                                a->seq, (const uint8_t *)a->id, strlen(a->id) + 1);
+            }
+            n_held = 0;
+            m->outstanding = 0;
+        }
+        pthread_mutex_unlock(&m->lock);
+    }
+}
+
+static void *smsc_run(void *arg)
+{
+    smsc *m = arg;
+    while (!atomic_load(&m->stop)) {
+        struct pollfd p = {.fd = m->listen_fd, .events = POLLIN};
+        if (poll(&p, 1, 20) <= 0)
+            continue;
+        int fd = accept(m->listen_fd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        pthread_mutex_lock(&m->lock);
+        m->connections++;
+        pthread_mutex_unlock(&m->lock);
+        serve_conn(m, fd);
+        close(fd);
+    }
+    return NULL;
+}
+
+static smsc *smsc_start(void)
+{
+    smsc *m = calloc(1, sizeof(*m));
+    assert_non_null(m);
+    pthread_mutex_init(&m->lock, NULL);
+    m->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(m->listen_fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(m->listen_fd, 4), 0);
+    socklen_t al = sizeof(a);
+    getsockname(m->listen_fd, (struct sockaddr *)&a, &al);
+    m->port = ntohs(a.sin_port);
+    assert_int_equal(pthread_create(&m->thread, NULL, smsc_run, m), 0);
+    return m;
+}
+
+static void smsc_stop(smsc *m)
+{
+    atomic_store(&m->stop, true);
+    pthread_join(m->thread, NULL);
+    close(m->listen_fd);
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}
+
+static void smsc_receipt(smsc *m, const char *id, const char *stat)
+{
+    pthread_mutex_lock(&m->lock);
+    snprintf(m->pending[m->n_pending], sizeof(m->pending[0]), "%s", id);
+    snprintf(m->pending_stat[m->n_pending], sizeof(m->pending_stat[0]), "%s", stat);
+    m->n_pending++;
+    pthread_mutex_unlock(&m->lock);
+}
+
+/* ---- A fake sink --------------------------------------------------------- */
+
+typedef struct sink {
+    pthread_mutex_t lock;
+    int calls;
+    char ids[16][128];
+    otp_dlr_status status[16];
+    otp_err answer[16]; /* what call k returns (default OK) */
+} sink;
+
+static void sink_submit(void *ctx, otp_dlr *r)
+{
+    sink *s = ctx;
+    pthread_mutex_lock(&s->lock);
+    int k = s->calls++;
+    if (k < 16) {
+        snprintf(s->ids[k], sizeof(s->ids[k]), "%s", r->provider_message_id);
+        s->status[k] = r->status;
+        r->err = s->answer[k];
+    } else {
+        r->err = OTP_OK;
+    }
+    pthread_mutex_unlock(&s->lock);
+    snprintf(r->message_id, sizeof(r->message_id), "msg_x");
+    r->done(r); /* synchronously, as the store's OOM path does */
+}
+
+/* ---- Helpers ------------------------------------------------------------- */
+
+static void sleep_ms(int ms)
+{
+    nanosleep(&(struct timespec){.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L}, NULL);
+}
+
+#define WAIT_UNTIL(cond, ms)                                                                       \
+    do {                                                                                           \
+        int waited_ = 0;                                                                           \
+        while (!(cond) && waited_ < (ms)) {                                                        \
+            sleep_ms(5);                                                                           \
+            waited_ += 5;                                                                          \
+        }                                                                                          \
+        assert_true(cond);                                                                         \
+    } while (0)
+
+static smpp_config config(int port)
+{
+    smpp_config c = {
+        .port = port,
+        .window = 3,
+        .enquire_link_ms = 30000,
+        .response_timeout_ms = 500,
+        .send_timeout_ms = 3000,
+        .reconnect_min_ms = 20,
+        .reconnect_max_ms = 100,
+        .throttle_delay_ms = 100,
+    };
+    snprintf(c.host, sizeof(c.host), "127.0.0.1");
+    snprintf(c.system_id, sizeof(c.system_id), "otpd");
+    snprintf(c.password, sizeof(c.password), "secret");
+    return c;
+}
+
+typedef struct batch {
+    otp_sms_parts parts[40];
+    smpp_msg msgs[40];
+    size_t n;
+} batch;
+
+static batch *make_batch(size_t n, const char *text)
+{
+    batch *b = calloc(1, sizeof(*b));
+    assert_non_null(b);
+    b->n = n;
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(otp_sms_split(text, false, (uint8_t)i, &b->parts[i]), 0);
+        b->msgs[i].parts = &b->parts[i];
+        b->msgs[i].submit = (smpp_submit){.source_addr = "OTPD",
+                                          .source_ton = 5,
+                                          .dest_addr = "919800000001",
+                                          .dest_ton = 1,
+                                          .dest_npi = 1,
+                                          .registered_delivery = 1};
+    }
+    return b;
+}
+
+typedef struct fx {
+    smsc *m;
+    sink snk;
+    otp_dlr_sink dlr;
+    smpp_session *s;
+} fx;
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof(*f));
+    f->m = smsc_start();
+    pthread_mutex_init(&f->snk.lock, NULL);
+    f->dlr = (otp_dlr_sink){.submit = sink_submit, .ctx = &f->snk};
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    smpp_session_stop(f->s);
+    smsc_stop(f->m);
+    pthread_mutex_destroy(&f->snk.lock);
+    free(f);
+    return 0;
+}
+
+static void start(fx *f, smpp_config c)
+{
+    assert_int_equal(smpp_session_start(&c, "smsc", &f->dlr, &f->s), 0);
+    WAIT_UNTIL(smpp_session_bound(f->s), 3000);
+}
+
+/* ---- Tests --------------------------------------------------------------- */
+
+static void test_window_and_ids(void **state)
+{
+    fx *f = *state;
+    start(f, config(f->m->port));
+    batch *b = make_batch(25, "123456 is your code");
+    smpp_session_send(f->s, b->msgs, b->n);
+    for (size_t i = 0; i < b->n; i++) {
+        assert_int_equal(b->msgs[i].outcome, OTP_SEND_ACCEPTED);
+        assert_string_equal(b->msgs[i].message_id, f->m->ids[i]);
+    }
+    assert_int_equal(f->m->submits, 25);
+    assert_int_equal(f->m->max_outstanding, 3); /* the window, used and never exceeded */
+    free(b);
+}
+
+static void test_throttle_pauses_and_resubmits(void **state)
+{
+    fx *f = *state;
+    f->m->throttle_first = 2;
+    start(f, config(f->m->port));
+    batch *b = make_batch(4, "123456 is your code");
+    smpp_session_send(f->s, b->msgs, b->n);
+    for (size_t i = 0; i < b->n; i++)
+        assert_int_equal(b->msgs[i].outcome, OTP_SEND_ACCEPTED);
+    assert_int_equal(f->m->throttled, 2);
+    assert_int_equal(f->m->submits, 4);
+    assert_true(f->m->first_after_throttle_us - f->m->throttle_at_us >= 90 * 1000);
+    free(b);
+}
+
+static void test_refusals(void **state)
+{
+    fx *f = *state;
+    f->m->refuse_status = 0x0B; /* ESME_RINVDSTADR */
+    start(f, config(f->m->port));
+    batch *b = make_batch(2, "x");
+    smpp_session_send(f->s, b->msgs, b->n);
+    assert_int_equal(b->msgs[0].outcome, OTP_SEND_PERMANENT);
+    assert_non_null(strstr(b->msgs[0].error, "ESME_RINVDSTADR"));
+    f->m->refuse_status = 0x08; /* ESME_RSYSERR */
+    smpp_session_send(f->s, b->msgs, b->n);
+    assert_int_equal(b->msgs[1].outcome, OTP_SEND_TEMPORARY);
+    assert_non_null(strstr(b->msgs[1].error, "ESME_RSYSERR"));
+    free(b);
+}
+
+static void test_no_response_and_drop(void **state)
+{
+    fx *f = *state;
+    start(f, config(f->m->port));
+    f->m->silent = true;
+    batch *b = make_batch(2, "x");
+    int64_t t0 = otp_mono_us();
+    smpp_session_send(f->s, b->msgs, b->n);
+    assert_int_equal(b->msgs[0].outcome, OTP_SEND_TEMPORARY);
+    assert_non_null(strstr(b->msgs[0].error, "no submit_sm_resp"));
+    assert_true(otp_mono_us() - t0 >= 450 * 1000);
+    f->m->silent = false;
+
+    f->m->drop_after = f->m->submits + 2;
+    smpp_session_send(f->s, b->msgs, b->n);
+    assert_int_equal(b->msgs[1].outcome, OTP_SEND_TEMPORARY);
+    assert_non_null(strstr(b->msgs[1].error, "connection lost"));
+    WAIT_UNTIL(smpp_session_bound(f->s), 3000); /* reconnected */
+    assert_true(f->m->connections >= 2);
+    smpp_session_send(f->s, b->msgs, b->n);
+    assert_int_equal(b->msgs[0].outcome, OTP_SEND_ACCEPTED);
+    free(b);
+}
+
+static void test_bind_refused(void **state)
+{
+    fx *f = *state;
+    f->m->bind_status = 0x0E;
+    smpp_config c = config(f->m->port);
+    assert_int_equal(smpp_session_start(&c, "smsc", &f->dlr, &f->s), 0);
+    WAIT_UNTIL(f->m->binds >= 3, 3000); /* it keeps trying, with backoff */
+    assert_false(smpp_session_bound(f->s));
+    batch *b = make_batch(1, "x");
+    smpp_session_send(f->s, b->msgs, b->n);
+    assert_int_equal(b->msgs[0].outcome, OTP_SEND_TEMPORARY);
+    assert_string_equal(b->msgs[0].error, "not bound to the SMSC");
+    free(b);
+}
+
+static void test_receipts(void **state)
+{
+    fx *f = *state;
+    f->snk.answer[1] = OTP_E_MESSAGE_NOT_FOUND; /* the second report: not known yet */
+    f->snk.answer[3] = OTP_E_UNAVAILABLE;
+    start(f, config(f->m->port));
+    batch *b = make_batch(1, "x");
+    smpp_session_send(f->s, b->msgs, b->n);
+    assert_string_equal(b->msgs[0].message_id, "m0");
+
+    smsc_receipt(f->m, "m0", "DELIVRD");
+    WAIT_UNTIL(f->m->receipt_resps == 1, 2000);
+    assert_int_equal(f->m->receipt_resp[0], 0);
+    assert_int_equal(f->snk.calls, 1);
+    assert_string_equal(f->snk.ids[0], "m0");
+    assert_int_equal(f->snk.status[0], OTP_DLR_DELIVERED);
+
+    /* Unknown at first: acknowledged, then looked up again ~0.5 s later. */
+    smsc_receipt(f->m, "m7", "UNDELIV");
+    WAIT_UNTIL(f->m->receipt_resps == 2, 2000);
+    assert_int_equal(f->m->receipt_resp[1], 0);
+    WAIT_UNTIL(f->snk.calls == 3, 3000);
+    assert_string_equal(f->snk.ids[2], "m7");
+    assert_int_equal(f->snk.status[2], OTP_DLR_UNDELIVERABLE);
+
+    /* The store is down: ESME_RX_T_APPN, so the SMSC sends it again. */
+    smsc_receipt(f->m, "m0", "REJECTD");
+    WAIT_UNTIL(f->m->receipt_resps == 3, 2000);
+    assert_int_equal(f->m->receipt_resp[2], SMPP_RX_T_APPN);
+
+    /* An intermediate state is acknowledged and not reported. */
+    smsc_receipt(f->m, "m0", "ENROUTE");
+    WAIT_UNTIL(f->m->receipt_resps == 4, 2000);
+    assert_int_equal(f->snk.calls, 4);
+    free(b);
+}
+
+static void test_multipart_receipts(void **state)
+{
+    fx *f = *state;
+    start(f, config(f->m->port));
+    char text[200];
+    memset(text, 'a', 199);
+    text[199] = '\0';
+    batch *b = make_batch(2, text);
+    smpp_session_send(f->s, b->msgs, b->n);
+    assert_int_equal(b->msgs[0].outcome, OTP_SEND_ACCEPTED);
+    assert_int_equal(f->m->submits, 4);
+    /* Parts go out in order: m0 m1 are message 0, m2 m3 message 1. */
+    assert_int_equal(f->m->udh_seq[0], 1);
+    assert_int_equal(f->m->udh_seq[1], 2);
+    assert_string_equal(b->msgs[0].message_id, "m0");
+    assert_string_equal(b->msgs[1].message_id, "m2");
+
+    smsc_receipt(f->m, "m1", "DELIVRD");
+    WAIT_UNTIL(f->m->receipt_resps == 1, 2000);
+    assert_int_equal(f->snk.calls, 0); /* part 2 of 2: not the message yet */
+    smsc_receipt(f->m, "m0", "DELIVRD");
+    WAIT_UNTIL(f->snk.calls == 1, 2000);
+    assert_string_equal(f->snk.ids[0], "m0");
+    assert_int_equal(f->snk.status[0], OTP_DLR_DELIVERED);
+
+    smsc_receipt(f->m, "m3", "UNDELIV"); /* one part failed: the message did */
+    WAIT_UNTIL(f->snk.calls == 2, 2000);
+    assert_string_equal(f->snk.ids[1], "m2");
+    assert_int_equal(f->snk.status[1], OTP_DLR_UNDELIVERABLE);
+    smsc_receipt(f->m, "m2", "DELIVRD"); /* already reported */
+    WAIT_UNTIL(f->m->receipt_resps == 4, 2000);
+    assert_int_equal(f->snk.calls, 2);
+    free(b);
+}
+
+static void test_unbind_at_stop(void **state)
+{
+    fx *f = *state;
+    start(f, config(f->m->port));
+    smpp_session_stop(f->s);
+    f->s = NULL;
+    assert_int_equal(f->m->unbinds, 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_window_and_ids, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_throttle_pauses_and_resubmits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_response_and_drop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bind_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_receipts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_multipart_receipts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unbind_at_stop, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
