@@ -8,6 +8,7 @@
  * (account, key, wallet, migrate, …) lives in cli/.
  */
 #include "api/api.h"
+#include "api/guard.h"
 #include "cli/cli.h"
 #include "delivery/dispatcher.h"
 #include "delivery/dlr.h"
@@ -172,6 +173,19 @@ static int serve(otp_app *app)
         fprintf(stderr, "otpd: %s\n", err);
         return 1;
     }
+    /* SPEC 3: the server-wide abuse limits (accounts override them). */
+    long limits_cache;
+    otp_limits limits;
+    otp_limits_defaults(&limits);
+    if (int_setting(cfg, "limits.cache_ms", 0, 60000, &limits_cache))
+        return 1;
+    if (otp_limits_apply(&limits, otp_config_get(cfg, "limits.defaults"), err, sizeof(err)) != 0) {
+        fprintf(stderr, "otpd: limits.defaults (from %s): %s\n",
+                otp_config_origin(cfg, "limits.defaults"), err);
+        return 1;
+    }
+    otp_guard_configure(&limits, (int)limits_cache);
+    otp_http_set_observer(otp_metrics_request);
 
     /* Block the stop signals before any thread starts, so only sigwait sees them. */
     sigset_t stop_signals;
@@ -193,6 +207,11 @@ static int serve(otp_app *app)
         goto out;
     }
     api.store = store;
+    if (!store->ops->limits_get)
+        otp_log(OTP_LOG_WARN,
+                "event=abuse_limits_partial store=%s note=\"only the per-key bucket "
+                "and the country list are enforced by this store\"",
+                store->ops->name);
     otp_dlr_store_sink(store, &providers.dlr);
     if (build_providers(cfg, &providers) != 0) {
         fprintf(stderr, "otpd: %s\n", providers.err);

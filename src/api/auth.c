@@ -6,6 +6,7 @@
  * at most about once a minute per key, off the request path.
  */
 #include "api/api.h"
+#include "api/guard.h"
 #include "core/apikey.h"
 #include "util/clock.h"
 
@@ -66,6 +67,9 @@ bool otp_api_authenticate(otp_http_req *req, otp_api *api, otp_key_auth *ret)
             api->store->ops->submit(api->store, t);
         }
     }
+    /* SPEC 3: the key's token bucket, in front of everything else. */
+    if (!otp_guard_request(req, api, &auth))
+        return false;
     *ret = auth;
     return true;
 }

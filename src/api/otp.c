@@ -11,6 +11,7 @@
  * copy of the code), and is wiped after use.
  */
 #include "api/api.h"
+#include "api/guard.h"
 #include "core/otp_code.h"
 #include "core/phone.h"
 #include "core/seal.h"
@@ -188,6 +189,8 @@ static void send_finish(otp_http_req *req, void *app)
     (void)app;
     if (otp_api_idem_replay(req, &st->txn.u.send.idem))
         return;
+    if (otp_guard_finish(req, st->txn.err, &st->txn.u.send.abuse))
+        return;
     if (st->txn.err != OTP_OK) {
         otp_http_reply_error(req, st->txn.err, NULL, NULL);
         return;
@@ -233,6 +236,9 @@ void otp_api_send(otp_http_req *req, void *app)
     char masked[OTP_PHONE_MASK_SIZE];
     otp_phone_mask(phone.e164, masked);
     otp_http_log_phone(req, masked);
+    otp_abuse abuse; /* SPEC 3: the country allow-list first, nothing stored or charged */
+    if (!otp_guard_prepare(req, api, &auth, &phone, phone.e164, &abuse))
+        goto out;
     if (!send_template(req, api, &auth, p.template_id, &tpl))
         goto out;
 
@@ -302,6 +308,7 @@ void otp_api_send(otp_http_req *req, void *app)
     st->reply = json_pack("{s:s, s:s, s:i}", "requestId", s->request_id, "expiresAt", expires,
                           "attemptsLeft", s->max_attempts);
     s->idem = p.idem;
+    s->abuse = abuse;
     if (!st->reply ||
         (s->idem.use && !otp_api_idem_set_reply(&s->idem, 201, st->reply, &st->idem_text))) {
         otp_http_reply_error(req, OTP_E_INTERNAL, NULL, NULL);
@@ -323,6 +330,8 @@ static void verify_finish(otp_http_req *req, void *app)
 {
     verify_state *st = (verify_state *)otp_http_state(req);
     (void)app;
+    if (otp_guard_finish(req, st->txn.err, &st->txn.u.verify.abuse))
+        return;
     switch (st->txn.err) {
     case OTP_OK:
         otp_http_reply_data(req, 200, json_pack("{s:b}", "verified", 1));
@@ -399,6 +408,8 @@ void otp_api_verify(otp_http_req *req, void *app)
     otp_code_hash(api->secrets.code_key, request_id, code, v->code_hash);
     v->code_length = code_length;
     v->now_ms = otp_now_ms();
+    if (!otp_guard_prepare(req, api, &auth, NULL, NULL, &v->abuse))
+        goto out;
 
     otp_http_suspend(req, verify_finish);
     api->store->ops->submit(api->store, &st->txn);

@@ -17,6 +17,7 @@
  * template that uses them needs them again in the resend's body.
  */
 #include "api/api.h"
+#include "api/guard.h"
 #include "core/otp_code.h"
 #include "core/seal.h"
 #include "util/clock.h"
@@ -55,6 +56,8 @@ static void resend_finish(otp_http_req *req, void *app)
     otp_txn_resend *r = &st->txn.u.resend;
     (void)app;
     if (otp_api_idem_replay(req, &r->idem))
+        return;
+    if (otp_guard_finish(req, st->txn.err, &r->abuse))
         return;
     switch (st->txn.err) {
     case OTP_OK:
@@ -227,6 +230,8 @@ void otp_api_resend(otp_http_req *req, void *app)
     st->reply = json_pack("{s:s, s:s, s:i}", "requestId", r->request_id, "expiresAt", expires,
                           "attemptsLeft", info.max_attempts);
     r->idem = idem;
+    if (!otp_guard_prepare(req, api, &auth, NULL, info.phone, &r->abuse))
+        goto out;
     if (!st->reply ||
         (r->idem.use && !otp_api_idem_set_reply(&r->idem, 200, st->reply, &st->idem_text))) {
         otp_http_reply_error(req, OTP_E_INTERNAL, NULL, NULL);

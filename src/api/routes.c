@@ -3,6 +3,7 @@
  * The router takes the first route whose pattern and method match, so literal
  * routes come before the "{}" patterns that would also match them. */
 #include "api/api.h"
+#include "api/guard.h"
 #include "otpd_config.h"
 
 const otp_route otp_api_routes[] = {
@@ -18,6 +19,7 @@ const otp_route otp_api_routes[] = {
     {"GET", "/wallet/transactions", otp_api_wallet_transactions},
     {"GET", "/healthz", otp_api_healthz},
     {"GET", "/readyz", otp_api_readyz},
+    {"GET", "/metrics", otp_api_metrics},
     {"POST", "/providers/{}/dlr", otp_api_provider_dlr},
 #if OTPD_TEST_HOOKS
     {"POST", "/_test/clock", otp_api_test_clock},

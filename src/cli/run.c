@@ -31,6 +31,8 @@ static const command commands[] = {
     {"key", otp_cli_cmd_key},
     {"wallet", otp_cli_cmd_wallet},
     {"template", otp_cli_cmd_template},
+    {"block", otp_cli_cmd_block},
+    {"limits", otp_cli_cmd_limits},
     {"version", run_version},
     {"help", run_help},
 };
@@ -77,6 +79,10 @@ void otp_cli_usage(FILE *f)
           "  template remove ACCOUNT TEMPLATE   remove a template\n"
           "  template set-default ACCOUNT TEMPLATE\n"
           "                                     use a template when a send names none\n"
+          "  block list [ACCOUNT]               list number locks and SMS-pumping blocks\n"
+          "  block lift ACCOUNT TARGET          lift a number's lock or a prefix's block\n"
+          "  limits show ACCOUNT                print an account's abuse limits\n"
+          "  limits set ACCOUNT NAME=VALUE...   override an account's abuse limits\n"
           "  version                            print the version\n"
           "  help [COMMAND | config]            help on a command, or the settings table\n"
           "\n"
@@ -179,6 +185,10 @@ static int run_help(otp_app *app)
         otp_cli_usage_wallet(stdout, sub);
     else if (strcmp(topic, "template") == 0)
         otp_cli_usage_template(stdout, sub);
+    else if (strcmp(topic, "block") == 0)
+        otp_cli_usage_block(stdout, sub);
+    else if (strcmp(topic, "limits") == 0)
+        otp_cli_usage_limits(stdout, sub);
     else if (strcmp(topic, "version") == 0)
         usage_version(stdout);
     else if (strcmp(topic, "help") == 0)

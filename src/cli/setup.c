@@ -267,8 +267,9 @@ int otp_cli_open_store(const otp_config *cfg, bool migrate, otp_store **ret, cha
     const char *path = sqlite_path(url);
     if (path && dir && *dir && inside(path, dir) && mkdir_p(dir, err, errlen))
         return -1;
-    opt.read_conns = 4; /* a hint; there is no setting for it */
-    if (store_int(cfg, "store.max_batch", 1, 100000, 256, &opt.max_batch, err, errlen))
+    if (store_int(cfg, "store.read_conns", 1, 1024, 4, &opt.read_conns, err, errlen) ||
+        store_int(cfg, "store.max_batch", 1, 100000, 256, &opt.max_batch, err, errlen) ||
+        store_int(cfg, "store.pool_size", 1, 256, 8, &opt.pool_size, err, errlen))
         return -1;
     return otp_store_open(url, &opt, ret, err, errlen);
 }

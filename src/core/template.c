@@ -279,8 +279,8 @@ otp_template_result otp_template_check(const char *body, char *err, size_t errle
     char app_name[CHECK_APP_NAME_LEN + 1], domain[CHECK_DOMAIN_LEN + 1];
     char out[OTP_SMS_TEXT_MAX + 1];
     writer w = {.out = out, .cap = sizeof(out) - 1};
-    otp_sms_encoding enc;
-    int segments;
+    otp_sms_encoding enc = OTP_SMS_GSM7;
+    int segments = 0;
 
     otp_template_result r = check_body(body, err, errlen);
     if (r)

@@ -57,6 +57,15 @@ void otp_http_reply_data(otp_http_req *req, int status, json_t *data);
  * table's message; details (may be NULL) is stolen. A 429 with details.retryAfter
  * also gets a Retry-After header; a 405 gets Allow from the router. */
 void otp_http_reply_error(otp_http_req *req, otp_err e, const char *message, json_t *details);
+/* Replies status with a body that is not the JSON envelope (GET /metrics);
+ * text is copied, content_type must be a static string. */
+void otp_http_reply_text(otp_http_req *req, int status, const char *content_type, const char *text,
+                         size_t len);
+/* Called once per finished request, on an HTTP thread: the matched route
+ * (NULL if none matched), the status and the duration in µs (metrics). Set
+ * before otp_http_start(); NULL = none. */
+typedef void (*otp_http_observer)(const otp_route *route, int status, int64_t duration_us);
+void otp_http_set_observer(otp_http_observer fn);
 /* Adds a response header (both copied). At most a few per response. */
 void otp_http_add_header(otp_http_req *req, const char *name, const char *value);
 

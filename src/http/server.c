@@ -67,6 +67,7 @@ struct otp_http_req {
     int status;
     char *resp; /* malloc'd JSON, handed to libmicrohttpd */
     size_t resp_len;
+    const char *resp_ct; /* NULL = application/json; else a static string */
     int nheaders;
     char *header_names[MAX_EXTRA_HEADERS];
     char *header_values[MAX_EXTRA_HEADERS];
@@ -196,6 +197,7 @@ otp_err otp_http_json_body(otp_http_req *req, json_t **ret)
 
 static void set_body(otp_http_req *req, int status, json_t *root)
 {
+    req->resp_ct = NULL;
     free(req->resp);
     req->resp = json_dumps(root, JSON_COMPACT);
     req->resp_len = req->resp ? strlen(req->resp) : 0;
@@ -206,6 +208,22 @@ static void set_body(otp_http_req *req, int status, json_t *root)
 void otp_http_reply_data(otp_http_req *req, int status, json_t *data)
 {
     set_body(req, status, json_pack("{s:o}", "data", data ? data : json_object()));
+}
+
+void otp_http_reply_text(otp_http_req *req, int status, const char *content_type, const char *text,
+                         size_t len)
+{
+    free(req->resp);
+    req->resp = malloc(len + 1);
+    if (!req->resp) {
+        otp_http_reply_error(req, OTP_E_INTERNAL, NULL, NULL);
+        return;
+    }
+    memcpy(req->resp, text, len);
+    req->resp[len] = '\0';
+    req->resp_len = len;
+    req->resp_ct = content_type;
+    req->status = status;
 }
 
 void otp_http_add_header(otp_http_req *req, const char *name, const char *value)
@@ -254,7 +272,7 @@ static enum MHD_Result queue_reply(otp_http_req *req)
     if (!r)
         return MHD_NO;
     req->resp = NULL; /* libmicrohttpd frees it */
-    MHD_add_response_header(r, "Content-Type", "application/json");
+    MHD_add_response_header(r, "Content-Type", req->resp_ct ? req->resp_ct : "application/json");
     MHD_add_response_header(r, "X-Request-Id", req->trace_id);
     if (req->status == 405 && req->allow[0])
         MHD_add_response_header(r, "Allow", req->allow);
@@ -425,6 +443,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return queue_reply(req);
 }
 
+static _Atomic(otp_http_observer) observer;
+
+void otp_http_set_observer(otp_http_observer fn)
+{
+    atomic_store(&observer, fn);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -433,7 +458,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     (void)conn;
     if (!req)
         return;
-    double ms = (double)(otp_mono_us() - req->start_us) / 1000.0;
+    int64_t us = otp_mono_us() - req->start_us;
+    double ms = (double)us / 1000.0;
+    otp_http_observer obs = atomic_load(&observer);
+    if (obs)
+        obs(req->route, req->status, us);
     otp_log(toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? OTP_LOG_INFO : OTP_LOG_WARN,
             "event=request traceId=%s method=%s route=%s status=%d durationMs=%.2f "
             "account=%s phone=%s%s",

@@ -266,6 +266,8 @@ static const otp_store_ops sqlite_ops = {
     .template_find = sq_template_find,
     .template_list = sq_template_list,
     .test_inbox = sq_test_inbox,
+    .limits_get = sq_limits_get,
+    .block_list = sq_block_list,
 };
 
 /* Test hook: a COMMIT fails (and is rolled back by SQLite) while fail_commits > 0. */

@@ -74,6 +74,21 @@ typedef enum {
     W_PURGE_CODES,
     W_PURGE_REQUESTS,
     W_PURGE_IDEM,
+    W_PHONE_STATE_GET,
+    W_PHONE_STATE_PUT,
+    W_RECENT_SENDS,
+    W_BLOCK_FIND,
+    W_BLOCK_PUT,
+    W_TRAFFIC_SUM,
+    W_TRAFFIC_ADD,
+    W_SPEND_GET,
+    W_SPEND_ADD,
+    W_LIMITS_PUT,
+    W_LIFT_COUNT,
+    W_LIFT_BLOCKS,
+    W_LIFT_PHONE,
+    W_PURGE_TRAFFIC,
+    W_BLOCK_LIFTED,
     W__COUNT
 } sq_wstmt;
 
@@ -134,6 +149,8 @@ otp_err sq_err(int rc);
 int sq_schema_open(sq_store *s, bool migrate, char *err, size_t errlen);
 /* The SQL of migration `version` (1-based), or NULL (tests build old schemas). */
 const char *sq_migration_sql(int version);
+/* The abuse-protection tables (migration 3 in waiting, see sqlite_schema.c). */
+extern const char sq_abuse_schema_sql[];
 /* Sets the pragmas every connection needs (busy timeout, extended codes). */
 void sq_conn_setup(sqlite3 *db);
 
@@ -188,6 +205,8 @@ otp_err sq_template_find(otp_store *s, int64_t account_id, const char *id_or_nam
 otp_err sq_template_list(otp_store *s, int64_t account_id, otp_template_cb cb, void *ctx);
 otp_err sq_test_inbox(otp_store *s, int64_t account_id, const char *phone, int limit,
                       otp_test_message_cb cb, void *ctx);
+otp_err sq_limits_get(otp_store *s, int64_t account_id, char *buf, size_t n);
+otp_err sq_block_list(otp_store *s, int64_t account_id, int64_t now_ms, otp_block_cb cb, void *ctx);
 /* Finalizes and closes every read connection of s (at close; no reader may run). */
 void sq_readers_close(sq_store *s);
 

@@ -42,6 +42,8 @@ typedef enum {
     R_TPL_DEFAULT,
     R_TPL_LIST,
     R_TEST_INBOX,
+    R_LIMITS,
+    R_BLOCKS,
     R__COUNT
 } sq_rstmt;
 
@@ -114,6 +116,16 @@ static const char *const rsql[R__COUNT] = {
     [R_TPL_DEFAULT] = TEMPLATE_COLS " WHERE account_id = ?1 AND is_default = 1",
     [R_TPL_LIST] = TEMPLATE_COLS " WHERE account_id = ?1 ORDER BY id",
     [R_TEST_INBOX] = sq_test_inbox_sql,
+    [R_LIMITS] = "SELECT text FROM account_limits WHERE account_id = ?1",
+    /* kind: 0 pumping block, 1 window lock, 2 streak lock */
+    [R_BLOCKS] = "SELECT b.account_id, a.public_id, b.target, 0, b.created_at, b.until"
+                 " FROM blocks b JOIN accounts a ON a.id = b.account_id"
+                 " WHERE b.until > ?2 AND (?1 = 0 OR b.account_id = ?1)"
+                 " UNION ALL"
+                 " SELECT p.account_id, a.public_id, p.phone, p.lock_kind, 0, p.locked_until"
+                 " FROM phone_state p JOIN accounts a ON a.id = p.account_id"
+                 " WHERE p.locked_until > ?2 AND (?1 = 0 OR p.account_id = ?1)"
+                 " ORDER BY 1, 6",
 };
 
 struct sq_reader {
@@ -698,6 +710,48 @@ otp_err sq_test_inbox(otp_store *s, int64_t account_id, const char *phone, int l
         m.sealed_len = m.sealed ? (size_t)sqlite3_column_bytes(st, 3) : 0;
         m.created_at_ms = sqlite3_column_int64(st, 4);
         cb(&m, ctx);
+    }
+    return loop_end(st, rc, false);
+}
+
+otp_err sq_limits_get(otp_store *s, int64_t account_id, char *buf, size_t n)
+{
+    otp_err e;
+    if (!buf || n == 0)
+        return OTP_E_INTERNAL;
+    buf[0] = '\0';
+    sqlite3_stmt *st = rstmt(s, R_LIMITS, &e);
+    if (!st)
+        return e;
+    sqlite3_bind_int64(st, 1, account_id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        sq_col_text(st, 0, buf, n);
+    return loop_end(st, rc == SQLITE_ROW ? SQLITE_DONE : rc, false);
+}
+
+otp_err sq_block_list(otp_store *s, int64_t account_id, int64_t now_ms, otp_block_cb cb, void *ctx)
+{
+    otp_err e;
+    sqlite3_stmt *st = rstmt(s, R_BLOCKS, &e);
+    if (!st)
+        return e;
+    sqlite3_bind_int64(st, 1, account_id);
+    sqlite3_bind_int64(st, 2, now_ms);
+    otp_block b;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        memset(&b, 0, sizeof(b));
+        b.account_id = sqlite3_column_int64(st, 0);
+        sq_col_text(st, 1, b.account_public_id, sizeof(b.account_public_id));
+        sq_col_text(st, 2, b.target, sizeof(b.target));
+        int kind = sqlite3_column_int(st, 3);
+        b.kind = kind == 0   ? "suspected_sms_pumping"
+                 : kind == 2 ? "phone_locked_24h"
+                             : "phone_locked";
+        b.created_at_ms = sqlite3_column_int64(st, 4);
+        b.until_ms = sqlite3_column_int64(st, 5);
+        cb(&b, ctx);
     }
     return loop_end(st, rc, false);
 }

@@ -182,6 +182,67 @@ static const char *const migrations[] = {
     "CREATE INDEX idempotency_created ON idempotency(created_at);",
 };
 
+/* Abuse protection (SPEC 3): the state that must be atomic with sends and
+ * guesses. This is migration 3 in waiting: it becomes migrations[2] (and
+ * OTP_SCHEMA_VERSION 3) as soon as the PostgreSQL backend mirrors it; until
+ * then it is applied idempotently at every open, after the numbered
+ * migrations, so that both backends keep one version number.
+ *
+ * - messages_phone_recent: a number's recent sends (resends are messages too)
+ *   are one backwards range scan, for the per-number window and interval.
+ * - phone_state: per (account, number): wrong codes in the current failure
+ *   window, the streak of wrong codes since the last success, the lock.
+ * - traffic: per (account, scope, minute) sends and successful
+ *   verifications, scope being a number prefix ("+9198765") or a region
+ *   ("IN"); the pumping rule sums a window and the 24 h before it.
+ * - blocks: prefixes (or regions) refused for suspected SMS pumping.
+ * - spend: charges per (account, UTC day, scope "" or region), for the caps.
+ * - account_limits: an account's override text (core/limits.h). */
+const char sq_abuse_schema_sql[] =
+    "CREATE INDEX IF NOT EXISTS messages_phone_recent ON messages(account_id, to_phone, "
+    "created_at);"
+    "CREATE TABLE IF NOT EXISTS phone_state ("
+    " account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    " phone TEXT NOT NULL,"
+    " fails INTEGER NOT NULL DEFAULT 0,"
+    " fail_since INTEGER NOT NULL DEFAULT 0,"
+    " streak INTEGER NOT NULL DEFAULT 0,"
+    " locked_until INTEGER NOT NULL DEFAULT 0,"
+    " lock_kind INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (account_id, phone)"
+    ") STRICT, WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS phone_state_locked ON phone_state(locked_until)"
+    " WHERE locked_until > 0;"
+    "CREATE TABLE IF NOT EXISTS traffic ("
+    " account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    " scope TEXT NOT NULL,"
+    " minute INTEGER NOT NULL,"
+    " sends INTEGER NOT NULL DEFAULT 0,"
+    " verifies INTEGER NOT NULL DEFAULT 0,"
+    " UNIQUE (account_id, scope, minute)"
+    ") STRICT;"
+    "CREATE INDEX IF NOT EXISTS traffic_minute ON traffic(minute);"
+    "CREATE TABLE IF NOT EXISTS blocks ("
+    " account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    " target TEXT NOT NULL,"
+    " reason TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " until INTEGER NOT NULL,"
+    " PRIMARY KEY (account_id, target)"
+    ") STRICT;"
+    "CREATE TABLE IF NOT EXISTS spend ("
+    " account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    " day INTEGER NOT NULL,"
+    " scope TEXT NOT NULL,"
+    " amount INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (account_id, day, scope)"
+    ") STRICT, WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS account_limits ("
+    " account_id INTEGER PRIMARY KEY REFERENCES accounts(id),"
+    " text TEXT NOT NULL,"
+    " updated_at INTEGER NOT NULL"
+    ") STRICT;";
+
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == OTP_SCHEMA_VERSION,
                "one migration per schema version");
 
@@ -348,5 +409,14 @@ int sq_schema_open(sq_store *s, bool migrate, char *err, size_t errlen)
     for (int to = version + 1; to <= OTP_SCHEMA_VERSION; to++)
         if (apply_one(s->wdb, to, err, errlen))
             return -1;
+    /* Idempotent; one transaction so that it is all there or none of it. */
+    if (exec(s->wdb, "BEGIN IMMEDIATE", "cannot start the abuse schema", err, errlen))
+        return -1;
+    if (exec(s->wdb, sq_abuse_schema_sql, "cannot create the abuse schema", err, errlen) ||
+        exec(s->wdb, "COMMIT", "cannot create the abuse schema", err, errlen)) {
+        if (!sqlite3_get_autocommit(s->wdb))
+            sqlite3_exec(s->wdb, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
     return 0;
 }

@@ -88,7 +88,7 @@ static const char *const wsql[W__COUNT] = {
     [W_LEDGER_INSERT] = "INSERT INTO ledger (account_id, type, amount, balance_after, request_id,"
                         " message_id, note, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [W_REQ_FOR_VERIFY] = "SELECT id, status, attempts_left, expires_at, coalesce(verified_at, 0),"
-                         " code_hash, code_length FROM otp_requests"
+                         " code_hash, code_length, phone FROM otp_requests"
                          " WHERE public_id = ?1 AND account_id = ?2",
     /* A sealed code (reuse strategy) goes as soon as the request is no longer
      * pending (CASE without ELSE is NULL). */
@@ -174,6 +174,57 @@ static const char *const wsql[W__COUNT] = {
     [W_PURGE_IDEM] = "DELETE FROM idempotency WHERE rowid IN"
                      " (SELECT rowid FROM idempotency WHERE created_at < ?1"
                      " ORDER BY created_at LIMIT ?2)",
+    /* ---- abuse protection (SPEC 3) ---- */
+    [W_PHONE_STATE_GET] = "SELECT fails, fail_since, streak, locked_until, lock_kind"
+                          " FROM phone_state WHERE account_id = ?1 AND phone = ?2",
+    [W_PHONE_STATE_PUT] = "INSERT INTO phone_state (account_id, phone, fails, fail_since, streak,"
+                          " locked_until, lock_kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                          " ON CONFLICT (account_id, phone) DO UPDATE SET fails = excluded.fails,"
+                          " fail_since = excluded.fail_since, streak = excluded.streak,"
+                          " locked_until = excluded.locked_until, lock_kind = excluded.lock_kind",
+    /* A backwards range scan of messages_phone_recent. */
+    [W_RECENT_SENDS] = "SELECT created_at FROM messages"
+                       " WHERE account_id = ?1 AND to_phone = ?2 AND created_at > ?3"
+                       " ORDER BY created_at DESC LIMIT ?4",
+    [W_BLOCK_FIND] = "SELECT until FROM blocks WHERE account_id = ?1 AND until > ?2"
+                     " AND (target = ?3 OR target = ?4) ORDER BY until DESC LIMIT 1",
+    [W_BLOCK_PUT] = "INSERT INTO blocks (account_id, target, reason, created_at, until)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (account_id, target) DO UPDATE"
+                    " SET reason = excluded.reason, created_at = excluded.created_at,"
+                    " until = excluded.until",
+    [W_TRAFFIC_SUM] = "SELECT coalesce(sum(sends), 0), coalesce(sum(verifies), 0) FROM traffic"
+                      " WHERE account_id = ?1 AND scope = ?2 AND minute >= ?3 AND minute < ?4",
+    [W_TRAFFIC_ADD] = "INSERT INTO traffic (account_id, scope, minute, sends, verifies)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (account_id, scope, minute)"
+                      " DO UPDATE SET sends = sends + excluded.sends,"
+                      " verifies = verifies + excluded.verifies",
+    [W_SPEND_GET] = "SELECT amount FROM spend WHERE account_id = ?1 AND day = ?2 AND scope = ?3",
+    [W_SPEND_ADD] = "INSERT INTO spend (account_id, day, scope, amount) VALUES (?1, ?2, ?3, ?4)"
+                    " ON CONFLICT (account_id, day, scope) DO UPDATE"
+                    " SET amount = amount + excluded.amount",
+    [W_LIMITS_PUT] = "INSERT INTO account_limits (account_id, text, updated_at)"
+                     " VALUES (?1, ?2, ?3) ON CONFLICT (account_id) DO UPDATE"
+                     " SET text = excluded.text, updated_at = excluded.updated_at",
+    /* What BLOCK_LIFT would lift: blocks of the target or (a number) of a
+     * prefix of it, and the number's lock or failure count. */
+    [W_LIFT_COUNT] = "SELECT (SELECT count(*) FROM blocks WHERE account_id = ?1 AND until > ?3"
+                     " AND (target = ?2"
+                     " OR (substr(target, 1, 1) = '+' AND substr(?2, 1, length(target)) = target)))"
+                     " + (SELECT count(*) FROM phone_state WHERE account_id = ?1 AND phone = ?2"
+                     " AND (locked_until > 0 OR fails > 0 OR streak > 0))",
+    /* A lifted block stays as 'lifted' until ?3 (now): the rule leaves its
+     * target alone for one window after that (see abuse_post), or the traffic
+     * that tripped it would trip it again at once. */
+    [W_LIFT_BLOCKS] =
+        "UPDATE blocks SET reason = 'lifted', until = ?3"
+        " WHERE account_id = ?1 AND until > ?3 AND (target = ?2"
+        " OR (substr(target, 1, 1) = '+' AND substr(?2, 1, length(target)) = target))",
+    [W_BLOCK_LIFTED] = "SELECT 1 FROM blocks WHERE account_id = ?1 AND target = ?2"
+                       " AND reason = 'lifted' AND until > ?3",
+    [W_LIFT_PHONE] = "UPDATE phone_state SET fails = 0, fail_since = 0, streak = 0,"
+                     " locked_until = 0, lock_kind = 0 WHERE account_id = ?1 AND phone = ?2",
+    [W_PURGE_TRAFFIC] = "DELETE FROM traffic WHERE rowid IN"
+                        " (SELECT rowid FROM traffic WHERE minute < ?1 ORDER BY minute LIMIT ?2)",
 };
 
 otp_err sq_err(int rc)
@@ -448,6 +499,337 @@ static bool text_ok(const uint8_t *sealed, size_t len)
     return sealed && len > 0 && len <= INT_MAX;
 }
 
+/* ---- abuse protection (SPEC 3), shared by SEND, RESEND and VERIFY ---- */
+
+/* Clears a txn's abuse outputs: a batch replayed with savepoints runs its txns
+ * again, and what the first run decided must not leak into the second. */
+static void abuse_reset(otp_abuse *a)
+{
+    a->retry_after_s = 0;
+    a->reason = NULL;
+    a->pumping_block = false;
+    a->blocked[0] = '\0';
+    a->phone_locked_now = false;
+}
+
+/* Reads a number's failure state (all zero if it has none). */
+static otp_err phone_state_get(sq_store *s, int64_t account, const char *phone,
+                               otp_phone_state *ret)
+{
+    sqlite3_stmt *st = s->w[W_PHONE_STATE_GET];
+    memset(ret, 0, sizeof(*ret));
+    sqlite3_bind_int64(st, 1, account);
+    bind_text(st, 2, phone);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        ret->fails = sqlite3_column_int(st, 0);
+        ret->fail_since_ms = sqlite3_column_int64(st, 1);
+        ret->streak = sqlite3_column_int(st, 2);
+        ret->locked_until_ms = sqlite3_column_int64(st, 3);
+        ret->lock_kind = sqlite3_column_int(st, 4);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? OTP_OK : sq_err(rc);
+}
+
+static otp_err phone_state_put(sq_store *s, int64_t account, const char *phone,
+                               const otp_phone_state *ps)
+{
+    sqlite3_stmt *st = s->w[W_PHONE_STATE_PUT];
+    sqlite3_bind_int64(st, 1, account);
+    bind_text(st, 2, phone);
+    sqlite3_bind_int(st, 3, ps->fails);
+    sqlite3_bind_int64(st, 4, ps->fail_since_ms);
+    sqlite3_bind_int(st, 5, ps->streak);
+    sqlite3_bind_int64(st, 6, ps->locked_until_ms);
+    sqlite3_bind_int(st, 7, ps->lock_kind);
+    int rc = run(st);
+    return rc == SQLITE_DONE ? OTP_OK : sq_err(rc);
+}
+
+/* Sends and verifications of scope in minutes [from, to). */
+static otp_err traffic_sum(sq_store *s, int64_t account, const char *scope, int64_t from,
+                           int64_t to, int64_t *ret_sends, int64_t *ret_verifies)
+{
+    sqlite3_stmt *st = s->w[W_TRAFFIC_SUM];
+    sqlite3_bind_int64(st, 1, account);
+    bind_text(st, 2, scope);
+    sqlite3_bind_int64(st, 3, from);
+    sqlite3_bind_int64(st, 4, to);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *ret_sends = sqlite3_column_int64(st, 0);
+        *ret_verifies = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? OTP_OK : sq_err(rc);
+}
+
+static otp_err traffic_add(sq_store *s, int64_t account, const char *scope, int64_t now, int sends,
+                           int verifies)
+{
+    if (!scope[0])
+        return OTP_OK;
+    sqlite3_stmt *st = s->w[W_TRAFFIC_ADD];
+    sqlite3_bind_int64(st, 1, account);
+    bind_text(st, 2, scope);
+    sqlite3_bind_int64(st, 3, now / 60000);
+    sqlite3_bind_int(st, 4, sends);
+    sqlite3_bind_int(st, 5, verifies);
+    int rc = run(st);
+    return rc == SQLITE_DONE ? OTP_OK : sq_err(rc);
+}
+
+static otp_err spend_get(sq_store *s, int64_t account, int64_t day, const char *scope, int64_t *ret)
+{
+    sqlite3_stmt *st = s->w[W_SPEND_GET];
+    *ret = 0;
+    sqlite3_bind_int64(st, 1, account);
+    sqlite3_bind_int64(st, 2, day);
+    bind_text(st, 3, scope);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *ret = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? OTP_OK : sq_err(rc);
+}
+
+static otp_err spend_add(sq_store *s, int64_t account, int64_t day, const char *scope,
+                         int64_t amount)
+{
+    sqlite3_stmt *st = s->w[W_SPEND_ADD];
+    sqlite3_bind_int64(st, 1, account);
+    sqlite3_bind_int64(st, 2, day);
+    bind_text(st, 3, scope);
+    sqlite3_bind_int64(st, 4, amount);
+    int rc = run(st);
+    return rc == SQLITE_DONE ? OTP_OK : sq_err(rc);
+}
+
+static int retry_s(int64_t ms)
+{
+    int64_t v = (ms + 999) / 1000;
+    return v < 1 ? 1 : v > INT_MAX ? INT_MAX : (int)v;
+}
+
+/* A refusal of a send: a->reason and a->retry_after_s are set. */
+static otp_err refuse(otp_abuse *a, otp_err e, const char *reason, int64_t wait_ms)
+{
+    a->reason = reason;
+    a->retry_after_s = retry_s(wait_ms);
+    return e;
+}
+
+/* The checks of a send to phone that come before the balance: the number's
+ * lock, a block of its prefix or region, its send interval and window. Writes
+ * nothing. */
+static otp_err abuse_pre(sq_store *s, int64_t account, const char *phone, int64_t now, otp_abuse *a)
+{
+    const otp_limits *l = &a->lim;
+    otp_phone_state ps;
+    otp_err e = phone_state_get(s, account, phone, &ps);
+    if (e)
+        return e;
+    if (otp_phone_locked(&ps, now))
+        return refuse(a, OTP_E_PHONE_LOCKED, "phone_locked", ps.locked_until_ms - now);
+
+    if (!otp_phone_safe(l->safe, phone)) {
+        char prefix[OTP_PREFIX_SIZE];
+        otp_phone_prefix(phone, prefix);
+        sqlite3_stmt *st = s->w[W_BLOCK_FIND];
+        sqlite3_bind_int64(st, 1, account);
+        sqlite3_bind_int64(st, 2, now);
+        bind_text(st, 3, prefix);
+        bind_text(st, 4, a->region[0] ? a->region : "-");
+        int rc = sqlite3_step(st);
+        int64_t until = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+        sqlite3_reset(st);
+        if (rc == SQLITE_ROW)
+            return refuse(a, OTP_E_RATE_LIMITED, "suspected_sms_pumping", until - now);
+        if (rc != SQLITE_DONE)
+            return sq_err(rc);
+    }
+
+    if (l->phone_sends > 0 || l->phone_interval_s > 0) {
+        enum { MAX_RECENT = 64 };
+        int64_t recent[MAX_RECENT];
+        int want = l->phone_sends > 0 ? l->phone_sends : 1;
+        if (want > MAX_RECENT)
+            want = MAX_RECENT;
+        int64_t span = (int64_t)l->phone_window_s * 1000;
+        if ((int64_t)l->phone_interval_s * 1000 > span)
+            span = (int64_t)l->phone_interval_s * 1000;
+        sqlite3_stmt *st = s->w[W_RECENT_SENDS];
+        sqlite3_bind_int64(st, 1, account);
+        bind_text(st, 2, phone);
+        sqlite3_bind_int64(st, 3, now - span);
+        sqlite3_bind_int(st, 4, want);
+        int n = 0, rc;
+        while (n < want && (rc = sqlite3_step(st)) == SQLITE_ROW)
+            recent[n++] = sqlite3_column_int64(st, 0);
+        if (n < want && rc != SQLITE_DONE) {
+            sqlite3_reset(st);
+            return sq_err(rc);
+        }
+        sqlite3_reset(st);
+        otp_limits eff = *l;
+        if (eff.phone_sends > MAX_RECENT)
+            eff.phone_sends = MAX_RECENT;
+        int wait = 0;
+        int why = otp_phone_send_check(&eff, recent, n, now, &wait);
+        if (why == OTP_PHONE_SEND_INTERVAL)
+            return refuse(a, OTP_E_RATE_LIMITED, "phone_send_interval", (int64_t)wait * 1000);
+        if (why == OTP_PHONE_SEND_WINDOW)
+            return refuse(a, OTP_E_RATE_LIMITED, "phone_send_limit", (int64_t)wait * 1000);
+    }
+    return OTP_OK;
+}
+
+/* Whether the pumping rule trips for scope with this send counted. A target
+ * whose block an operator lifted less than one window ago is left alone. The
+ * common case (too few sends, or enough verifications) costs one indexed sum. */
+static otp_err pump_suspect(sq_store *s, int64_t account, const char *scope, int min_sends,
+                            const otp_limits *l, int64_t now, bool *ret)
+{
+    *ret = false;
+    if (!scope[0] || min_sends <= 0)
+        return OTP_OK;
+    int64_t wmin = (l->pump_window_s + 59) / 60;
+    int64_t now_min = now / 60000;
+    int64_t sends = 0, verifies = 0, base = 0, unused = 0;
+    otp_err e = traffic_sum(s, account, scope, now_min - wmin + 1, now_min + 1, &sends, &verifies);
+    if (e)
+        return e;
+    sends += 1; /* this send */
+    if (sends < min_sends || verifies * 100 >= (int64_t)l->pump_min_conv_pct * sends)
+        return OTP_OK;
+    e = traffic_sum(s, account, scope, now_min - wmin + 1 - 1440, now_min - wmin + 1, &base,
+                    &unused);
+    if (e)
+        return e;
+    if (!otp_pumping_suspect(sends, verifies, base, (int)(wmin * 60), min_sends, l->pump_growth,
+                             l->pump_min_conv_pct))
+        return OTP_OK;
+    sqlite3_stmt *st = s->w[W_BLOCK_LIFTED];
+    sqlite3_bind_int64(st, 1, account);
+    bind_text(st, 2, scope);
+    sqlite3_bind_int64(st, 3, now - (int64_t)l->pump_window_s * 1000);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return sq_err(rc);
+    *ret = rc == SQLITE_DONE;
+    return OTP_OK;
+}
+
+/* The checks of a live send that come after the balance: the daily spend caps
+ * and the pumping rule. *ret_block is set when the send must be refused for
+ * pumping and a->blocked must be written as a block (the caller does it, the
+ * only write of a refused send). Otherwise writes nothing. */
+static otp_err abuse_post(sq_store *s, int64_t account, const char *phone, int64_t charge,
+                          int64_t now, otp_abuse *a, bool *ret_block)
+{
+    const otp_limits *l = &a->lim;
+    int64_t day = otp_day_of(now);
+    int64_t to_midnight = (day + 1) * 86400000 - now;
+    otp_err e;
+    *ret_block = false;
+    if (l->daily_cap > 0) {
+        int64_t spent = 0;
+        if ((e = spend_get(s, account, day, "", &spent)))
+            return e;
+        if (spent + charge > l->daily_cap)
+            return refuse(a, OTP_E_RATE_LIMITED, "daily_spend_cap", to_midnight);
+    }
+    if (l->country_daily_cap > 0 && a->region[0]) {
+        int64_t spent = 0;
+        if ((e = spend_get(s, account, day, a->region, &spent)))
+            return e;
+        if (spent + charge > l->country_daily_cap)
+            return refuse(a, OTP_E_RATE_LIMITED, "daily_spend_cap", to_midnight);
+    }
+    if (otp_phone_safe(l->safe, phone))
+        return OTP_OK;
+    char prefix[OTP_PREFIX_SIZE];
+    otp_phone_prefix(phone, prefix);
+    bool hit = false;
+    if ((e = pump_suspect(s, account, prefix, l->pump_min_sends, l, now, &hit)))
+        return e;
+    if (hit) {
+        snprintf(a->blocked, sizeof(a->blocked), "%s", prefix);
+    } else {
+        if ((e = pump_suspect(s, account, a->region, l->pump_country_min_sends, l, now, &hit)))
+            return e;
+        if (hit)
+            snprintf(a->blocked, sizeof(a->blocked), "%s", a->region);
+    }
+    if (hit) {
+        *ret_block = true;
+        return refuse(a, OTP_E_RATE_LIMITED, "suspected_sms_pumping",
+                      (int64_t)l->pump_block_s * 1000);
+    }
+    return OTP_OK;
+}
+
+/* Writes the pumping block decided by abuse_post. */
+static otp_err block_put(sq_store *s, int64_t account, otp_abuse *a, int64_t now)
+{
+    sqlite3_stmt *st = s->w[W_BLOCK_PUT];
+    sqlite3_bind_int64(st, 1, account);
+    bind_text(st, 2, a->blocked);
+    bind_text(st, 3, "suspected_sms_pumping");
+    sqlite3_bind_int64(st, 4, now);
+    sqlite3_bind_int64(st, 5, now + (int64_t)a->lim.pump_block_s * 1000);
+    int rc = run(st);
+    if (rc != SQLITE_DONE)
+        return sq_err(rc);
+    a->pumping_block = true;
+    return OTP_OK;
+}
+
+/* The writes of an accepted send: its traffic and its spend. */
+static otp_err abuse_record(sq_store *s, int64_t account, const char *phone, int64_t charge,
+                            int64_t now, const otp_abuse *a)
+{
+    char prefix[OTP_PREFIX_SIZE];
+    otp_phone_prefix(phone, prefix);
+    otp_err e = traffic_add(s, account, prefix, now, 1, 0);
+    if (!e)
+        e = traffic_add(s, account, a->region, now, 1, 0);
+    if (!e && charge > 0 && (a->lim.daily_cap > 0 || a->lim.country_daily_cap > 0)) {
+        int64_t day = otp_day_of(now);
+        e = spend_add(s, account, day, "", charge);
+        if (!e && a->region[0])
+            e = spend_add(s, account, day, a->region, charge);
+    }
+    return e;
+}
+
+/* All the checks of a send, in store.h's order around the balance check
+ * (money_ok says whether the balance covers the charge). Returns OTP_OK, a
+ * refusal (with *ret_keep set if the refusal wrote its pumping block), or
+ * OTP_E_INSUFFICIENT_BALANCE. */
+static otp_err abuse_send(sq_store *s, int64_t account, const char *phone, bool test,
+                          int64_t charge, bool money_ok, int64_t now, otp_abuse *a, bool *ret_keep)
+{
+    otp_err e = OTP_OK;
+    if (a->use && (e = abuse_pre(s, account, phone, now, a)))
+        return e;
+    if (!money_ok)
+        return OTP_E_INSUFFICIENT_BALANCE;
+    if (!a->use || test)
+        return OTP_OK;
+    bool block = false;
+    e = abuse_post(s, account, phone, charge, now, a, &block);
+    if (block) {
+        otp_err w = block_put(s, account, a, now);
+        if (w)
+            return w;
+        *ret_keep = true;
+    }
+    return e;
+}
+
 /* ---- SEND ---- */
 
 /* SEND: charges the wallet (live keys), stores the request, its message (in the
@@ -456,8 +838,9 @@ static bool text_ok(const uint8_t *sealed, size_t len)
  * with idem.replayed set (a repeat: nothing else done); before any write
  * OTP_E_IDEMPOTENCY_KEY_REUSED, OTP_E_INSUFFICIENT_BALANCE, OTP_E_NOT_FOUND (no
  * such account) or OTP_E_INVALID_REQUEST; or a store error. */
-static otp_err tx_send(sq_store *s, otp_txn_send *in)
+static otp_err tx_send(sq_store *s, otp_txn_send *in, bool *ret_keep)
 {
+    abuse_reset(&in->abuse);
     sqlite3_stmt *st;
     int64_t balance = 0, charged = 0;
     int rc;
@@ -480,11 +863,14 @@ static otp_err tx_send(sq_store *s, otp_txn_send *in)
     e = money_of(s, in->account_id, &balance, &price);
     if (e)
         return e;
+    bool money_ok = true;
     if (!in->test) {
         charged = charge_of(price, in->segments);
-        if (charged < 0 || balance < charged)
-            return OTP_E_INSUFFICIENT_BALANCE;
+        money_ok = charged >= 0 && balance >= charged;
     }
+    if ((e = abuse_send(s, in->account_id, in->phone, in->test, charged, money_ok, in->now_ms,
+                        &in->abuse, ret_keep)))
+        return e;
     if (charged > 0) {
         e = debit(s, in->account_id, charged);
         if (e)
@@ -539,6 +925,9 @@ static otp_err tx_send(sq_store *s, otp_txn_send *in)
         if (e)
             return e;
     }
+    if (in->abuse.use &&
+        (e = abuse_record(s, in->account_id, in->phone, charged, in->now_ms, &in->abuse)))
+        return e;
     if (in->idem.use && (e = idem_put(s, in->account_id, &in->idem, in->now_ms)))
         return e;
     in->charged = charged;
@@ -578,7 +967,9 @@ static otp_err tx_verify(sq_store *s, otp_txn_verify *in, bool *ret_keep)
     bool hash_ok = false, status_ok = false;
     int64_t id = 0;
     int stored_len = 0;
+    char phone[OTP_PHONE_SIZE] = "";
 
+    abuse_reset(&in->abuse);
     bind_text(st, 1, in->request_id);
     sqlite3_bind_int64(st, 2, in->account_id);
     int rc = sqlite3_step(st);
@@ -594,6 +985,7 @@ static otp_err tx_verify(sq_store *s, otp_txn_verify *in, bool *ret_keep)
             hash_ok = true;
         }
         stored_len = sqlite3_column_int(st, 6);
+        sq_col_text(st, 7, phone, sizeof(phone));
     }
     sqlite3_reset(st);
     if (rc == SQLITE_DONE) /* unknown, or another account's: the same answer */
@@ -611,9 +1003,45 @@ static otp_err tx_verify(sq_store *s, otp_txn_verify *in, bool *ret_keep)
     if (stored_len != in->code_length)
         return OTP_E_INVALID_OTP_CODE;
 
+    /* SPEC 3: a locked number answers before the guess is judged. */
+    otp_phone_state ps = {0};
+    if (in->abuse.use) {
+        otp_err le = phone_state_get(s, in->account_id, phone, &ps);
+        if (le)
+            return le;
+        int wait = otp_phone_locked(&ps, in->now_ms);
+        if (wait) {
+            in->abuse.retry_after_s = wait;
+            in->abuse.reason = "phone_locked";
+            return OTP_E_PHONE_LOCKED;
+        }
+    }
+
     bool changed = false;
     bool match = otp_code_hash_equal(stored, in->code_hash);
     otp_err e = otp_req_guess(&state, match, in->now_ms, &changed);
+    if (changed && in->abuse.use) {
+        otp_err le = OTP_OK;
+        if (!match) {
+            in->abuse.phone_locked_now = otp_phone_fail(&ps, &in->abuse.lim, in->now_ms);
+            le = phone_state_put(s, in->account_id, phone, &ps);
+        } else {
+            if (ps.fails || ps.streak) {
+                otp_phone_success(&ps);
+                le = phone_state_put(s, in->account_id, phone, &ps);
+            }
+            /* A conversion, for the pumping rule. */
+            char prefix[OTP_PREFIX_SIZE];
+            otp_phone ph;
+            otp_phone_prefix(phone, prefix);
+            if (!le)
+                le = traffic_add(s, in->account_id, prefix, in->now_ms, 0, 1);
+            if (!le && otp_phone_parse(phone, &ph) == OTP_PHONE_OK)
+                le = traffic_add(s, in->account_id, ph.region, in->now_ms, 0, 1);
+        }
+        if (le)
+            return le;
+    }
     if (changed) {
         st = s->w[W_REQ_SET_STATE];
         sqlite3_bind_int64(st, 1, id);
@@ -1058,8 +1486,9 @@ static otp_err fail_queued(sq_store *s, int64_t req, const char *why, int64_t no
  * (both happen in this txn, refunds first, so it never dips below zero).
  * Returns OTP_OK with the outputs set (or idem.replayed), a business error, or
  * a store error. */
-static otp_err tx_resend(sq_store *s, otp_txn_resend *in)
+static otp_err tx_resend(sq_store *s, otp_txn_resend *in, bool *ret_keep)
 {
+    abuse_reset(&in->abuse);
     otp_err e;
     if (in->segments < 1 || !text_ok(in->sealed_text, in->sealed_text_len) || in->max_resends < 0 ||
         in->cooldown_ms < 0)
@@ -1090,11 +1519,19 @@ static otp_err tx_resend(sq_store *s, otp_txn_resend *in)
     int64_t balance = 0, price = 0, back = 0, charged = 0;
     if ((e = money_of(s, in->account_id, &balance, &price)) || (e = queued_charges(s, r.id, &back)))
         return e;
+    bool money_ok = true;
     if (!in->test) {
         charged = charge_of(price, in->segments);
-        if (charged < 0 || back > INT64_MAX - balance || balance + back < charged)
-            return OTP_E_INSUFFICIENT_BALANCE;
+        money_ok = !(charged < 0 || back > INT64_MAX - balance || balance + back < charged);
     }
+    if (in->abuse.use) {
+        otp_phone ph;
+        if (!in->abuse.region[0] && otp_phone_parse(r.phone, &ph) == OTP_PHONE_OK)
+            memcpy(in->abuse.region, ph.region, sizeof(in->abuse.region));
+    }
+    if ((e = abuse_send(s, in->account_id, r.phone, in->test, charged, money_ok, in->now_ms,
+                        &in->abuse, ret_keep)))
+        return e;
 
     /* The writes. */
     if ((e = fail_queued(s, r.id, "superseded", in->now_ms)))
@@ -1137,6 +1574,9 @@ static otp_err tx_resend(sq_store *s, otp_txn_resend *in)
     if (charged > 0 && (e = ledger_add(s, in->account_id, "debit", -charged, balance,
                                        in->request_id, in->message_id, NULL, in->now_ms)))
         return e;
+    if (in->abuse.use &&
+        (e = abuse_record(s, in->account_id, r.phone, charged, in->now_ms, &in->abuse)))
+        return e;
     if (in->idem.use && (e = idem_put(s, in->account_id, &in->idem, in->now_ms)))
         return e;
     in->expires_at_ms = expires_at;
@@ -1167,6 +1607,36 @@ static otp_err tx_cancel(sq_store *s, const otp_txn_cancel *in)
 
 /* ---- account settings and templates ---- */
 
+/* The SPEC 3 parts of ACCOUNT_SET, after the account is known to exist. */
+static otp_err abuse_account_set(sq_store *s, otp_txn_account_set *in)
+{
+    int rc;
+    if (in->fields & OTP_SET_LIMITS) {
+        sqlite3_stmt *st = s->w[W_LIMITS_PUT];
+        sqlite3_bind_int64(st, 1, in->account_id);
+        bind_text(st, 2, in->limits);
+        sqlite3_bind_int64(st, 3, in->now_ms);
+        if ((rc = run(st)) != SQLITE_DONE)
+            return sq_err(rc);
+    }
+    if (in->fields & OTP_SET_BLOCK_LIFT) {
+        sqlite3_stmt *st = s->w[W_LIFT_BLOCKS];
+        sqlite3_bind_int64(st, 1, in->account_id);
+        bind_text(st, 2, in->lift_target);
+        sqlite3_bind_int64(st, 3, in->now_ms);
+        if ((rc = run(st)) != SQLITE_DONE)
+            return sq_err(rc);
+        in->lifted = (int)sqlite3_changes(s->wdb);
+        st = s->w[W_LIFT_PHONE];
+        sqlite3_bind_int64(st, 1, in->account_id);
+        bind_text(st, 2, in->lift_target);
+        if ((rc = run(st)) != SQLITE_DONE)
+            return sq_err(rc);
+        in->lifted += (int)sqlite3_changes(s->wdb);
+    }
+    return OTP_OK;
+}
+
 /* Whether a fixed-size text field holds a NUL-terminated string. */
 #define TERMINATED(field) (strnlen((field), sizeof(field)) < sizeof(field))
 
@@ -1174,16 +1644,32 @@ static otp_err tx_cancel(sq_store *s, const otp_txn_cancel *in)
  * OTP_E_INVALID_REQUEST (unknown bit, negative price or threshold, unknown
  * strategy) or OTP_E_NOT_FOUND (no such account) with nothing written; or a
  * store error. An empty webotp_domain removes the WebOTP line. */
-static otp_err tx_account_set(sq_store *s, const otp_txn_account_set *in)
+static otp_err tx_account_set(sq_store *s, otp_txn_account_set *in)
 {
-    const unsigned all =
-        OTP_SET_PRICE | OTP_SET_LOW_BALANCE | OTP_SET_RESEND_STRATEGY | OTP_SET_WEBOTP_DOMAIN;
+    const unsigned all = OTP_SET_PRICE | OTP_SET_LOW_BALANCE | OTP_SET_RESEND_STRATEGY |
+                         OTP_SET_WEBOTP_DOMAIN | OTP_SET_LIMITS | OTP_SET_BLOCK_LIFT;
     if ((in->fields & ~all) || ((in->fields & OTP_SET_PRICE) && in->price_per_segment < 0) ||
         ((in->fields & OTP_SET_LOW_BALANCE) && in->low_balance_threshold < 0) ||
         ((in->fields & OTP_SET_RESEND_STRATEGY) && in->resend_strategy != OTP_RESEND_ROTATE &&
          in->resend_strategy != OTP_RESEND_REUSE) ||
-        ((in->fields & OTP_SET_WEBOTP_DOMAIN) && !TERMINATED(in->webotp_domain)))
+        ((in->fields & OTP_SET_WEBOTP_DOMAIN) && !TERMINATED(in->webotp_domain)) ||
+        ((in->fields & OTP_SET_LIMITS) && !TERMINATED(in->limits)) ||
+        ((in->fields & OTP_SET_BLOCK_LIFT) && !TERMINATED(in->lift_target)))
         return OTP_E_INVALID_REQUEST;
+    if (in->fields & OTP_SET_BLOCK_LIFT) {
+        /* Decided before any write: is there anything to lift? */
+        sqlite3_stmt *q = s->w[W_LIFT_COUNT];
+        sqlite3_bind_int64(q, 1, in->account_id);
+        bind_text(q, 2, in->lift_target);
+        sqlite3_bind_int64(q, 3, in->now_ms);
+        int qrc = sqlite3_step(q);
+        int n = qrc == SQLITE_ROW ? sqlite3_column_int(q, 0) : 0;
+        sqlite3_reset(q);
+        if (qrc != SQLITE_ROW)
+            return sq_err(qrc);
+        if (n == 0)
+            return OTP_E_NOT_FOUND;
+    }
     sqlite3_stmt *st = s->w[W_ACCOUNT_SET];
     sqlite3_bind_int64(st, 1, in->account_id);
     sqlite3_bind_int(st, 2, (int)in->fields);
@@ -1194,7 +1680,9 @@ static otp_err tx_account_set(sq_store *s, const otp_txn_account_set *in)
     int rc = run(st);
     if (rc != SQLITE_DONE)
         return sq_err(rc);
-    return sqlite3_changes(s->wdb) == 1 ? OTP_OK : OTP_E_NOT_FOUND;
+    if (sqlite3_changes(s->wdb) != 1)
+        return OTP_E_NOT_FOUND;
+    return abuse_account_set(s, in);
 }
 
 /* Makes template tpl (row id) the account's one default. */
@@ -1413,6 +1901,9 @@ static otp_err tx_purge(sq_store *s, otp_txn_purge *in)
     if (!e)
         e = purge_one(s, W_PURGE_IDEM, cutoff(in->now_ms, in->idem_retention_ms), in->max_rows,
                       &in->purged_idem);
+    int traffic = 0; /* pumping counters: two days are more than the rule reads */
+    if (!e)
+        e = purge_one(s, W_PURGE_TRAFFIC, in->now_ms / 60000 - 2 * 1440, in->max_rows, &traffic);
     return e;
 }
 
@@ -1422,7 +1913,7 @@ otp_err sq_txn_run(sq_store *s, otp_txn *t, bool *ret_keep)
     *ret_keep = false;
     switch (t->kind) {
     case OTP_TXN_SEND:
-        e = tx_send(s, &t->u.send);
+        e = tx_send(s, &t->u.send, ret_keep);
         break;
     case OTP_TXN_VERIFY:
         e = tx_verify(s, &t->u.verify, ret_keep);
@@ -1449,7 +1940,7 @@ otp_err sq_txn_run(sq_store *s, otp_txn *t, bool *ret_keep)
         e = tx_outbox_report(s, &t->u.outbox_report);
         break;
     case OTP_TXN_RESEND:
-        e = tx_resend(s, &t->u.resend);
+        e = tx_resend(s, &t->u.resend, ret_keep);
         break;
     case OTP_TXN_CANCEL:
         e = tx_cancel(s, &t->u.cancel);

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "core/apikey.h"
+#include "core/limits.h"
 #include "core/otp_code.h"
 #include "core/otp_state.h"
 #include "core/phone.h"
@@ -251,6 +252,32 @@ typedef enum {
     OTP_TXN_PURGE,           /* delete old requests and idempotency records, a bounded batch */
 } otp_txn_kind;
 
+/* Abuse limits (SPEC 3) carried by SEND and RESEND; see core/limits.h. With
+ * use false none of them is checked (callers that predate them). Checked in
+ * this order, after the idempotency lookup and before anything is written:
+ * the number's lock (OTP_E_PHONE_LOCKED), a block of the number's prefix or
+ * country (OTP_E_RATE_LIMITED, "suspected_sms_pumping"), the number's send
+ * interval and window ("phone_send_interval", "phone_send_limit"), the
+ * balance, the daily spend caps ("daily_spend_cap"), and last the pumping
+ * rule over the prefix's and the country's recent traffic: a send that trips
+ * it is refused ("suspected_sms_pumping") and the block is written (the only
+ * refusal that writes; pumping_block says so). Test keys skip the spend caps
+ * and the pumping rule (they neither charge nor reach a gateway). */
+typedef struct otp_abuse {
+    bool use;
+    otp_limits lim; /* the account's effective limits */
+    char region[3]; /* of the number (libphonenumber); "" = derived by the store */
+    /* for the caller's log line only; the store does not read them */
+    char account[OTP_ID_SIZE];
+    char phone[OTP_PHONE_SIZE];
+    /* out, on a refusal */
+    int retry_after_s;  /* >= 1 */
+    const char *reason; /* static string for details.reason, or NULL */
+    bool pumping_block; /* this txn created the block below */
+    char blocked[OTP_PREFIX_SIZE];
+    bool phone_locked_now; /* VERIFY: this wrong guess locked the number */
+} otp_abuse;
+
 typedef struct otp_txn_send {
     /* in */
     int64_t account_id;
@@ -276,6 +303,7 @@ typedef struct otp_txn_send {
     const uint8_t *code_sealed; /* reuse strategy: NULL otherwise; not copied */
     size_t code_sealed_len;
     otp_idem idem;
+    otp_abuse abuse;
     /* out */
     int64_t charged; /* paise */
     int64_t balance_after;
@@ -288,6 +316,12 @@ typedef struct otp_txn_verify {
     uint8_t code_hash[OTP_CODE_HASH_LEN]; /* of the guess, under this request id */
     int code_length;                      /* of the guess; mismatch = INVALID_OTP_CODE */
     int64_t now_ms;
+    /* SPEC 3 lockout: with abuse.use, a pending request whose number is locked
+     * answers OTP_E_PHONE_LOCKED (abuse.retry_after_s set) before the guess is
+     * judged; a wrong guess counts against the number (fail_max within
+     * fail_window and fail_streak_max lock it: abuse.phone_locked_now), a right
+     * one clears its count and counts as a conversion for the pumping rule. */
+    otp_abuse abuse;
     /* out */
     int attempts_left; /* after this guess */
 } otp_txn_verify;
@@ -322,6 +356,7 @@ typedef struct otp_txn_resend {
     char sender_id[OTP_SENDER_ID_SIZE];
     char dlt_template_id[OTP_DLT_ID_SIZE];
     otp_idem idem;
+    otp_abuse abuse; /* region is derived from the request's number by the store */
     /* out */
     int64_t expires_at_ms;
     int attempts_left;
@@ -344,6 +379,11 @@ enum {
     OTP_SET_LOW_BALANCE = 1 << 1,
     OTP_SET_RESEND_STRATEGY = 1 << 2,
     OTP_SET_WEBOTP_DOMAIN = 1 << 3,
+    /* SPEC 3 (abuse protection) rides on ACCOUNT_SET so that backends whose
+     * txn switch predates it keep compiling; a backend that does not know
+     * these bits must refuse them (the SQLite backend implements them). */
+    OTP_SET_LIMITS = 1 << 4,     /* limits: the override text (already validated) */
+    OTP_SET_BLOCK_LIFT = 1 << 5, /* lift the lock or block of lift_target */
 };
 
 typedef struct otp_txn_account_set {
@@ -353,6 +393,16 @@ typedef struct otp_txn_account_set {
     int64_t low_balance_threshold;
     int resend_strategy;
     char webotp_domain[OTP_DOMAIN_SIZE];
+    /* OTP_SET_LIMITS: core/limits.h override text ("" = none), checked with
+     * otp_limits_merge() by the caller. */
+    char limits[OTP_LIMITS_TEXT_SIZE];
+    /* OTP_SET_BLOCK_LIFT: a number (lifts its lock, clears its failure count
+     * and streak, and removes every block of a prefix of it), a prefix
+     * (removes that block) or a region code (a country block).
+     * OTP_E_NOT_FOUND if nothing was lifted. */
+    char lift_target[OTP_PREFIX_SIZE];
+    int64_t now_ms;
+    int lifted; /* out */
 } otp_txn_account_set;
 
 /* The template becomes the default if tpl.is_default or if it is the account's
@@ -488,6 +538,17 @@ typedef void (*otp_ledger_cb)(const otp_ledger_entry *e, void *ctx);
 typedef void (*otp_template_cb)(const otp_template *t, void *ctx);
 typedef void (*otp_test_message_cb)(const otp_test_message *m, void *ctx);
 
+/* A lock or block in force (SPEC 3), for `otpd block list`. */
+typedef struct otp_block {
+    int64_t account_id;
+    char account_public_id[OTP_ID_SIZE];
+    char target[OTP_PREFIX_SIZE]; /* a number, a prefix, or a region */
+    const char *kind;             /* "phone_locked", "phone_locked_24h", "suspected_sms_pumping" */
+    int64_t created_at_ms;        /* 0 if unknown */
+    int64_t until_ms;
+} otp_block;
+typedef void (*otp_block_cb)(const otp_block *b, void *ctx);
+
 typedef struct otp_store_ops {
     const char *name; /* "sqlite", "postgres" */
     /* Stops accepting txns, finishes (commits) every txn already submitted,
@@ -531,6 +592,13 @@ typedef struct otp_store_ops {
      * limit of them. */
     otp_err (*test_inbox)(otp_store *s, int64_t account_id, const char *phone, int limit,
                           otp_test_message_cb cb, void *ctx);
+
+    /* ---- abuse protection (SPEC 3); NULL in a backend without them ---- */
+    /* The account's limit overrides text into buf ("" if none). */
+    otp_err (*limits_get)(otp_store *s, int64_t account_id, char *buf, size_t n);
+    /* Locks and blocks in force at now, of one account (account_id > 0) or all. */
+    otp_err (*block_list)(otp_store *s, int64_t account_id, int64_t now_ms, otp_block_cb cb,
+                          void *ctx);
 } otp_store_ops;
 
 /* Every backend's handle starts with this. */
@@ -542,6 +610,7 @@ typedef struct otp_store_options {
     bool migrate;   /* apply pending migrations at open (else refuse an old schema) */
     int read_conns; /* hint: readers expected in parallel */
     int max_batch;  /* most txns in one commit (group commit), default 256 */
+    int pool_size;  /* PostgreSQL: connections (worker threads) running txns, default 8 */
 } otp_store_options;
 
 /* Latest schema version this binary knows. */

@@ -79,6 +79,9 @@ static const setting settings[] = {
      "Most transactions in one commit (group commit)."},
     {"store.read_conns", T_INT, 1, 1024, "4", NULL,
      "Read connections expected in parallel (a hint to the store)."},
+    /* The PostgreSQL backend (issue 6). */
+    {"store.pool_size", T_INT, 1, 256, "8", NULL,
+     "PostgreSQL: connections per node that run write transactions, one worker thread each."},
     {"store.request_retention", T_INT, 60, 31536000, "86400", NULL,
      "Seconds an OTP request is kept after it expires (then purged with its messages; "
      "ledger entries stay)."},
@@ -91,6 +94,12 @@ static const setting settings[] = {
     {"delivery.lease", T_INT, 1, 3600, "30", NULL,
      "Seconds a dispatcher holds claimed messages before another may take them."},
     {"delivery.batch", T_INT, 1, 1000, "64", NULL, "Messages per outbox claim."},
+    {"limits.defaults", T_STR, 0, 0, "", NULL,
+     "Abuse limits of every account (SPEC 3), as name=value pairs over the built-in "
+     "defaults, e.g. \"phone_interval=0,pump_min_sends=50\"; accounts override them with "
+     "`otpd limits set`. Names and defaults: `otpd limits show ACCOUNT`, docs/security.md."},
+    {"limits.cache_ms", T_INT, 0, 60000, "1000", NULL,
+     "Milliseconds a server keeps an account's limits before reading them again."},
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))

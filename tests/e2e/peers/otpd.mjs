@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Server } from '../lib/server.mjs';
+import { Server, NO_ABUSE_LIMITS } from '../lib/server.mjs';
 
 /** Writes text to a fresh temporary otpd.ini and returns its path. */
 export function writeIni(text) {
@@ -21,6 +21,6 @@ export async function startWithConfig(ini, { accounts = { acme: '100.00' } } = {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'otpd-deliv-'));
     const srv = new Server(dir);
     for (const [name, credit] of Object.entries(accounts)) await srv.addAccount(name, { credit });
-    await srv.start({ args: ['--config', ini] });
+    await srv.start({ args: ['--config', ini], env: { OTPD_LIMITS_DEFAULTS: NO_ABUSE_LIMITS } });
     return srv;
 }

@@ -1,0 +1,189 @@
+/* api/metrics.c — GET /metrics in the Prometheus text format (SPEC 7).
+ *
+ * Counters are process-wide atomics bumped with relaxed ordering: a scrape sees
+ * each counter's latest value, and counting costs one uncontended atomic add.
+ * Series: abuse refusals by reason, SMS-pumping blocks, number locks, HTTP
+ * requests by route and status, and request latency by route (a histogram),
+ * fed by the HTTP layer's per-request observer. More series (sends, delivery
+ * by provider, queue depth) belong here as they come.
+ */
+#include "api/guard.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static atomic_uint_fast64_t refusals[OTP_REFUSE__COUNT];
+static atomic_uint_fast64_t pumping_blocks;
+static atomic_uint_fast64_t phone_locks;
+
+static const char *const refusal_names[OTP_REFUSE__COUNT] = {
+    [OTP_REFUSE_KEY_RATE] = "key_rate",
+    [OTP_REFUSE_PHONE_INTERVAL] = "phone_send_interval",
+    [OTP_REFUSE_PHONE_LIMIT] = "phone_send_limit",
+    [OTP_REFUSE_PHONE_LOCKED] = "phone_locked",
+    [OTP_REFUSE_COUNTRY] = "country_not_allowed",
+    [OTP_REFUSE_SPEND_CAP] = "daily_spend_cap",
+    [OTP_REFUSE_PUMPING] = "suspected_sms_pumping",
+    [OTP_REFUSE_OTHER] = "other",
+};
+
+void otp_metrics_refusal(otp_refusal r)
+{
+    if ((unsigned)r < OTP_REFUSE__COUNT)
+        atomic_fetch_add_explicit(&refusals[r], 1, memory_order_relaxed);
+}
+
+void otp_metrics_pumping_block(void)
+{
+    atomic_fetch_add_explicit(&pumping_blocks, 1, memory_order_relaxed);
+}
+
+void otp_metrics_phone_lock(void)
+{
+    atomic_fetch_add_explicit(&phone_locks, 1, memory_order_relaxed);
+}
+
+otp_refusal otp_metrics_refusal_of(const char *reason)
+{
+    for (int i = 0; reason && i < OTP_REFUSE__COUNT; i++)
+        if (strcmp(refusal_names[i], reason) == 0)
+            return (otp_refusal)i;
+    return OTP_REFUSE_OTHER;
+}
+
+/* ---- requests by route and status, latency by route ---- */
+
+#define MAX_ROUTES 40 /* otp_api_nroutes + 1 (no route) must fit */
+
+static const int statuses[] = {200, 201, 400, 401, 402, 403, 404, 405, 409,
+                               410, 413, 415, 429, 431, 500, 503, 0 /* other */};
+#define N_STATUS (sizeof(statuses) / sizeof(statuses[0]))
+static const double bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                0.05,   0.1,   0.25,   0.5,   1,    2.5};
+#define N_BOUNDS (sizeof(bounds) / sizeof(bounds[0]))
+
+static atomic_uint_fast64_t requests[MAX_ROUTES][N_STATUS];
+static atomic_uint_fast64_t latency[MAX_ROUTES][N_BOUNDS + 1]; /* per bucket, not cumulative */
+static atomic_uint_fast64_t latency_sum_us[MAX_ROUTES];
+
+/* The route's index in otp_api_routes, or otp_api_nroutes for none. */
+static size_t route_index(const otp_route *route)
+{
+    size_t n = otp_api_nroutes < MAX_ROUTES - 1 ? otp_api_nroutes : MAX_ROUTES - 1;
+    if (route >= otp_api_routes && route < otp_api_routes + n)
+        return (size_t)(route - otp_api_routes);
+    return n;
+}
+
+void otp_metrics_request(const otp_route *route, int status, int64_t duration_us)
+{
+    size_t r = route_index(route);
+    size_t si = N_STATUS - 1;
+    for (size_t i = 0; i + 1 < N_STATUS; i++)
+        if (statuses[i] == status) {
+            si = i;
+            break;
+        }
+    atomic_fetch_add_explicit(&requests[r][si], 1, memory_order_relaxed);
+    double sec = (double)duration_us / 1e6;
+    size_t b = 0;
+    while (b < N_BOUNDS && sec > bounds[b])
+        b++;
+    atomic_fetch_add_explicit(&latency[r][b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&latency_sum_us[r], duration_us > 0 ? (uint64_t)duration_us : 0,
+                              memory_order_relaxed);
+}
+
+static uint64_t load(atomic_uint_fast64_t *v)
+{
+    return (uint64_t)atomic_load_explicit(v, memory_order_relaxed);
+}
+
+/* Writes the route label of index r. */
+static void route_label(FILE *f, size_t r)
+{
+    if (r < otp_api_nroutes && r < MAX_ROUTES - 1)
+        fprintf(f, "method=\"%s\",route=\"%s\"", otp_api_routes[r].method,
+                otp_api_routes[r].pattern);
+    else
+        fputs("method=\"\",route=\"-\"", f);
+}
+
+void otp_api_metrics(otp_http_req *req, void *app)
+{
+    (void)app;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) {
+        otp_http_reply_error(req, OTP_E_INTERNAL, NULL, NULL);
+        return;
+    }
+    fputs("# HELP otpd_refusals_total Requests refused by abuse protection, by reason.\n"
+          "# TYPE otpd_refusals_total counter\n",
+          f);
+    for (int i = 0; i < OTP_REFUSE__COUNT; i++)
+        fprintf(f, "otpd_refusals_total{reason=\"%s\"} %llu\n", refusal_names[i],
+                (unsigned long long)load(&refusals[i]));
+    fprintf(f,
+            "# HELP otpd_sms_pumping_blocks_total Number prefixes blocked for suspected SMS "
+            "pumping.\n"
+            "# TYPE otpd_sms_pumping_blocks_total counter\n"
+            "otpd_sms_pumping_blocks_total %llu\n"
+            "# HELP otpd_phone_locks_total Numbers locked after too many wrong codes.\n"
+            "# TYPE otpd_phone_locks_total counter\n"
+            "otpd_phone_locks_total %llu\n",
+            (unsigned long long)load(&pumping_blocks), (unsigned long long)load(&phone_locks));
+
+    size_t nr = route_index(NULL) + 1;
+    fputs("# HELP otpd_http_requests_total HTTP requests by route and status.\n"
+          "# TYPE otpd_http_requests_total counter\n",
+          f);
+    for (size_t r = 0; r < nr; r++)
+        for (size_t si = 0; si < N_STATUS; si++) {
+            uint64_t v = load(&requests[r][si]);
+            if (!v)
+                continue;
+            fputs("otpd_http_requests_total{", f);
+            route_label(f, r);
+            if (statuses[si])
+                fprintf(f, ",status=\"%d\"} %llu\n", statuses[si], (unsigned long long)v);
+            else
+                fprintf(f, ",status=\"other\"} %llu\n", (unsigned long long)v);
+        }
+    fputs("# HELP otpd_http_request_duration_seconds HTTP request latency by route.\n"
+          "# TYPE otpd_http_request_duration_seconds histogram\n",
+          f);
+    for (size_t r = 0; r < nr; r++) {
+        uint64_t total = 0;
+        for (size_t b = 0; b <= N_BOUNDS; b++)
+            total += load(&latency[r][b]);
+        if (!total)
+            continue;
+        uint64_t cum = 0;
+        for (size_t b = 0; b <= N_BOUNDS; b++) {
+            cum += load(&latency[r][b]);
+            fputs("otpd_http_request_duration_seconds_bucket{", f);
+            route_label(f, r);
+            if (b < N_BOUNDS)
+                fprintf(f, ",le=\"%g\"} %llu\n", bounds[b], (unsigned long long)cum);
+            else
+                fprintf(f, ",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+        }
+        fputs("otpd_http_request_duration_seconds_sum{", f);
+        route_label(f, r);
+        fprintf(f, "} %.6f\n", (double)load(&latency_sum_us[r]) / 1e6);
+        fputs("otpd_http_request_duration_seconds_count{", f);
+        route_label(f, r);
+        fprintf(f, "} %llu\n", (unsigned long long)total);
+    }
+    if (fclose(f) != 0 || !buf) {
+        free(buf);
+        otp_http_reply_error(req, OTP_E_INTERNAL, NULL, NULL);
+        return;
+    }
+    otp_http_reply_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", buf, len);
+    free(buf);
+}

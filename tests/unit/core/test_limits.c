@@ -1,0 +1,222 @@
+/* tests/unit/core/test_limits.c — the arithmetic of abuse protection, with an
+ * injected time: token buckets, per-number windows, lockouts, country lists,
+ * prefixes and the SMS-pumping rule; and the brute-force bound of
+ * docs/security.md, simulated over many days. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "core/limits.h"
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    otp_limits l;
+    otp_limits_defaults(&l);
+    assert_int_equal(l.key_rate, 50);
+    assert_int_equal(l.key_burst, 100);
+    assert_int_equal(l.phone_sends, 5);
+    assert_int_equal(l.phone_window_s, 900);
+    assert_int_equal(l.phone_interval_s, 30);
+    assert_int_equal(l.fail_max, 5);
+    assert_int_equal(l.lock_s, 900);
+    assert_int_equal(l.fail_streak_max, 100);
+    assert_int_equal(l.streak_lock_s, 86400);
+    assert_string_equal(l.countries, "");
+}
+
+static void test_apply_and_merge(void **state)
+{
+    (void)state;
+    otp_limits l;
+    char err[200], out[OTP_LIMITS_TEXT_SIZE];
+    otp_limits_defaults(&l);
+    assert_int_equal(
+        otp_limits_apply(&l, "phone_sends=3, countries=us;+91 daily_cap=5000", err, sizeof(err)),
+        0);
+    assert_int_equal(l.phone_sends, 3);
+    assert_string_equal(l.countries, "US;+91");
+    assert_int_equal(l.daily_cap, 5000);
+    /* errors leave the limits alone */
+    assert_int_equal(otp_limits_apply(&l, "phone_sends=2,bogus=1", err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "bogus"));
+    assert_int_equal(l.phone_sends, 3);
+    assert_int_equal(otp_limits_apply(&l, "phone_sends=-1", err, sizeof(err)), -1);
+    assert_int_equal(otp_limits_apply(&l, "phone_sends", err, sizeof(err)), -1);
+    assert_int_equal(otp_limits_apply(&l, "countries=U$", err, sizeof(err)), -1);
+
+    assert_int_equal(
+        otp_limits_merge("phone_sends=3,lock=60", "lock=,key_rate=10", out, err, sizeof(err)), 0);
+    assert_string_equal(out, "key_rate=10,phone_sends=3");
+    assert_int_equal(otp_limits_merge(NULL, "key_rate=x", out, err, sizeof(err)), -1);
+}
+
+static void test_bucket(void **state)
+{
+    (void)state;
+    otp_bucket b = {0};
+    int64_t t = 1000000;
+    /* a full bucket of 5 at 10/s */
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(otp_bucket_take(&b, 10, 5, t), 0);
+    assert_int_equal(otp_bucket_take(&b, 10, 5, t), 1);
+    /* 100 ms later one token is back */
+    assert_int_equal(otp_bucket_take(&b, 10, 5, t + 100), 0);
+    assert_int_equal(otp_bucket_take(&b, 10, 5, t + 100), 1);
+    /* driven at 100/s for 3 s: accepts 10/s + the burst */
+    otp_bucket c = {0};
+    int ok = 0;
+    for (int i = 0; i < 300; i++)
+        ok += otp_bucket_take(&c, 10, 5, t + i * 10) == 0;
+    assert_in_range(ok, 30 + 5 - 1, 30 + 5 + 1);
+    /* rate 0: no bucket */
+    assert_int_equal(otp_bucket_take(&c, 0, 5, t), 0);
+    /* a slow rate gives a longer wait */
+    otp_bucket d = {0};
+    assert_int_equal(otp_bucket_take(&d, 1, 1, t), 0);
+    assert_int_equal(otp_bucket_take(&d, 1, 1, t), 1);
+}
+
+static void test_phone_window(void **state)
+{
+    (void)state;
+    otp_limits l;
+    otp_limits_defaults(&l);
+    int64_t now = 10000000;
+    int wait = 0;
+    assert_int_equal(otp_phone_send_check(&l, NULL, 0, now, &wait), OTP_PHONE_SEND_OK);
+    int64_t one[] = {now - 10000};
+    assert_int_equal(otp_phone_send_check(&l, one, 1, now, &wait), OTP_PHONE_SEND_INTERVAL);
+    assert_int_equal(wait, 20);
+    int64_t five[] = {now - 40000, now - 100000, now - 200000, now - 300000, now - 400000};
+    assert_int_equal(otp_phone_send_check(&l, five, 5, now, &wait), OTP_PHONE_SEND_WINDOW);
+    /* the oldest of the five leaves the 900 s window 500 s from now */
+    assert_int_equal(wait, 500);
+    l.phone_interval_s = 0;
+    int64_t four[] = {now - 1, now - 2, now - 3, now - 4};
+    assert_int_equal(otp_phone_send_check(&l, four, 4, now, &wait), OTP_PHONE_SEND_OK);
+    int64_t five2[] = {now - 1, now - 2, now - 3, now - 4, now - 5};
+    assert_int_equal(otp_phone_send_check(&l, five2, 5, now, &wait), OTP_PHONE_SEND_WINDOW);
+    assert_int_equal(wait, 900);
+}
+
+static void test_lockout(void **state)
+{
+    (void)state;
+    otp_limits l;
+    otp_limits_defaults(&l);
+    otp_phone_state s = {0};
+    int64_t t = 50000000;
+    for (int i = 0; i < 4; i++)
+        assert_false(otp_phone_fail(&s, &l, t + i * 1000));
+    assert_int_equal(otp_phone_locked(&s, t + 4000), 0);
+    assert_true(otp_phone_fail(&s, &l, t + 4000));
+    assert_int_equal(otp_phone_locked(&s, t + 4000), 900);
+    assert_int_equal(otp_phone_locked(&s, t + 4000 + 900000), 0);
+    /* a success clears the count */
+    otp_phone_state u = {0};
+    for (int i = 0; i < 4; i++)
+        otp_phone_fail(&u, &l, t);
+    otp_phone_success(&u);
+    for (int i = 0; i < 4; i++)
+        assert_false(otp_phone_fail(&u, &l, t));
+    /* failures older than the window do not add up */
+    otp_phone_state w = {0};
+    for (int i = 0; i < 4; i++)
+        otp_phone_fail(&w, &l, t);
+    assert_false(otp_phone_fail(&w, &l, t + 900000));
+    assert_int_equal(w.fails, 1);
+}
+
+/* docs/security.md: under the defaults an attacker who guesses as fast as the
+ * limits allow gets at most 100 wrong guesses per number in any 24 h, so the
+ * chance of guessing a 6-digit code is at most 100 / 10^6 = 1 / 10,000 a day. */
+static void test_brute_force_bound(void **state)
+{
+    (void)state;
+    otp_limits l;
+    otp_limits_defaults(&l);
+    otp_phone_state s = {0};
+    enum { DAYS = 30 };
+    static int64_t guesses[DAYS * 1000];
+    int n = 0;
+    int64_t t0 = 1700000000000, t = t0;
+    while (t < t0 + (int64_t)DAYS * 86400000) {
+        int wait = otp_phone_locked(&s, t);
+        if (wait) {
+            t += (int64_t)wait * 1000;
+            continue;
+        }
+        guesses[n++] = t;
+        otp_phone_fail(&s, &l, t);
+        t += 1000; /* one guess a second whenever not locked */
+    }
+    /* every 24 h window holds at most 100 guesses */
+    int max = 0;
+    for (int i = 0, j = 0; i < n; i++) {
+        while (guesses[i] - guesses[j] >= 86400000)
+            j++;
+        if (i - j + 1 > max)
+            max = i - j + 1;
+    }
+    assert_true(max <= 100);
+    assert_true(max >= 95); /* and the bound is what limits it */
+}
+
+static void test_countries(void **state)
+{
+    (void)state;
+    assert_true(otp_country_allowed("", "CA", 1));
+    assert_true(otp_country_allowed("US", "US", 1));
+    assert_false(otp_country_allowed("US", "CA", 1));
+    assert_true(otp_country_allowed("US;+91", "IN", 91));
+    assert_true(otp_country_allowed("91", "IN", 91));
+    assert_false(otp_country_allowed("+9", "IN", 91));
+    assert_true(otp_country_allowed("+1", "CA", 1));
+    assert_true(otp_country_allowed("in,us", "IN", 91));
+}
+
+static void test_prefix_and_safe(void **state)
+{
+    (void)state;
+    char p[OTP_PREFIX_SIZE];
+    otp_phone_prefix("+919876543210", p);
+    assert_string_equal(p, "+91987654");
+    assert_true(otp_phone_safe("+91987654", "+919876543210"));
+    assert_true(otp_phone_safe("+14155550100;+919876543210", "+919876543210"));
+    assert_false(otp_phone_safe("+91987655", "+919876543210"));
+    assert_false(otp_phone_safe("", "+919876543210"));
+}
+
+static void test_pumping(void **state)
+{
+    (void)state;
+    /* below min_sends: never */
+    assert_false(otp_pumping_suspect(19, 0, 0, 600, 20, 5, 20));
+    /* 20 sends, no verification, no history: suspect */
+    assert_true(otp_pumping_suspect(20, 0, 0, 600, 20, 5, 20));
+    /* ... unless they convert */
+    assert_false(otp_pumping_suspect(20, 4, 0, 600, 20, 5, 20));
+    assert_true(otp_pumping_suspect(20, 3, 0, 600, 20, 5, 20));
+    /* a busy prefix: 1440 sends a day = 10 per window; 5x = 50 */
+    assert_false(otp_pumping_suspect(49, 0, 1440, 600, 20, 5, 20));
+    assert_true(otp_pumping_suspect(50, 0, 1440, 600, 20, 5, 20));
+    /* off */
+    assert_false(otp_pumping_suspect(1000, 0, 0, 600, 0, 5, 20));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),  cmocka_unit_test(test_apply_and_merge),
+        cmocka_unit_test(test_bucket),    cmocka_unit_test(test_phone_window),
+        cmocka_unit_test(test_lockout),   cmocka_unit_test(test_brute_force_bound),
+        cmocka_unit_test(test_countries), cmocka_unit_test(test_prefix_and_safe),
+        cmocka_unit_test(test_pumping),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,314 @@
+/* tests/unit/store/test_store_abuse.c — SPEC 3 inside the SQLite backend's
+ * transactions: 200 sends to one number submitted at once (in one batch when
+ * the test hooks are built) accept exactly the window's worth; the lockout
+ * counts wrong codes across requests and a success clears it; the pumping rule
+ * blocks a prefix (writing only the block) and a lift re-opens it; spend caps;
+ * every refusal leaves no trace. SQLite only until PostgreSQL mirrors it.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store/sqlite_internal.h"
+#include "util/ids.h"
+
+#define T0 INT64_C(1700000000000)
+
+static const uint8_t sealed_text[] = "sealed:123456 is your code";
+static char dir[] = "/tmp/otpd-abuse-test-XXXXXX";
+static unsigned counter;
+
+typedef struct fx {
+    otp_store *s;
+    int64_t acc;
+    char path[256];
+} fx;
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof(*f));
+    char err[256];
+    snprintf(f->path, sizeof(f->path), "sqlite:%s/db-%u.sqlite", dir, counter++);
+    otp_store_options opt = {.migrate = true};
+    if (otp_store_open(f->path, &opt, &f->s, err, sizeof(err)) != 0) {
+        print_error("open: %s\n", err);
+        return -1;
+    }
+    otp_txn t = {.kind = OTP_TXN_ACCOUNT_CREATE};
+    otp_id_new("acc_", T0, t.u.account_create.public_id);
+    snprintf(t.u.account_create.name, OTP_NAME_SIZE, "acme");
+    t.u.account_create.now_ms = T0;
+    assert_int_equal(otp_store_exec(f->s, &t), OTP_OK);
+    f->acc = t.u.account_create.ret_id;
+    otp_txn c = {.kind = OTP_TXN_WALLET_CREDIT};
+    c.u.wallet_credit.account_id = f->acc;
+    c.u.wallet_credit.amount = 100000;
+    c.u.wallet_credit.now_ms = T0;
+    assert_int_equal(otp_store_exec(f->s, &c), OTP_OK);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    otp_store_close(f->s);
+    free(f);
+    return 0;
+}
+
+static void make_send(otp_txn *t, const fx *f, const char *phone, int64_t now)
+{
+    memset(t, 0, sizeof(*t));
+    t->kind = OTP_TXN_SEND;
+    otp_txn_send *s = &t->u.send;
+    s->account_id = f->acc;
+    otp_id_new("req_", now, s->request_id);
+    otp_id_new("msg_", now, s->message_id);
+    snprintf(s->phone, sizeof(s->phone), "%s", phone);
+    memset(s->code_hash, 0xAA, sizeof(s->code_hash));
+    s->code_length = 6;
+    s->max_attempts = 10;
+    s->expires_in_s = 600;
+    s->now_ms = now;
+    s->expires_at_ms = now + 600000;
+    s->segments = 1;
+    s->sealed_text = sealed_text;
+    s->sealed_text_len = sizeof(sealed_text) - 1;
+    s->abuse.use = true;
+    otp_limits_defaults(&s->abuse.lim);
+    memcpy(s->abuse.region, "IN", 3);
+}
+
+static otp_err verify(const fx *f, const char *rid, bool right, int64_t now, otp_abuse *ret)
+{
+    otp_txn t = {.kind = OTP_TXN_VERIFY};
+    otp_txn_verify *v = &t.u.verify;
+    v->account_id = f->acc;
+    memcpy(v->request_id, rid, OTP_ID_SIZE);
+    memset(v->code_hash, right ? 0xAA : 0xBB, sizeof(v->code_hash));
+    v->code_length = 6;
+    v->now_ms = now;
+    v->abuse.use = true;
+    otp_limits_defaults(&v->abuse.lim);
+    otp_err e = otp_store_exec(f->s, &t);
+    if (ret)
+        *ret = v->abuse;
+    return e;
+}
+
+static otp_account_stats stats(const fx *f)
+{
+    otp_account_stats st;
+    assert_int_equal(f->s->ops->account_stats(f->s, f->acc, &st), OTP_OK);
+    return st;
+}
+
+/* ---- many txns at once ---- */
+
+typedef struct tally {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+} tally;
+
+static tally tl = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+
+static void on_done(otp_txn *t)
+{
+    (void)t;
+    pthread_mutex_lock(&tl.mu);
+    tl.done++;
+    pthread_cond_broadcast(&tl.cv);
+    pthread_mutex_unlock(&tl.mu);
+}
+
+static void run_all(const fx *f, otp_txn *ts, int n)
+{
+    tl.done = 0;
+#if OTPD_TEST_HOOKS
+    otp_sqlite_test_pause(f->s, true);
+#endif
+    for (int i = 0; i < n; i++) {
+        ts[i].done = on_done;
+        f->s->ops->submit(f->s, &ts[i]);
+    }
+#if OTPD_TEST_HOOKS
+    otp_sqlite_test_pause(f->s, false);
+#endif
+    pthread_mutex_lock(&tl.mu);
+    while (tl.done < n)
+        pthread_cond_wait(&tl.cv, &tl.mu);
+    pthread_mutex_unlock(&tl.mu);
+}
+
+static void t_window_under_parallel_sends(void **state)
+{
+    fx *f = *state;
+    enum { N = 200 };
+    static otp_txn ts[N];
+    for (int i = 0; i < N; i++) {
+        make_send(&ts[i], f, "+919876543210", T0);
+        ts[i].u.send.abuse.lim.phone_interval_s = 0;
+    }
+    run_all(f, ts, N);
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        if (ts[i].err == OTP_OK) {
+            ok++;
+            continue;
+        }
+        assert_int_equal(ts[i].err, OTP_E_RATE_LIMITED);
+        assert_string_equal(ts[i].u.send.abuse.reason, "phone_send_limit");
+        assert_int_equal(ts[i].u.send.abuse.retry_after_s, 900);
+    }
+    assert_int_equal(ok, 5);
+    otp_account_stats st = stats(f);
+    assert_int_equal(st.requests, 5);
+    assert_int_equal(st.ledger_sum, st.balance);
+
+    /* with the spacing on, one more at once is refused for the interval */
+    otp_txn t;
+    make_send(&t, f, "+919876543211", T0);
+    assert_int_equal(otp_store_exec(f->s, &t), OTP_OK);
+    make_send(&t, f, "+919876543211", T0 + 10000);
+    assert_int_equal(otp_store_exec(f->s, &t), OTP_E_RATE_LIMITED);
+    assert_string_equal(t.u.send.abuse.reason, "phone_send_interval");
+    assert_int_equal(t.u.send.abuse.retry_after_s, 20);
+}
+
+static void t_lockout(void **state)
+{
+    fx *f = *state;
+    otp_txn a, b;
+    make_send(&a, f, "+919876500001", T0);
+    assert_int_equal(otp_store_exec(f->s, &a), OTP_OK);
+    make_send(&b, f, "+919876500001", T0 + 31000);
+    assert_int_equal(otp_store_exec(f->s, &b), OTP_OK);
+    int64_t t = T0 + 32000;
+    otp_abuse out;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(verify(f, a.u.send.request_id, false, t, &out), OTP_E_OTP_INCORRECT);
+    assert_int_equal(verify(f, b.u.send.request_id, false, t, &out), OTP_E_OTP_INCORRECT);
+    assert_false(out.phone_locked_now);
+    assert_int_equal(verify(f, b.u.send.request_id, false, t, &out), OTP_E_OTP_INCORRECT);
+    assert_true(out.phone_locked_now);
+    assert_int_equal(verify(f, b.u.send.request_id, true, t, &out), OTP_E_PHONE_LOCKED);
+    assert_int_equal(out.retry_after_s, 900);
+    otp_txn c;
+    make_send(&c, f, "+919876500001", t + 60000);
+    assert_int_equal(otp_store_exec(f->s, &c), OTP_E_PHONE_LOCKED);
+    /* the lock is listed, and a lift opens it */
+    otp_txn l = {.kind = OTP_TXN_ACCOUNT_SET};
+    l.u.account_set.account_id = f->acc;
+    l.u.account_set.fields = OTP_SET_BLOCK_LIFT;
+    snprintf(l.u.account_set.lift_target, OTP_PREFIX_SIZE, "+919876500001");
+    l.u.account_set.now_ms = t;
+    assert_int_equal(otp_store_exec(f->s, &l), OTP_OK);
+    assert_int_equal(verify(f, b.u.send.request_id, true, t, &out), OTP_OK);
+    /* nothing left to lift */
+    assert_int_equal(otp_store_exec(f->s, &l), OTP_E_NOT_FOUND);
+}
+
+static void t_pumping(void **state)
+{
+    fx *f = *state;
+    enum { N = 40 };
+    static otp_txn ts[N];
+    char phone[OTP_PHONE_SIZE];
+    for (int i = 0; i < N; i++) {
+        snprintf(phone, sizeof(phone), "+91987650%04d", i);
+        make_send(&ts[i], f, phone, T0);
+    }
+    otp_account_stats before = stats(f);
+    run_all(f, ts, N);
+    int ok = 0, blocks = 0;
+    for (int i = 0; i < N; i++) {
+        if (ts[i].err == OTP_OK) {
+            ok++;
+            continue;
+        }
+        assert_int_equal(ts[i].err, OTP_E_RATE_LIMITED);
+        assert_string_equal(ts[i].u.send.abuse.reason, "suspected_sms_pumping");
+        blocks += ts[i].u.send.abuse.pumping_block;
+    }
+    assert_int_equal(ok, 19);
+    assert_int_equal(blocks, 1);
+    otp_account_stats after = stats(f);
+    assert_int_equal(after.requests - before.requests, 19);
+
+    otp_txn l = {.kind = OTP_TXN_ACCOUNT_SET};
+    l.u.account_set.account_id = f->acc;
+    l.u.account_set.fields = OTP_SET_BLOCK_LIFT;
+    snprintf(l.u.account_set.lift_target, OTP_PREFIX_SIZE, "+91987650");
+    l.u.account_set.now_ms = T0 + 1000;
+    assert_int_equal(otp_store_exec(f->s, &l), OTP_OK);
+    otp_txn t;
+    make_send(&t, f, "+919876509999", T0 + 2000);
+    assert_int_equal(otp_store_exec(f->s, &t), OTP_OK);
+}
+
+static void t_spend_cap(void **state)
+{
+    fx *f = *state;
+    otp_txn t;
+    for (int i = 0; i < 3; i++) {
+        char phone[OTP_PHONE_SIZE];
+        snprintf(phone, sizeof(phone), "+9198765%05d", 100 + i);
+        make_send(&t, f, phone, T0);
+        t.u.send.abuse.lim.daily_cap = 50; /* two sends at 25 paise */
+        otp_err e = otp_store_exec(f->s, &t);
+        if (i < 2)
+            assert_int_equal(e, OTP_OK);
+        else {
+            assert_int_equal(e, OTP_E_RATE_LIMITED);
+            assert_string_equal(t.u.send.abuse.reason, "daily_spend_cap");
+        }
+    }
+}
+
+static void t_limits_text(void **state)
+{
+    fx *f = *state;
+    char buf[OTP_LIMITS_TEXT_SIZE];
+    assert_int_equal(f->s->ops->limits_get(f->s, f->acc, buf, sizeof(buf)), OTP_OK);
+    assert_string_equal(buf, "");
+    otp_txn t = {.kind = OTP_TXN_ACCOUNT_SET};
+    t.u.account_set.account_id = f->acc;
+    t.u.account_set.fields = OTP_SET_LIMITS;
+    snprintf(t.u.account_set.limits, OTP_LIMITS_TEXT_SIZE, "phone_sends=3");
+    assert_int_equal(otp_store_exec(f->s, &t), OTP_OK);
+    assert_int_equal(f->s->ops->limits_get(f->s, f->acc, buf, sizeof(buf)), OTP_OK);
+    assert_string_equal(buf, "phone_sends=3");
+}
+
+static int rm(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    return system(cmd);
+}
+
+int main(void)
+{
+    if (!mkdtemp(dir))
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(t_window_under_parallel_sends, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_lockout, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_pumping, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_spend_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_limits_text, setup, teardown),
+    };
+    int r = cmocka_run_group_tests(tests, NULL, NULL);
+    (void)rm();
+    return r;
+}
