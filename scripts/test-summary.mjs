@@ -12,7 +12,9 @@
 //                            failed, one that passed without cmocka lines as 1 passed
 //   --unit-ran 0|1           whether `meson test` was run at all
 //   --tap FILE               TAP written by `node --test --test-reporter=tap`: its
-//                            "# pass N", "# fail N", "# cancelled N" trailer
+//                            "# pass N", "# fail N", "# cancelled N" trailer; may be
+//                            given more than once (the e2e suite on SQLite, then on
+//                            PostgreSQL), each file counted and reported on its own
 //   --e2e-ran 0|1            whether the end-to-end tests were run at all
 //   --out FILE               also write the closing line to FILE (.ci/run repeats it)
 // Exit status: 0 when nothing failed and something passed, 1 otherwise.
@@ -21,7 +23,7 @@ import fs from 'node:fs';
 const args = process.argv.slice(2);
 const checks = [];
 let testlog = null;
-let tap = null;
+const taps = [];
 let unitRan = false;
 let e2eRan = false;
 let outFile = null;
@@ -36,7 +38,7 @@ for (let i = 0; i < args.length; i++) {
         testlog = v;
         i++;
     } else if (a === '--tap') {
-        tap = v;
+        taps.push(v);
         i++;
     } else if (a === '--unit-ran') {
         unitRan = v === '1';
@@ -120,9 +122,15 @@ if (unitRan) {
     failed += uf;
 }
 
-if (e2eRan) {
+if (e2eRan && taps.length === 0) {
+    failed++;
+    lines.push('  e2e      FAILED: no TAP file given');
+}
+for (const tap of e2eRan ? taps : []) {
+    // "e2e.tap" -> "e2e", "e2e-postgres.tap" -> "e2e-postgres"
+    const label = tap.replace(/^.*\//, '').replace(/\.tap$/, '');
     let text = '';
-    if (tap && fs.existsSync(tap)) text = fs.readFileSync(tap, 'utf8');
+    if (fs.existsSync(tap)) text = fs.readFileSync(tap, 'utf8');
     const num = (k) => {
         const all = [...text.matchAll(new RegExp(`^# ${k} (\\d+)$`, 'gm'))];
         return all.length ? Number(all[all.length - 1][1]) : null;
@@ -132,11 +140,11 @@ if (e2eRan) {
     const c = num('cancelled') || 0;
     if (p === null || f === null) {
         failed++;
-        lines.push('  e2e      FAILED: node --test wrote no summary');
+        lines.push(`  ${label.padEnd(8)} FAILED: node --test wrote no summary`);
     } else {
         passed += p;
         failed += f + c;
-        lines.push(`  e2e      ${p} ok, ${f + c} failing${c ? ` (${c} cancelled)` : ''}`);
+        lines.push(`  ${label.padEnd(8)} ${p} ok, ${f + c} failing${c ? ` (${c} cancelled)` : ''}`);
         for (const m of text.matchAll(/^\s*not ok \d+ - (.*)$/gm)) lines.push(`    not ok: ${m[1]}`);
     }
 }

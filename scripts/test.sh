@@ -4,8 +4,17 @@
 #   2. build into build-test/ with ASan+UBSan, -Werror and the test hooks
 #   3. cmocka unit tests through `meson test --suite unit`
 #   4. end-to-end tests (tests/e2e, Node's test runner) against build-test/src/otpd
+#   5. the same end-to-end tests again with every server on PostgreSQL
 # and ends with one plain line "N passed, N failed" computed by
-# scripts/test-summary.mjs from Meson's testlog.json and the e2e TAP output.
+# scripts/test-summary.mjs from Meson's testlog.json and the e2e TAP outputs.
+#
+# A throwaway PostgreSQL cluster (Debian's postgresql package) runs for steps 3
+# and 5: initdb into a temporary directory as an unprivileged user (postgres, or
+# nobody, when run as root), pg_ctl on a free loopback port with its socket in
+# that directory; stopped and removed on exit. The unit tests get
+# OTPD_TEST_PG_URL (the store conformance suite runs on both backends), the
+# second e2e pass OTPD_E2E_DB (each test server makes its own database there).
+# A cluster that cannot start counts as one failed check.
 # A failed build counts as one failed test (and nothing else runs).
 # Runs without a TTY or stdin; exits non-zero when anything failed.
 set -uo pipefail
@@ -22,6 +31,62 @@ if [ -f tests/unit/lsan.supp ]; then
 fi
 
 summary_args=()
+
+# ---- the PostgreSQL cluster ----
+PG_DIR=
+PG_RUN=()
+pg_bin() {
+    local d
+    d=$(pg_config --bindir 2>/dev/null || true)
+    if [ -n "$d" ] && [ -x "$d/initdb" ]; then echo "$d"; return; fi
+    d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    if [ -n "$d" ] && [ -x "$d/initdb" ]; then echo "$d"; return; fi
+    d=$(dirname "$(command -v initdb 2>/dev/null || echo /nonexistent/initdb)")
+    [ -x "$d/initdb" ] && echo "$d"
+}
+pg_stop() {
+    [ -n "$PG_DIR" ] || return 0
+    if [ -f "$PG_DIR/data/postmaster.pid" ]; then
+        "${PG_RUN[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
+    fi
+    if [ -d "$RESULTS" ] && [ -f "$PG_DIR/server.log" ]; then
+        cp "$PG_DIR/server.log" "$RESULTS/postgres-server.log" 2>/dev/null || true
+    fi
+    rm -rf "$PG_DIR"
+    PG_DIR=
+}
+pg_start() {
+    PG_BIN=$(pg_bin)
+    if [ -z "$PG_BIN" ]; then
+        echo "postgres: no initdb/pg_ctl found (make deps installs postgresql)"
+        return 1
+    fi
+    PG_DIR=$(mktemp -d /tmp/otpd-pg-XXXXXX)
+    if [ "$(id -u)" -eq 0 ]; then
+        # PostgreSQL refuses to run as root: the cluster belongs to an unprivileged user.
+        local user=postgres
+        id -u "$user" >/dev/null 2>&1 || user=nobody
+        chown "$user" "$PG_DIR"
+        PG_RUN=(runuser -u "$user" --)
+    fi
+    PG_PORT=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+    if ! "${PG_RUN[@]}" "$PG_BIN/initdb" -D "$PG_DIR/data" -U otpd --auth=trust -E UTF8 --no-locale \
+            >"$PG_DIR/initdb.log" 2>&1; then
+        echo "postgres: initdb failed:"; cat "$PG_DIR/initdb.log"; return 1
+    fi
+    # fsync stays on: commits cost what they cost in production.
+    if ! "${PG_RUN[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
+            -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=400" \
+            start >/dev/null; then
+        echo "postgres: pg_ctl start failed:"; cat "$PG_DIR/server.log"; return 1
+    fi
+    PG_URL="postgres://otpd@127.0.0.1:$PG_PORT"
+    if ! psql -qX -v ON_ERROR_STOP=1 -d "$PG_URL/postgres" -c "CREATE DATABASE otpd_unit" >/dev/null; then
+        echo "postgres: cannot create the test database"; return 1
+    fi
+    echo "postgres: $("$PG_BIN/postgres" --version) on 127.0.0.1:$PG_PORT ($PG_DIR)"
+}
+trap pg_stop EXIT
 
 # 1. Formatting.
 echo "== clang-format check"
@@ -53,29 +118,54 @@ rm -rf "$RESULTS"
 mkdir -p "$RESULTS"
 
 if [ $built -eq 1 ]; then
+    echo "== PostgreSQL for the tests"
+    pg_ok=0
+    if pg_start; then
+        pg_ok=1
+        export OTPD_TEST_PG_URL="$PG_URL/otpd_unit"
+    else
+        summary_args+=(--check postgres=fail)
+        unset OTPD_TEST_PG_URL
+    fi
+
     # 3. Unit tests.
     echo "== unit tests (cmocka)"
     rm -f "$BUILD/meson-logs/testlog.json"
     meson test -C "$BUILD" --suite unit --no-rebuild --print-errorlogs
     summary_args+=(--unit-ran 1 --testlog "$BUILD/meson-logs/testlog.json")
 
-    # 4. End-to-end tests.
+    # 4. End-to-end tests; 5. the same against PostgreSQL.
+    # run_e2e TAP RESULTS_DIR [VAR=value…]: the whole suite, TAP into $RESULTS/TAP.
+    run_e2e() {
+        local tap=$1 out=$2
+        shift 2
+        mkdir -p "$out"
+        (
+            cd tests/e2e || exit 1
+            runner=(--test --test-reporter=spec --test-reporter-destination=stdout
+                    --test-reporter=tap --test-reporter-destination="$ROOT/$RESULTS/$tap")
+            # Files with their own servers run side by side (Node >= 20.10 knows the flag).
+            if node -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>20||(a===20&&b>=10)?0:1)'; then
+                runner+=(--test-concurrency="${OTPD_E2E_CONCURRENCY:-3}")
+            fi
+            env OTPD_BIN="$ROOT/$BUILD/src/otpd" OTPD_E2E_RESULTS="$out" "$@" \
+                timeout 900 node "${runner[@]}" ./*.test.mjs </dev/null
+        )
+    }
     echo "== end-to-end tests"
     summary_args+=(--e2e-ran 1 --tap "$ROOT/$RESULTS/e2e.tap")
-    (
-        cd tests/e2e || exit 1
-        if node -e 'const p=require("./package.json");process.exit(Object.keys(p.dependencies||{}).length+Object.keys(p.devDependencies||{}).length?0:1)' 2>/dev/null; then
-            npm ci --no-audit --no-fund || exit 1
-        fi
-        runner=(--test --test-reporter=spec --test-reporter-destination=stdout
-                --test-reporter=tap --test-reporter-destination="$ROOT/$RESULTS/e2e.tap")
-        # Files with their own servers run side by side (Node >= 20.10 knows the flag).
-        if node -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>20||(a===20&&b>=10)?0:1)'; then
-            runner+=(--test-concurrency="${OTPD_E2E_CONCURRENCY:-3}")
-        fi
-        OTPD_BIN="$ROOT/$BUILD/src/otpd" OTPD_E2E_RESULTS="$ROOT/$RESULTS" \
-            timeout 900 node "${runner[@]}" ./*.test.mjs </dev/null
-    )
+    if node -e 'const p=require("./tests/e2e/package.json");process.exit(Object.keys(p.dependencies||{}).length+Object.keys(p.devDependencies||{}).length?0:1)' 2>/dev/null; then
+        (cd tests/e2e && npm ci --no-audit --no-fund)
+    fi
+    run_e2e e2e.tap "$ROOT/$RESULTS"
+    if [ $pg_ok -eq 1 ]; then
+        echo "== end-to-end tests against PostgreSQL"
+        summary_args+=(--tap "$ROOT/$RESULTS/e2e-postgres.tap")
+        # OTPD_E2E_PGDATA: tests that look for secrets in the database's files on disk.
+        run_e2e e2e-postgres.tap "$ROOT/$RESULTS/postgres" OTPD_E2E_DB="$PG_URL/postgres" \
+            OTPD_E2E_PGDATA="$PG_DIR/data"
+    fi
+    pg_stop
 else
     echo "build failed: unit and end-to-end tests not run"
 fi

@@ -7,6 +7,7 @@
  * file name.
  */
 #include "store/store.h"
+#include "store/postgres.h"
 #include "store/sqlite.h"
 
 #include <pthread.h>
@@ -23,17 +24,16 @@ static bool has_prefix(const char *s, const char *prefix)
 int otp_store_open(const char *url, const otp_store_options *opt, otp_store **ret, char *err,
                    size_t errlen)
 {
-    static const otp_store_options defaults = {.migrate = false, .read_conns = 0, .max_batch = 0};
+    static const otp_store_options defaults = {
+        .migrate = false, .read_conns = 0, .max_batch = 0, .pool_size = 0};
     if (!opt)
         opt = &defaults;
     if (!url || !*url) {
         snprintf(err, errlen, "empty store URL");
         return -1;
     }
-    if (has_prefix(url, "postgres://") || has_prefix(url, "postgresql://")) {
-        snprintf(err, errlen, "PostgreSQL backend not built yet");
-        return -1;
-    }
+    if (has_prefix(url, "postgres://") || has_prefix(url, "postgresql://"))
+        return otp_store_postgres_open(url, opt, ret, err, errlen);
     const char *path = url;
     if (has_prefix(url, "sqlite:")) {
         path = url + strlen("sqlite:");

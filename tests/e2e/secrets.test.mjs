@@ -6,6 +6,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { startServer, phones, assertError, sleep } from './lib/server.mjs';
@@ -30,11 +31,25 @@ function testableForms(code, requestId) {
     return forms;
 }
 
-function dbFiles(dir) {
+/**
+ * The files that hold srv's store: SQLite's otpd.db* in the data dir or, on
+ * PostgreSQL ($OTPD_E2E_DB), the database's own files in the cluster's data
+ * directory ($OTPD_E2E_PGDATA) after a CHECKPOINT has written every page there.
+ */
+function dbFiles(srv) {
+    if (!srv.db) {
+        return fs
+            .readdirSync(srv.dataDir)
+            .filter((f) => f.startsWith('otpd.db'))
+            .map((f) => path.join(srv.dataDir, f));
+    }
+    const psql = (q) => execFileSync('psql', ['-qAtX', '-d', srv.db, '-c', q], { encoding: 'utf8' }).trim();
+    psql('CHECKPOINT');
+    const dir = path.join(process.env.OTPD_E2E_PGDATA, 'base', psql('SELECT oid FROM pg_database WHERE datname = current_database()'));
     return fs
         .readdirSync(dir)
-        .filter((f) => f.startsWith('otpd.db'))
-        .map((f) => path.join(dir, f));
+        .map((f) => path.join(dir, f))
+        .filter((f) => fs.statSync(f).isFile());
 }
 
 describe('secrets stay secret', () => {
@@ -67,8 +82,8 @@ describe('secrets stay secret', () => {
     after(() => srv && srv.cleanup('secrets'));
 
     const checkDb = (when) => {
-        const files = dbFiles(srv.dataDir);
-        assert.ok(files.some((f) => f.endsWith('otpd.db')), `no otpd.db in ${srv.dataDir}: ${fs.readdirSync(srv.dataDir)}`);
+        const files = dbFiles(srv);
+        assert.ok(srv.db ? files.length > 0 : files.some((f) => f.endsWith('otpd.db')), `no database files for ${srv.dataDir}`);
         const blobs = files.map((f) => [f, fs.readFileSync(f)]);
         for (const s of sent) {
             for (const form of testableForms(s.code, s.requestId)) {

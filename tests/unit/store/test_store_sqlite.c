@@ -130,8 +130,10 @@ static void t_urls(void **state)
     snprintf(url, sizeof(url), "%s/slashes.sqlite", dir);
     assert_int_equal(access(url, F_OK), 0);
 
-    expect_open_error("postgres://otpd@localhost/otpd", "PostgreSQL backend not built yet");
-    expect_open_error("postgresql://localhost/otpd", "PostgreSQL backend not built yet");
+    /* Port 1 on loopback refuses: the URLs reach the PostgreSQL backend. */
+    expect_open_error("postgres://otpd@127.0.0.1:1/otpd", "cannot connect to PostgreSQL");
+    expect_open_error("postgresql://127.0.0.1:1/otpd?connect_timeout=2",
+                      "cannot connect to PostgreSQL");
     expect_open_error("mysql://localhost/otpd", "unknown store URL scheme");
     expect_open_error("", "empty");
     expect_open_error("sqlite:", "no path");
