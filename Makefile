@@ -17,14 +17,15 @@ BUILD_DIR ?= build
 DATA_DIR  ?= ./otpd-data
 LISTEN    ?= 127.0.0.1:8080
 
-.PHONY: help deps build run test bench clean
+.PHONY: help deps build run test bench bench-rss clean
 
 help:
 	@echo "make run    build and start otpd on $(LISTEN) with a demo account (data in $(DATA_DIR))"
 	@echo "make test   build with ASan+UBSan and run every test; ends with 'N passed, N failed'"
 	@echo "make deps   install the Debian packages otpd needs (as root)"
 	@echo "make build  release build into ./$(BUILD_DIR)"
-	@echo "make bench  benchmarks (not yet)"
+	@echo "make bench  benchmarks against nginx on 127.0.0.1, ~4 min (bench/run.sh; docs/performance.md)"
+	@echo "make bench-rss  server RSS with 1,000,000 live requests (opt-in, ~3-5 min)"
 	@echo "make clean  remove build directories"
 
 deps:
@@ -45,7 +46,10 @@ test: deps
 	@bash scripts/test.sh
 
 bench:
-	@echo "make bench: not written yet — see issue 7"
+	@bash bench/run.sh
+
+bench-rss:
+	@bash bench/rss.sh
 
 clean:
 	rm -rf build build-test
