@@ -52,4 +52,4 @@ bench-rss:
 	@bash bench/rss.sh
 
 clean:
-	rm -rf build build-test
+	rm -rf build build-test build-bench
