@@ -69,7 +69,7 @@ static int gsm_septets(uint32_t cp)
 /* Decodes one UTF-8 character at *p, advancing *p. Returns false on anything that
  * is not well-formed UTF-8 (RFC 3629): stray continuation bytes, truncation,
  * overlong forms, surrogates, code points above U+10FFFF. */
-static bool utf8_next(const unsigned char **p, uint32_t *ret_cp)
+bool otp_utf8_next(const unsigned char **p, uint32_t *ret_cp)
 {
     const unsigned char *s = *p;
     uint32_t cp, min;
@@ -135,7 +135,7 @@ int otp_sms_segments(const char *utf8, otp_sms_encoding *ret_enc)
     /* Both packings are tracked in one pass; GSM's is dropped at the first
      * character outside the GSM tables. */
     for (p = (const unsigned char *)utf8; *p;) {
-        if (!utf8_next(&p, &cp))
+        if (!otp_utf8_next(&p, &cp))
             return -1;
         if (is_gsm) {
             int septets = gsm_septets(cp);

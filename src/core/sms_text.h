@@ -9,11 +9,19 @@
 #ifndef OTP_CORE_SMS_TEXT_H
 #define OTP_CORE_SMS_TEXT_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define OTP_SMS_TEXT_MAX 1024 /* bytes of UTF-8, NUL excluded */
 
 typedef enum { OTP_SMS_GSM7 = 0, OTP_SMS_UCS2 = 1 } otp_sms_encoding;
+
+/* Decodes one UTF-8 character at *p (RFC 3629: no overlongs, no surrogates, at
+ * most U+10FFFF), advancing *p past it. Returns false, without advancing, if it
+ * is not well-formed. Shared by segment counting and the SMPP encoder so that
+ * what is charged and what is sent read the text the same way. */
+bool otp_utf8_next(const unsigned char **p, uint32_t *ret_cp);
 
 /* Returns the number of segments of utf8 (>= 1) and writes its encoding; returns
  * -1 if utf8 is not valid UTF-8. */

@@ -10,6 +10,7 @@
  * checks that they do for every code point below U+10000.
  */
 #include "delivery/sms_parts.h"
+#include "core/sms_text.h"
 
 #include <sodium.h>
 #include <stdlib.h>
@@ -67,44 +68,6 @@ int otp_gsm7_encode(uint32_t cp, uint8_t out[2])
     return 0;
 }
 
-/* Decodes one UTF-8 character at *p (RFC 3629: no overlongs, no surrogates, at
- * most U+10FFFF), advancing *p. Returns false if it is not well-formed. */
-static bool utf8_next(const unsigned char **p, uint32_t *ret_cp)
-{
-    const unsigned char *s = *p;
-    uint32_t cp, min;
-    int extra;
-    if (s[0] < 0x80) {
-        cp = s[0];
-        extra = 0;
-        min = 0;
-    } else if ((s[0] & 0xE0) == 0xC0) {
-        cp = s[0] & 0x1F;
-        extra = 1;
-        min = 0x80;
-    } else if ((s[0] & 0xF0) == 0xE0) {
-        cp = s[0] & 0x0F;
-        extra = 2;
-        min = 0x800;
-    } else if ((s[0] & 0xF8) == 0xF0) {
-        cp = s[0] & 0x07;
-        extra = 3;
-        min = 0x10000;
-    } else {
-        return false;
-    }
-    for (int i = 1; i <= extra; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return false;
-        cp = cp << 6 | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return false;
-    *p = s + 1 + extra;
-    *ret_cp = cp;
-    return true;
-}
-
 /* The text as units: septets (GSM-7) or UTF-16 code units (UCS-2). starts[i]
  * is true where a character begins. */
 typedef struct units {
@@ -133,7 +96,7 @@ static int encode(const char *utf8, bool gsm, units *t)
     t->n = 0;
     for (const unsigned char *p = (const unsigned char *)utf8; *p;) {
         uint32_t cp;
-        if (!utf8_next(&p, &cp))
+        if (!otp_utf8_next(&p, &cp))
             return -1;
         uint16_t v[2];
         int k;
