@@ -247,15 +247,16 @@ print_table() {
         printf '%s\n' "$row"
     done
     printf '\n%-12s %5s  %s\n' 'otpd threads' conns \
-        'CPU s per 1,000 requests (cores busy) — HTTP = MHD-worker x2, writer = otpd-store, dispatcher = otpd'
+        'CPU s per 1,000 requests (cores busy) — HTTP = MHD-worker x2, writer = otpd-store, checkpointer = otpd-ckpt, dispatcher = otpd'
     for key in "${ORDER[@]}"; do
         [ -n "${R_THREADS[$key]:-}" ] || continue
         [[ $key != nginx* ]] || continue
         printf '%-12s %5s  %s\n' "${key%|*}" "${key#*|}" "$(awk '
             $1 == "MHD-worker" { h = sprintf("HTTP %.3f (%.2f)", $2, $3) }
             $1 == "otpd-store" || $1 == "otpd-pg" { w = sprintf("writer %.3f (%.2f)", $2, $3) }
+            $1 == "otpd-ckpt" { k = sprintf("checkpointer %.3f (%.2f)", $2, $3) }
             $1 == "otpd" { d = sprintf("dispatcher %.3f (%.2f)", $2, $3) }
-            END { print h "   " w "   " d }' <<<"${R_THREADS[$key]}")"
+            END { print h "   " w (k ? "   " k : "") "   " d }' <<<"${R_THREADS[$key]}")"
     done
     if [ ${#DORDER[@]} -gt 0 ]; then
         printf '\n%-26s %5s %8s %12s %8s %10s\n' 'delivery (while sending)' conns 'sends/s' \

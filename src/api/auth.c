@@ -4,9 +4,15 @@
  * store; then the key's SHA-256 is looked up. Every failure is the same 401, so
  * a caller cannot tell a revoked key from an unknown one. lastUsedAt is written
  * at most about once a minute per key, off the request path.
+ *
+ * A successful lookup is kept for limits.cache_ms in this thread's key cache
+ * (key_cache.h), keyed by the SHA-256: the common request hashes the key once
+ * and copies the cached row. A hit also stands for the format and checksum
+ * checks (only a real key's SHA-256 is ever cached), so those run on a miss.
  */
 #include "api/api.h"
 #include "api/guard.h"
+#include "api/key_cache.h"
 #include "core/apikey.h"
 #include "util/clock.h"
 
@@ -39,24 +45,33 @@ static const char *presented_key(otp_http_req *req)
 bool otp_api_authenticate(otp_http_req *req, otp_api *api, otp_key_auth *ret)
 {
     const char *key = presented_key(req);
-    if (!key || !otp_apikey_check(key, NULL)) {
+    /* The length first: a long header value is never hashed. */
+    if (!key || strnlen(key, OTP_APIKEY_LEN + 1) != OTP_APIKEY_LEN) {
         otp_http_reply_error(req, OTP_E_UNAUTHORIZED, NULL, NULL);
         return false;
     }
     uint8_t hash[OTP_APIKEY_HASH_LEN];
     otp_apikey_hash(key, hash);
-    otp_key_auth auth = {0};
-    otp_err e = api->store->ops->key_lookup(api->store, hash, &auth);
-    if (e == OTP_E_UNAVAILABLE || e == OTP_E_INTERNAL) {
-        otp_http_reply_error(req, OTP_E_UNAVAILABLE, NULL, NULL);
-        return false;
-    }
-    if (e != OTP_OK || auth.revoked) {
-        otp_http_reply_error(req, OTP_E_UNAUTHORIZED, NULL, NULL);
-        return false;
+    int64_t now = otp_now_ms();
+    otp_key_auth auth;
+    if (!otp_key_cache_get(hash, now, &auth)) {
+        if (!otp_apikey_check(key, NULL)) {
+            otp_http_reply_error(req, OTP_E_UNAUTHORIZED, NULL, NULL);
+            return false;
+        }
+        memset(&auth, 0, sizeof(auth));
+        otp_err e = api->store->ops->key_lookup(api->store, hash, &auth);
+        if (e == OTP_E_UNAVAILABLE || e == OTP_E_INTERNAL) {
+            otp_http_reply_error(req, OTP_E_UNAVAILABLE, NULL, NULL);
+            return false;
+        }
+        if (e != OTP_OK || auth.revoked) {
+            otp_http_reply_error(req, OTP_E_UNAUTHORIZED, NULL, NULL);
+            return false;
+        }
+        otp_key_cache_put(hash, &auth, now);
     }
     otp_http_log_account(req, auth.account_public_id);
-    int64_t now = otp_now_ms();
     if (now - auth.last_used_at_ms >= TOUCH_INTERVAL_MS) {
         otp_txn *t = calloc(1, sizeof(*t));
         if (t) {
@@ -65,6 +80,9 @@ bool otp_api_authenticate(otp_http_req *req, otp_api *api, otp_key_auth *ret)
             t->u.key_touch.now_ms = now;
             t->done = touch_done;
             api->store->ops->submit(api->store, t);
+            /* The cached row must not ask for another touch on every request
+             * until it is read again. */
+            otp_key_cache_set_last_used(hash, now);
         }
     }
     /* SPEC 3: the key's token bucket, in front of everything else. */

@@ -289,6 +289,7 @@ void otp_api_send(otp_http_req *req, void *app)
     s->key_id = auth.key_id;
     s->test = auth.test;
     memcpy(s->phone, phone.e164, sizeof(s->phone));
+    memcpy(s->region, phone.region, sizeof(s->region));
     s->code_length = p.code_length;
     s->max_attempts = p.max_attempts;
     s->expires_in_s = p.expires_in;

@@ -43,7 +43,7 @@ const char *const pg_write_sql[S__COUNT] = {
                ", $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28,"
                " $29::bigint[])",
     [S_VERIFY_LOCK] = "SELECT id, status, attempts_left, expires_at, coalesce(verified_at, 0),"
-                      " code_hash, code_length, phone FROM otp_requests"
+                      " code_hash, code_length, phone, region FROM otp_requests"
                       " WHERE public_id = $1 AND account_id = $2 FOR NO KEY UPDATE",
     /* The number's advisory lock (the one otp_abuse_pre takes), then its
      * state read by a statement of its own, so after the lock: a guess on one
@@ -210,23 +210,22 @@ static const char *lim_array(pg_params *p, const otp_limits *l)
     return p->lim;
 }
 
-/* Binds what the server-side checks need of a send to phone ("" = unknown: a
- * resend's prefix is then derived on the server, its region left empty and
- * the safe list not consulted): use, prefix, region, safe, limits. What needs
- * libphonenumber or the safe list is computed here. */
-static void bind_abuse(pg_params *p, const otp_abuse *a, const char *phone)
+/* Binds what the server-side checks need of a send to phone: use, prefix,
+ * region, safe, limits. phone "" = unknown: a resend's prefix is then derived
+ * on the server and the safe list not consulted. region: the number's ("" =
+ * none), also stored with a SEND's request whatever use says; NULL (RESEND):
+ * the one stored with the request (see otp_resend()). */
+static void bind_abuse(pg_params *p, const otp_abuse *a, const char *phone, const char *region)
 {
+    if (region)
+        snprintf(p->region, sizeof(p->region), "%s", region);
     if (!a->use) {
         pg_p_bool(p, false);
-        for (int i = 0; i < 4; i++)
-            pg_p_null(p);
+        pg_p_null(p);
+        pg_p_text_opt(p, region ? p->region : NULL);
+        pg_p_null(p);
+        pg_p_null(p);
         return;
-    }
-    snprintf(p->region, sizeof(p->region), "%s", a->region);
-    if (!p->region[0] && phone[0]) {
-        otp_phone ph;
-        if (otp_phone_parse(phone, &ph) == OTP_PHONE_OK)
-            snprintf(p->region, sizeof(p->region), "%s", ph.region);
     }
     pg_p_bool(p, true);
     if (phone[0]) {
@@ -235,9 +234,26 @@ static void bind_abuse(pg_params *p, const otp_abuse *a, const char *phone)
     } else {
         pg_p_null(p);
     }
-    pg_p_text(p, p->region);
+    pg_p_text(p, region ? p->region : NULL);
     pg_p_bool(p, phone[0] && otp_phone_safe(a->lim.safe, phone));
     pg_p_text(p, lim_array(p, &a->lim));
+}
+
+/* The region of a SEND's number: given by the caller, else (callers that
+ * predate the field) parsed for the abuse checks; "" if unknown. */
+static const char *send_region(const otp_txn_send *in, char buf[3])
+{
+    otp_phone ph;
+    if (in->region[0] && TERMINATED(in->region))
+        return in->region;
+    if (!in->abuse.use)
+        return "";
+    if (in->abuse.region[0] && TERMINATED(in->abuse.region))
+        return in->abuse.region;
+    buf[0] = '\0';
+    if (otp_phone_parse(in->phone, &ph) == OTP_PHONE_OK)
+        memcpy(buf, ph.region, 3);
+    return buf;
 }
 
 /* The static string of a refusal's reason as the server names it. */
@@ -307,7 +323,8 @@ static void bind_send(pg_params *p, const otp_txn_send *in)
     else
         pg_p_null(p);
     bind_idem(p, &in->idem);
-    bind_abuse(p, &in->abuse, in->phone);
+    char region[3];
+    bind_abuse(p, &in->abuse, in->phone, send_region(in, region));
 }
 
 /* The outcome of one otp_send() row into the txn: OTP_OK with charged and
@@ -492,6 +509,7 @@ typedef struct guess {
     bool set;   /* the request's state changed: write it */
     bool match; /* the right code */
     char phone[OTP_PHONE_SIZE];
+    char region[3];     /* stored at send; '' for a request sent before schema 3 */
     otp_phone_state ps; /* the number's state (abuse.use) */
     bool ps_set;        /* … changed: write it */
     bool converted;     /* a success that counts as a conversion (pumping rule) */
@@ -538,6 +556,7 @@ static otp_err decide(otp_txn_verify *in, PGresult *r, guess *g)
         return OTP_E_INTERNAL;
     int stored_len = (int)pg_int(r, 0, 6);
     pg_copy(r, 0, 7, g->phone, sizeof(g->phone));
+    pg_copy(r, 0, 8, g->region, sizeof(g->region));
 
     in->attempts_left = g->state.attempts_left;
     if (otp_req_effective_status(&g->state, in->now_ms) != OTP_REQ_PENDING)
@@ -596,12 +615,15 @@ static bool send_guess_writes(pg_conn *c, const otp_txn_verify *in, const guess 
         ok = send_prepared(c, S_PHONE_STATE_PUT, &w);
     }
     if (ok && g->converted) {
-        /* A conversion, for the pumping rule: the prefix's and the region's. */
+        /* A conversion, for the pumping rule: the prefix's and the region's
+         * (parsed only for a request stored without one). */
         pg_params w[2] = {{0}};
         otp_phone ph;
         otp_phone_prefix(g->phone, w[0].prefix);
         snprintf(w[1].prefix, sizeof(w[1].prefix), "%s",
-                 otp_phone_parse(g->phone, &ph) == OTP_PHONE_OK ? ph.region : "");
+                 g->region[0]                                     ? g->region
+                 : otp_phone_parse(g->phone, &ph) == OTP_PHONE_OK ? ph.region
+                                                                  : "");
         for (int i = 0; ok && i < 2; i++) {
             pg_p_int(&w[i], in->account_id);
             pg_p_text(&w[i], w[i].prefix);
@@ -988,21 +1010,11 @@ static otp_err tx_outbox_report(pg_conn *c, const otp_txn_outbox_report *in)
 
 /* ---- RESEND and CANCEL ---- */
 
-/* RESEND: one call of otp_resend(); see store.h for the order of the checks.
- * Returns OTP_OK with the outputs set (or idem.replayed), a business error with
- * nothing stored (retry_after_s set for OTP_E_RESEND_TOO_SOON), or a store
- * error. */
-static otp_err tx_resend(pg_conn *c, otp_txn_resend *in)
+/* One call of otp_resend() with region (see bind_abuse()). Its outcome, with
+ * its one row in *ret_r (PQclear it) also on error. */
+static otp_err resend_call(pg_conn *c, const otp_txn_resend *in, const char *region,
+                           PGresult **ret_r)
 {
-    abuse_reset(&in->abuse);
-    otp_err e;
-    if (in->segments < 1 || !text_ok(in->sealed_text, in->sealed_text_len) || in->max_resends < 0 ||
-        in->cooldown_ms < 0)
-        return OTP_E_INVALID_REQUEST;
-    if (in->idem.use && (e = idem_valid(&in->idem)))
-        return e;
-    if (!TERMINATED(in->request_id) || !pg_utf8_valid(in->request_id))
-        return OTP_E_OTP_NOT_FOUND;
     pg_params p = {0};
     pg_p_int(&p, in->account_id);
     if (in->key_id > 0)
@@ -1023,13 +1035,42 @@ static otp_err tx_resend(pg_conn *c, otp_txn_resend *in)
     pg_p_text_opt(&p, in->dlt_template_id);
     bind_idem(&p, &in->idem);
     /* The request's number as the API read it (the store derives only what it
-     * must: without it, the prefix on the server, no region, no safe list). */
-    bind_abuse(&p, &in->abuse, in->abuse.phone);
-
-    PGresult *r;
-    e = run(c, S_RESEND, &p, &r);
-    if (!e && PQntuples(r) != 1)
+     * must: without it, the prefix on the server, no safe list). */
+    bind_abuse(&p, &in->abuse, in->abuse.phone, region);
+    otp_err e = run(c, S_RESEND, &p, ret_r);
+    if (!e && PQntuples(*ret_r) != 1)
         e = OTP_E_INTERNAL;
+    return e;
+}
+
+/* RESEND: one call of otp_resend(); see store.h for the order of the checks.
+ * Returns OTP_OK with the outputs set (or idem.replayed), a business error with
+ * nothing stored (retry_after_s set for OTP_E_RESEND_TOO_SOON), or a store
+ * error. */
+static otp_err tx_resend(pg_conn *c, otp_txn_resend *in)
+{
+    abuse_reset(&in->abuse);
+    otp_err e;
+    if (in->segments < 1 || !text_ok(in->sealed_text, in->sealed_text_len) || in->max_resends < 0 ||
+        in->cooldown_ms < 0)
+        return OTP_E_INVALID_REQUEST;
+    if (in->idem.use && (e = idem_valid(&in->idem)))
+        return e;
+    if (!TERMINATED(in->request_id) || !pg_utf8_valid(in->request_id))
+        return OTP_E_OTP_NOT_FOUND;
+    /* The region stored with the request (NULL), unless the caller knows it. */
+    const char *region =
+        in->abuse.region[0] && TERMINATED(in->abuse.region) ? in->abuse.region : NULL;
+    PGresult *r;
+    e = resend_call(c, in, region, &r);
+    if (!e && !region && strcmp(pg_text(r, 0, 0), "region_needed") == 0) {
+        /* A request sent before schema 3 has no stored region: parse its
+         * number ("" if that fails) and call again; nothing was written. */
+        PQclear(r);
+        otp_phone ph;
+        e = resend_call(c, in,
+                        otp_phone_parse(in->abuse.phone, &ph) == OTP_PHONE_OK ? ph.region : "", &r);
+    }
     if (!e && !PQgetisnull(r, 0, 0)) { /* refused, nothing written but a pumping block */
         e = pg_err_by_code(pg_text(r, 0, 0));
         if (e == OTP_E_RESEND_TOO_SOON) {

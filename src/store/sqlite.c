@@ -47,9 +47,18 @@
  * commit: they must be short and must never wait on the store (an
  * otp_store_exec() from a done() would wait for the thread that runs it).
  *
+ * Checkpoints (copying the WAL into the database file, with its fsync) do not
+ * run inside the writer's COMMIT as SQLite's automatic checkpoint would: a WAL
+ * hook on the write connection hands them to a checkpointer thread with its own
+ * connection (sqlite_checkpoint.c). The writer only checkpoints the last few
+ * frames itself now and then so that the WAL can start over, and everything
+ * inline if the WAL passes a hard cap. A COMMIT that returned is durable either
+ * way: done() still follows it.
+ *
  * close() stops accepting (a later submit() completes at once with
  * OTP_E_UNAVAILABLE, on the caller's thread), lets the writer drain and commit
- * everything already queued, joins it, then closes every connection.
+ * everything already queued, joins it, stops the checkpointer (after the
+ * checkpoint it is in), then closes every connection.
  *
  * Erased outbox texts: secure_delete=ON overwrites deleted content in the
  * database pages; old copies can remain in the WAL file until it is checkpointed
@@ -234,6 +243,9 @@ static void sq_close(otp_store *base)
         pthread_cond_signal(&s->qcond);
         pthread_join(s->writer, NULL);
     }
+    /* Writes the pumping counts still in the writer's memory (sqlite_traffic.c). */
+    sq_traffic_close(s);
+    sq_ckpt_stop(s); /* before the connections: it removes the writer's WAL hook */
     if (s->sync_init) {
         sq_readers_close(s);
         pthread_mutex_destroy(&s->qlock);
@@ -324,6 +336,10 @@ int otp_store_sqlite_open(const char *path, const otp_store_options *opt, otp_st
         goto fail;
     if (OTPD_TEST_HOOKS)
         sqlite3_commit_hook(s->wdb, commit_hook, s);
+    /* After sq_schema_open: its WAL hook replaces SQLite's automatic checkpoint
+     * (and anything PRAGMA wal_autocheckpoint set there) on the write connection. */
+    if (sq_ckpt_start(s, err, errlen))
+        goto fail;
     if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
         snprintf(err, errlen, "cannot start the store's writer thread");
         goto fail;

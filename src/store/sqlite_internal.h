@@ -2,10 +2,12 @@
  * and to its unit tests. Nothing outside src/store/ and tests/unit/store/ may
  * include it: SQLite types must not leak past store.h.
  *
- * The backend is split in four files: sqlite.c (open, close, the writer thread
+ * The backend is split in six files: sqlite.c (open, close, the writer thread
  * and group commit), sqlite_schema.c (pragmas and versioned migrations),
- * sqlite_txn.c (the body of every write txn, on the write connection) and
- * sqlite_read.c (per-thread read-only connections and the read calls).
+ * sqlite_txn.c (the body of every write txn, on the write connection),
+ * sqlite_traffic.c (the pumping counters the writer keeps in memory),
+ * sqlite_read.c (per-thread read-only connections and the read calls) and
+ * sqlite_checkpoint.c (the checkpointer thread and the writer's WAL hook).
  */
 #ifndef OTP_STORE_SQLITE_INTERNAL_H
 #define OTP_STORE_SQLITE_INTERNAL_H
@@ -93,6 +95,8 @@ typedef enum {
 } sq_wstmt;
 
 typedef struct sq_reader sq_reader;
+typedef struct sq_traffic sq_traffic; /* the pumping counters (sqlite_traffic.c) */
+typedef struct sq_ckpt sq_ckpt;       /* the checkpointer (sqlite_checkpoint.c) */
 
 typedef struct sq_store {
     otp_store base;
@@ -122,6 +126,11 @@ typedef struct sq_store {
     sq_reader *readers;
 
     atomic_int fail_commits; /* test hook: make the next N commits fail */
+
+    /* Pumping-rule counters not yet in the traffic table: writer thread only. */
+    sq_traffic *traffic;
+
+    sq_ckpt *ckpt; /* the checkpointer thread, its connection and the WAL hook's state */
 } sq_store;
 
 /* Copies text column col (NULL reads as "") into dst of size n, truncating. */
@@ -149,8 +158,6 @@ otp_err sq_err(int rc);
 int sq_schema_open(sq_store *s, bool migrate, char *err, size_t errlen);
 /* The SQL of migration `version` (1-based), or NULL (tests build old schemas). */
 const char *sq_migration_sql(int version);
-/* The abuse-protection tables (migration 3 in waiting, see sqlite_schema.c). */
-extern const char sq_abuse_schema_sql[];
 /* Sets the pragmas every connection needs (busy timeout, extended codes). */
 void sq_conn_setup(sqlite3 *db);
 
@@ -161,6 +168,8 @@ extern const char sq_outbox_due_sql[];
 /* The delivery report's message lookup and the purge of old requests (the same). */
 extern const char sq_dlr_lookup_sql[];
 extern const char sq_purge_requests_sql[];
+/* The blocks lookup of every send (abuse_pre), also for its query plan test. */
+extern const char sq_block_find_sql[];
 /* Prepares s->w[]. Returns 0, or -1 with a reason in err. */
 int sq_txn_prepare(sq_store *s, char *err, size_t errlen);
 /* Runs one txn's body inside the batch transaction. Returns the txn's outcome.
@@ -175,6 +184,53 @@ otp_err sq_txn_run(sq_store *s, otp_txn *t, bool *ret_keep);
 /* Frees what a successful body allocated for the caller, when its batch then
  * failed to commit (the claim's messages). */
 void sq_txn_discard(otp_txn *t);
+
+/* ---- sqlite_checkpoint.c ---- */
+
+/* WAL sizes (in pages, i.e. frames) that steer checkpoints; see sqlite_checkpoint.c.
+ * Past SQ_CKPT_PAGES the writer wakes the checkpointer thread (then every
+ * SQ_CKPT_PAGES more); past SQ_CKPT_RESTART_PAGES it lets the thread catch up
+ * once, then checkpoints the last few frames itself so that the WAL starts
+ * over; past SQ_CKPT_CAP_PAGES it checkpoints inline at every commit, as SQLite
+ * would have (the backstop). */
+#define SQ_CKPT_PAGES 1000
+#define SQ_CKPT_RESTART_PAGES (4 * SQ_CKPT_PAGES)
+#define SQ_CKPT_CAP_PAGES (16 * SQ_CKPT_PAGES)
+
+/* Opens the checkpointer's connection on s->path, installs the WAL hook on
+ * s->wdb (replacing SQLite's automatic checkpoint) and starts the thread.
+ * Call before the writer thread starts. Returns 0, or -1 with a reason in err
+ * (then sq_ckpt_stop() frees what was made). */
+int sq_ckpt_start(sq_store *s, char *err, size_t errlen);
+/* Removes the WAL hook, stops and joins the thread (after its current
+ * checkpoint), closes its connection. Call after the writer thread has been
+ * joined. Does nothing if s->ckpt is NULL. */
+void sq_ckpt_stop(sq_store *s);
+
+/* ---- sqlite_traffic.c ---- */
+
+/* The pumping rule's per-minute counters are kept in the writer's memory and
+ * written to the traffic table in bulk, at most once per second, inside a
+ * batch (see sqlite_traffic.c). sq_txn_prepare() opens them (installing the
+ * write connection's rollback hook); sq_traffic_close() writes what is left in
+ * a transaction of its own and frees them: call it after the writer thread
+ * has been joined, before the statements are finalized (nothing if not open). */
+int sq_traffic_open(sq_store *s);
+void sq_traffic_close(sq_store *s);
+/* Around every txn body (sq_txn_run): begin sees whether t starts a new batch
+ * (the previous one then committed, unless it was rolled back); end keeps or
+ * drops the txn's increments and, with keep, writes the committed ones when a
+ * second has passed since the last time. */
+void sq_traffic_txn_begin(sq_store *s, const otp_txn *t);
+void sq_traffic_txn_end(sq_store *s, bool keep);
+/* Adds to (account, scope, minute) for the running txn. OTP_OK, or
+ * OTP_E_INTERNAL when memory is short. */
+otp_err sq_traffic_add(sq_store *s, int64_t account, const char *scope, int64_t minute, int sends,
+                       int verifies);
+/* The increments of (account, scope) in minutes [from, to) not (yet) in the
+ * table as this txn sees it: add them to the table's sums. */
+void sq_traffic_pending(sq_store *s, int64_t account, const char *scope, int64_t from, int64_t to,
+                        int64_t *ret_sends, int64_t *ret_verifies);
 
 /* ---- sqlite_read.c ---- */
 
@@ -222,6 +278,31 @@ void otp_sqlite_test_fail_commits(otp_store *s, int n);
  * were run a second time with savepoints. */
 void otp_sqlite_test_counters(otp_store *s, uint64_t *ret_batches, uint64_t *ret_txns,
                               uint64_t *ret_replays);
+/* The pumping counters are written at most every ms (default 1000; 0 = at the
+ * end of the first kept txn of every batch). */
+void otp_sqlite_test_traffic_flush_ms(otp_store *s, int ms);
+
+/* What the checkpointer and the writer's WAL hook have done (sqlite_checkpoint.c). */
+typedef struct otp_sqlite_ckpt_counters {
+    uint64_t thread_started; /* checkpoints begun by the checkpointer thread */
+    uint64_t thread_runs;    /* ... and finished */
+    uint64_t thread_busy;    /* of those, how many found another checkpoint running */
+    uint64_t idle_runs;      /* of those, how many the 1 s idle timer started */
+    uint64_t wakes;          /* times the writer woke the thread */
+    uint64_t tails;          /* the writer's inline checkpoints of the last frames (WAL restart) */
+    uint64_t backstops;      /* the writer's inline checkpoints past SQ_CKPT_CAP_PAGES */
+    uint64_t restarts;       /* times the writer saw the WAL start over */
+    uint64_t errors;         /* checkpoints failing other than busy */
+    uint64_t commits;        /* commits seen by the WAL hook */
+    uint64_t clean_commits;  /* of those, how many the thread's last complete checkpoint covers */
+    int pages;               /* WAL size after the last commit, in pages */
+    int max_pages;           /* the largest WAL size seen after a commit */
+} otp_sqlite_ckpt_counters;
+void otp_sqlite_test_ckpt_counters(otp_store *s, otp_sqlite_ckpt_counters *ret);
+/* While paused, the checkpointer thread runs no checkpoint (wakes are kept). */
+void otp_sqlite_test_ckpt_pause(otp_store *s, bool paused);
+/* The thread sleeps ms inside each checkpoint run, before checkpointing. */
+void otp_sqlite_test_ckpt_delay(otp_store *s, int ms);
 #endif
 
 #endif

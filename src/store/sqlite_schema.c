@@ -180,27 +180,29 @@ static const char *const migrations[] = {
     " PRIMARY KEY (account_id, key)"
     ") STRICT;"
     "CREATE INDEX idempotency_created ON idempotency(created_at);",
-};
 
-/* Abuse protection (SPEC 3): the state that must be atomic with sends and
- * guesses. This is migration 3 in waiting: it becomes migrations[2] (and
- * OTP_SCHEMA_VERSION 3) as soon as the PostgreSQL backend mirrors it; until
- * then it is applied idempotently at every open, after the numbered
- * migrations, so that both backends keep one version number.
- *
- * - messages_phone_recent: a number's recent sends (resends are messages too)
- *   are one backwards range scan, for the per-number window and interval.
- * - phone_state: per (account, number): wrong codes in the current failure
- *   window, the streak of wrong codes since the last success, the lock.
- * - traffic: per (account, scope, minute) sends and successful
- *   verifications, scope being a number prefix ("+9198765") or a region
- *   ("IN"); the pumping rule sums a window and the 24 h before it.
- * - blocks: prefixes (or regions) refused for suspected SMS pumping.
- * - spend: charges per (account, UTC day, scope "" or region), for the caps.
- * - account_limits: an account's override text (core/limits.h). */
-const char sq_abuse_schema_sql[] =
-    "CREATE INDEX IF NOT EXISTS messages_phone_recent ON messages(account_id, to_phone, "
-    "created_at);"
+    /* 3: abuse protection (SPEC 3), the state that must be atomic with sends
+     * and guesses, and the region of each request's number. The otpd releases
+     * that brought abuse protection created these tables at every open,
+     * outside the numbered migrations, on a version-2 schema: IF NOT EXISTS
+     * lets such a database migrate as well as one that never had them.
+     *
+     * - messages_phone_recent: a number's recent sends (resends are messages
+     *   too) are one backwards range scan, for the per-number window and
+     *   interval.
+     * - phone_state: per (account, number): wrong codes in the current failure
+     *   window, the streak of wrong codes since the last success, the lock.
+     * - traffic: per (account, scope, minute) sends and successful
+     *   verifications, scope being a number prefix ("+9198765") or a region
+     *   ("IN"); the pumping rule sums a window and the 24 h before it.
+     * - blocks: prefixes (or regions) refused for suspected SMS pumping.
+     * - spend: charges per (account, UTC day, scope "" or region), for the caps.
+     * - account_limits: an account's override text (core/limits.h).
+     * - otp_requests.region: the number's region (libphonenumber) stored at
+     *   send, so that verify and resend need not parse the number again on the
+     *   writer; '' for older rows (then they do). */
+    "CREATE INDEX IF NOT EXISTS messages_phone_recent ON messages(account_id, to_phone,"
+    " created_at);"
     "CREATE TABLE IF NOT EXISTS phone_state ("
     " account_id INTEGER NOT NULL REFERENCES accounts(id),"
     " phone TEXT NOT NULL,"
@@ -241,7 +243,9 @@ const char sq_abuse_schema_sql[] =
     " account_id INTEGER PRIMARY KEY REFERENCES accounts(id),"
     " text TEXT NOT NULL,"
     " updated_at INTEGER NOT NULL"
-    ") STRICT;";
+    ") STRICT;"
+    "ALTER TABLE otp_requests ADD COLUMN region TEXT NOT NULL DEFAULT '';",
+};
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == OTP_SCHEMA_VERSION,
                "one migration per schema version");
@@ -409,14 +413,5 @@ int sq_schema_open(sq_store *s, bool migrate, char *err, size_t errlen)
     for (int to = version + 1; to <= OTP_SCHEMA_VERSION; to++)
         if (apply_one(s->wdb, to, err, errlen))
             return -1;
-    /* Idempotent; one transaction so that it is all there or none of it. */
-    if (exec(s->wdb, "BEGIN IMMEDIATE", "cannot start the abuse schema", err, errlen))
-        return -1;
-    if (exec(s->wdb, sq_abuse_schema_sql, "cannot create the abuse schema", err, errlen) ||
-        exec(s->wdb, "COMMIT", "cannot create the abuse schema", err, errlen)) {
-        if (!sqlite3_get_autocommit(s->wdb))
-            sqlite3_exec(s->wdb, "ROLLBACK", NULL, NULL, NULL);
-        return -1;
-    }
     return 0;
 }

@@ -14,6 +14,11 @@
  * written nothing, unless an SQL statement failed half-way, which the writer
  * detects and answers by replaying the batch with savepoints.
  *
+ * The pumping rule's counters are not written by the bodies: they add to
+ * counters in the writer's memory, which sqlite_traffic.c writes to the traffic
+ * table in bulk; sq_txn_run() tells it where each txn begins and whether it is
+ * kept.
+ *
  * Money: the balance is read, checked and then changed by a conditional UPDATE
  * (balance >= charge), under the write lock, with a CHECK (balance >= 0) behind
  * it, so it cannot go below zero whatever else runs; each balance change writes
@@ -62,6 +67,15 @@ const char sq_purge_requests_sql[] =
     " AND (m.status = 'queued' OR m.status = 'sending'))"
     " ORDER BY r.expires_at LIMIT ?2)";
 
+/* The later end of a send's prefix's and region's blocks in force (0 if
+ * none): two lookups of the primary key. Neither "ORDER BY until DESC LIMIT 1"
+ * (a temporary B-tree for the sort) nor "target IN (?3, ?4)" (an ephemeral
+ * table for the list) at every send. */
+const char sq_block_find_sql[] =
+    "SELECT max(coalesce((SELECT until FROM blocks WHERE account_id = ?1 AND target = ?3"
+    " AND until > ?2), 0), coalesce((SELECT until FROM blocks WHERE account_id = ?1"
+    " AND target = ?4 AND until > ?2), 0))";
+
 static const char *const wsql[W__COUNT] = {
     [W_BEGIN] = "BEGIN IMMEDIATE",
     [W_COMMIT] = "COMMIT",
@@ -77,8 +91,8 @@ static const char *const wsql[W__COUNT] = {
     [W_REQ_INSERT] = "INSERT INTO otp_requests (public_id, account_id, key_id, test, phone,"
                      " code_hash, code_length, status, attempts_left, max_attempts, expires_in,"
                      " created_at, expires_at, last_sent_at, template_id, app_name, app_hash,"
-                     " code_sealed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8, ?9,"
-                     " ?10, ?11, ?10, ?12, ?13, ?14, ?15)",
+                     " code_sealed, region) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8,"
+                     " ?8, ?9, ?10, ?11, ?10, ?12, ?13, ?14, ?15, ?16)",
     [W_MSG_INSERT] = "INSERT INTO messages (public_id, request_id, account_id, test, to_phone,"
                      " sealed_text, status, provider, segments, charge, next_attempt_at,"
                      " created_at, updated_at, sender_id, dlt_template_id)"
@@ -88,7 +102,7 @@ static const char *const wsql[W__COUNT] = {
     [W_LEDGER_INSERT] = "INSERT INTO ledger (account_id, type, amount, balance_after, request_id,"
                         " message_id, note, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [W_REQ_FOR_VERIFY] = "SELECT id, status, attempts_left, expires_at, coalesce(verified_at, 0),"
-                         " code_hash, code_length, phone FROM otp_requests"
+                         " code_hash, code_length, phone, region FROM otp_requests"
                          " WHERE public_id = ?1 AND account_id = ?2",
     /* A sealed code (reuse strategy) goes as soon as the request is no longer
      * pending (CASE without ELSE is NULL). */
@@ -128,7 +142,7 @@ static const char *const wsql[W__COUNT] = {
                    " created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [W_REQ_FOR_UPDATE] = "SELECT id, status, attempts_left, expires_in, expires_at,"
                          " coalesce(verified_at, 0), resend_count,"
-                         " coalesce(last_sent_at, created_at), test, max_attempts, phone"
+                         " coalesce(last_sent_at, created_at), test, max_attempts, phone, region"
                          " FROM otp_requests"
                          " WHERE public_id = ?1 AND account_id = ?2",
     [W_REQ_RESEND] = "UPDATE otp_requests SET attempts_left = max_attempts, expires_at = ?2,"
@@ -186,14 +200,14 @@ static const char *const wsql[W__COUNT] = {
     [W_RECENT_SENDS] = "SELECT created_at FROM messages"
                        " WHERE account_id = ?1 AND to_phone = ?2 AND created_at > ?3"
                        " ORDER BY created_at DESC LIMIT ?4",
-    [W_BLOCK_FIND] = "SELECT until FROM blocks WHERE account_id = ?1 AND until > ?2"
-                     " AND (target = ?3 OR target = ?4) ORDER BY until DESC LIMIT 1",
+    [W_BLOCK_FIND] = sq_block_find_sql,
     [W_BLOCK_PUT] = "INSERT INTO blocks (account_id, target, reason, created_at, until)"
                     " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (account_id, target) DO UPDATE"
                     " SET reason = excluded.reason, created_at = excluded.created_at,"
                     " until = excluded.until",
     [W_TRAFFIC_SUM] = "SELECT coalesce(sum(sends), 0), coalesce(sum(verifies), 0) FROM traffic"
                       " WHERE account_id = ?1 AND scope = ?2 AND minute >= ?3 AND minute < ?4",
+    /* Only the bulk write of the counters kept in memory (sqlite_traffic.c). */
     [W_TRAFFIC_ADD] = "INSERT INTO traffic (account_id, scope, minute, sends, verifies)"
                       " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (account_id, scope, minute)"
                       " DO UPDATE SET sends = sends + excluded.sends,"
@@ -252,10 +266,17 @@ int sq_txn_prepare(sq_store *s, char *err, size_t errlen)
             return -1;
         }
     }
+    if (sq_traffic_open(s)) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     return 0;
 }
 
 /* ---- small helpers ---- */
+
+/* Whether a fixed-size text field holds a NUL-terminated string. */
+#define TERMINATED(field) (strnlen((field), sizeof(field)) < sizeof(field))
 
 static void bind_text(sqlite3_stmt *st, int i, const char *v)
 {
@@ -547,7 +568,8 @@ static otp_err phone_state_put(sq_store *s, int64_t account, const char *phone,
     return rc == SQLITE_DONE ? OTP_OK : sq_err(rc);
 }
 
-/* Sends and verifications of scope in minutes [from, to). */
+/* Sends and verifications of scope in minutes [from, to): the table's rows and
+ * the increments not written to it yet. */
 static otp_err traffic_sum(sq_store *s, int64_t account, const char *scope, int64_t from,
                            int64_t to, int64_t *ret_sends, int64_t *ret_verifies)
 {
@@ -562,22 +584,23 @@ static otp_err traffic_sum(sq_store *s, int64_t account, const char *scope, int6
         *ret_verifies = sqlite3_column_int64(st, 1);
     }
     sqlite3_reset(st);
-    return rc == SQLITE_ROW ? OTP_OK : sq_err(rc);
+    if (rc != SQLITE_ROW)
+        return sq_err(rc);
+    int64_t sends = 0, verifies = 0; /* not written to the table yet */
+    sq_traffic_pending(s, account, scope, from, to, &sends, &verifies);
+    *ret_sends += sends;
+    *ret_verifies += verifies;
+    return OTP_OK;
 }
 
+/* Counts sends and verifications of scope at now, in the writer's memory
+ * until they are written in bulk (sqlite_traffic.c). */
 static otp_err traffic_add(sq_store *s, int64_t account, const char *scope, int64_t now, int sends,
                            int verifies)
 {
     if (!scope[0])
         return OTP_OK;
-    sqlite3_stmt *st = s->w[W_TRAFFIC_ADD];
-    sqlite3_bind_int64(st, 1, account);
-    bind_text(st, 2, scope);
-    sqlite3_bind_int64(st, 3, now / 60000);
-    sqlite3_bind_int(st, 4, sends);
-    sqlite3_bind_int(st, 5, verifies);
-    int rc = run(st);
-    return rc == SQLITE_DONE ? OTP_OK : sq_err(rc);
+    return sq_traffic_add(s, account, scope, now / 60000, sends, verifies);
 }
 
 static otp_err spend_get(sq_store *s, int64_t account, int64_t day, const char *scope, int64_t *ret)
@@ -644,10 +667,10 @@ static otp_err abuse_pre(sq_store *s, int64_t account, const char *phone, int64_
         int rc = sqlite3_step(st);
         int64_t until = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
         sqlite3_reset(st);
-        if (rc == SQLITE_ROW)
-            return refuse(a, OTP_E_RATE_LIMITED, "suspected_sms_pumping", until - now);
-        if (rc != SQLITE_DONE)
+        if (rc != SQLITE_ROW)
             return sq_err(rc);
+        if (until > now)
+            return refuse(a, OTP_E_RATE_LIMITED, "suspected_sms_pumping", until - now);
     }
 
     if (l->phone_sends > 0 || l->phone_interval_s > 0) {
@@ -832,6 +855,14 @@ static otp_err abuse_send(sq_store *s, int64_t account, const char *phone, bool 
 
 /* ---- SEND ---- */
 
+/* The region stored with a sent request ("" = unknown). */
+static const char *send_region(const otp_txn_send *in)
+{
+    if (in->region[0] && TERMINATED(in->region))
+        return in->region;
+    return in->abuse.use && TERMINATED(in->abuse.region) ? in->abuse.region : "";
+}
+
 /* SEND: charges the wallet (live keys), stores the request, its message (in the
  * outbox, or already "sent" for a test key), the ledger debit and the
  * idempotency record. Returns OTP_OK with charged and balance_after set, or
@@ -841,6 +872,8 @@ static otp_err abuse_send(sq_store *s, int64_t account, const char *phone, bool 
 static otp_err tx_send(sq_store *s, otp_txn_send *in, bool *ret_keep)
 {
     abuse_reset(&in->abuse);
+    if (in->abuse.use && !in->abuse.region[0] && TERMINATED(in->region))
+        memcpy(in->abuse.region, in->region, sizeof(in->abuse.region));
     sqlite3_stmt *st;
     int64_t balance = 0, charged = 0;
     int rc;
@@ -900,6 +933,7 @@ static otp_err tx_send(sq_store *s, otp_txn_send *in, bool *ret_keep)
         sqlite3_bind_blob(st, 15, in->code_sealed, (int)in->code_sealed_len, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, 15);
+    bind_text(st, 16, send_region(in));
     rc = run(st);
     if (rc != SQLITE_DONE)
         return sq_err(rc);
@@ -954,6 +988,17 @@ static bool parse_req_status(const char *v, otp_req_status *ret)
     return false;
 }
 
+/* The region of a request's number: the one stored at send, or for a request
+ * sent before the schema had it ('' in region, which is then filled), parsed
+ * from the number ("" if it is not valid). */
+static const char *request_region(const char *phone, char region[3])
+{
+    otp_phone ph;
+    if (!region[0] && otp_phone_parse(phone, &ph) == OTP_PHONE_OK)
+        memcpy(region, ph.region, 3);
+    return region;
+}
+
 /* VERIFY: one guess, decided by otp_req_guess() on the stored state. Returns its
  * verdict (OTP_OK, OTP_E_OTP_INCORRECT, …, with attempts_left set), or
  * OTP_E_OTP_NOT_FOUND (unknown, or another account's), OTP_E_INVALID_OTP_CODE
@@ -967,7 +1012,7 @@ static otp_err tx_verify(sq_store *s, otp_txn_verify *in, bool *ret_keep)
     bool hash_ok = false, status_ok = false;
     int64_t id = 0;
     int stored_len = 0;
-    char phone[OTP_PHONE_SIZE] = "";
+    char phone[OTP_PHONE_SIZE] = "", region[3] = "";
 
     abuse_reset(&in->abuse);
     bind_text(st, 1, in->request_id);
@@ -986,6 +1031,7 @@ static otp_err tx_verify(sq_store *s, otp_txn_verify *in, bool *ret_keep)
         }
         stored_len = sqlite3_column_int(st, 6);
         sq_col_text(st, 7, phone, sizeof(phone));
+        sq_col_text(st, 8, region, sizeof(region));
     }
     sqlite3_reset(st);
     if (rc == SQLITE_DONE) /* unknown, or another account's: the same answer */
@@ -1032,12 +1078,12 @@ static otp_err tx_verify(sq_store *s, otp_txn_verify *in, bool *ret_keep)
             }
             /* A conversion, for the pumping rule. */
             char prefix[OTP_PREFIX_SIZE];
-            otp_phone ph;
             otp_phone_prefix(phone, prefix);
             if (!le)
                 le = traffic_add(s, in->account_id, prefix, in->now_ms, 0, 1);
-            if (!le && otp_phone_parse(phone, &ph) == OTP_PHONE_OK)
-                le = traffic_add(s, in->account_id, ph.region, in->now_ms, 0, 1);
+            request_region(phone, region);
+            if (!le)
+                le = traffic_add(s, in->account_id, region, in->now_ms, 0, 1);
         }
         if (le)
             return le;
@@ -1381,6 +1427,7 @@ typedef struct req_row {
     bool test;
     int max_attempts;
     char phone[OTP_PHONE_SIZE];
+    char region[3]; /* '' for a request sent before the schema had it */
 } req_row;
 
 /* Reads request_id of account. OTP_OK, OTP_E_OTP_NOT_FOUND (unknown, or another
@@ -1406,6 +1453,7 @@ static otp_err req_load(sq_store *s, int64_t account, const char *request_id, re
         r.test = sqlite3_column_int(st, 8) != 0;
         r.max_attempts = sqlite3_column_int(st, 9);
         sq_col_text(st, 10, r.phone, sizeof(r.phone));
+        sq_col_text(st, 11, r.region, sizeof(r.region));
     }
     sqlite3_reset(st);
     if (rc == SQLITE_DONE)
@@ -1524,11 +1572,8 @@ static otp_err tx_resend(sq_store *s, otp_txn_resend *in, bool *ret_keep)
         charged = charge_of(price, in->segments);
         money_ok = !(charged < 0 || back > INT64_MAX - balance || balance + back < charged);
     }
-    if (in->abuse.use) {
-        otp_phone ph;
-        if (!in->abuse.region[0] && otp_phone_parse(r.phone, &ph) == OTP_PHONE_OK)
-            memcpy(in->abuse.region, ph.region, sizeof(in->abuse.region));
-    }
+    if (in->abuse.use && !in->abuse.region[0])
+        memcpy(in->abuse.region, request_region(r.phone, r.region), sizeof(in->abuse.region));
     if ((e = abuse_send(s, in->account_id, r.phone, in->test, charged, money_ok, in->now_ms,
                         &in->abuse, ret_keep)))
         return e;
@@ -1636,9 +1681,6 @@ static otp_err abuse_account_set(sq_store *s, otp_txn_account_set *in)
     }
     return OTP_OK;
 }
-
-/* Whether a fixed-size text field holds a NUL-terminated string. */
-#define TERMINATED(field) (strnlen((field), sizeof(field)) < sizeof(field))
 
 /* ACCOUNT_SET: writes the fields whose OTP_SET_* bit is set. OTP_OK;
  * OTP_E_INVALID_REQUEST (unknown bit, negative price or threshold, unknown
@@ -1911,6 +1953,7 @@ otp_err sq_txn_run(sq_store *s, otp_txn *t, bool *ret_keep)
 {
     otp_err e;
     *ret_keep = false;
+    sq_traffic_txn_begin(s, t);
     switch (t->kind) {
     case OTP_TXN_SEND:
         e = tx_send(s, &t->u.send, ret_keep);
@@ -1969,5 +2012,6 @@ otp_err sq_txn_run(sq_store *s, otp_txn *t, bool *ret_keep)
     }
     if (e == OTP_OK)
         *ret_keep = true;
+    sq_traffic_txn_end(s, *ret_keep);
     return e;
 }

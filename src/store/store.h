@@ -266,7 +266,9 @@ typedef enum {
 typedef struct otp_abuse {
     bool use;
     otp_limits lim; /* the account's effective limits */
-    char region[3]; /* of the number (libphonenumber); "" = derived by the store */
+    /* of the number (libphonenumber); "" = at VERIFY and RESEND the one stored
+     * with the request, at SEND the txn's region */
+    char region[3];
     /* for the caller's log line only; the store does not read them */
     char account[OTP_ID_SIZE];
     char phone[OTP_PHONE_SIZE];
@@ -286,6 +288,9 @@ typedef struct otp_txn_send {
     char request_id[OTP_ID_SIZE];
     char message_id[OTP_ID_SIZE];
     char phone[OTP_PHONE_SIZE];
+    /* The number's region (otp_phone.region), stored with the request so that
+     * VERIFY and RESEND never parse the number again; "" = abuse.region. */
+    char region[3];
     uint8_t code_hash[OTP_CODE_HASH_LEN];
     int code_length;
     int max_attempts;
@@ -356,7 +361,7 @@ typedef struct otp_txn_resend {
     char sender_id[OTP_SENDER_ID_SIZE];
     char dlt_template_id[OTP_DLT_ID_SIZE];
     otp_idem idem;
-    otp_abuse abuse; /* region is derived from the request's number by the store */
+    otp_abuse abuse; /* region "" = the one stored with the request */
     /* out */
     int64_t expires_at_ms;
     int attempts_left;
@@ -614,7 +619,7 @@ typedef struct otp_store_options {
 } otp_store_options;
 
 /* Latest schema version this binary knows. */
-#define OTP_SCHEMA_VERSION 2
+#define OTP_SCHEMA_VERSION 3
 
 /* Opens the store named by url: "sqlite:PATH" (or a bare path) or "postgres://…".
  * On error returns -1 and writes a one-line reason into err. */

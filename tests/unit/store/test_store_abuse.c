@@ -3,10 +3,13 @@
  * the test hooks are built) accept exactly the window's worth; the lockout
  * counts wrong codes across requests and a success clears it; the pumping rule
  * blocks a prefix (writing only the block) and a lift re-opens it; spend caps;
- * every refusal leaves no trace. Runs on SQLite, then on PostgreSQL when
- * OTPD_TEST_PG_URL names a server (each test in a schema of its own; there
- * the held sends are taken by the workers as they would be, one account's
- * live sends committed in batches).
+ * every refusal leaves no trace; requests keep their number's region (older
+ * ones without it still count); the pumping counts survive a reopen, and on
+ * SQLite, which keeps them in the writer's memory for up to a second, every
+ * accepted send is counted once through replayed and lost batches. Runs on
+ * SQLite, then on PostgreSQL when OTPD_TEST_PG_URL names a server (each test in
+ * a schema of its own; there the held sends are taken by the workers as they
+ * would be, one account's live sends committed in batches).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -145,6 +148,40 @@ static otp_err verify(const fx *f, const char *rid, bool right, int64_t now, otp
     if (ret)
         *ret = v->abuse;
     return e;
+}
+
+/* The first column of the first row of sql, run on f's database behind the
+ * store's back; INT64_MIN on error. */
+static int64_t raw_int(const fx *f, const char *sql)
+{
+    int64_t v = INT64_MIN;
+    if (pg_url) {
+        PGconn *c = PQconnectdb(f->path);
+        PGresult *r = PQstatus(c) == CONNECTION_OK ? PQexec(c, sql) : NULL;
+        if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0)
+            v = PQgetisnull(r, 0, 0) ? 0 : strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        else if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            print_error("%s: %s\n", sql, PQerrorMessage(c));
+        PQclear(r);
+        PQfinish(c);
+        return v;
+    }
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_open_v2(f->path + strlen("sqlite:"), &db, SQLITE_OPEN_READWRITE, NULL) ==
+            SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+            v = sqlite3_column_int64(st, 0);
+        else if (rc != SQLITE_DONE)
+            print_error("%s: %s\n", sql, sqlite3_errmsg(db));
+    } else {
+        print_error("%s: %s\n", sql, db ? sqlite3_errmsg(db) : "cannot open");
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
 }
 
 static otp_account_stats stats(const fx *f)
@@ -328,6 +365,199 @@ static void t_limits_text(void **state)
     assert_string_equal(buf, "phone_sends=3");
 }
 
+/* Requests store their number's region at send; verify and resend read it
+ * from there. One sent before the schema had it ('', set here by hand) still
+ * counts its resend and its conversion against its region (parsed). */
+static void t_region_of_old_requests(void **state)
+{
+    fx *f = *state;
+    otp_txn a, b;
+    make_send(&a, f, "+919876511111", T0);
+    memcpy(a.u.send.region, "IN", 3);
+    assert_int_equal(otp_store_exec(f->s, &a), OTP_OK);
+    make_send(&b, f, "+919876522222", T0);
+    assert_int_equal(otp_store_exec(f->s, &b), OTP_OK); /* region from abuse.region */
+    assert_int_equal(raw_int(f, "SELECT count(*) FROM otp_requests WHERE region = 'IN'"), 2);
+    char sql[160];
+    snprintf(sql, sizeof(sql), "UPDATE otp_requests SET region = '' WHERE public_id = '%s'",
+             b.u.send.request_id);
+    assert_int_equal(raw_int(f, sql), INT64_MIN); /* no row to read */
+    assert_int_equal(raw_int(f, "SELECT count(*) FROM otp_requests WHERE region = ''"), 1);
+
+    static const uint8_t text[] = "sealed";
+    otp_txn r = {.kind = OTP_TXN_RESEND};
+    otp_txn_resend *x = &r.u.resend;
+    x->account_id = f->acc;
+    memcpy(x->request_id, b.u.send.request_id, OTP_ID_SIZE);
+    otp_id_new("msg_", T0, x->message_id);
+    x->rotate = false;
+    x->now_ms = T0 + 31000;
+    x->cooldown_ms = 30000;
+    x->max_resends = 3;
+    x->segments = 1;
+    x->sealed_text = text;
+    x->sealed_text_len = sizeof(text) - 1;
+    x->abuse.use = true;
+    otp_limits_defaults(&x->abuse.lim);
+    snprintf(x->abuse.phone, sizeof(x->abuse.phone), "+919876522222");
+    assert_int_equal(otp_store_exec(f->s, &r), OTP_OK);
+    /* and one stored with its region */
+    memcpy(x->request_id, a.u.send.request_id, OTP_ID_SIZE);
+    otp_id_new("msg_", T0, x->message_id);
+    memset(x->abuse.region, 0, sizeof(x->abuse.region));
+    snprintf(x->abuse.phone, sizeof(x->abuse.phone), "+919876511111");
+    assert_int_equal(otp_store_exec(f->s, &r), OTP_OK);
+    assert_int_equal(verify(f, a.u.send.request_id, true, T0 + 32000, NULL), OTP_OK);
+    assert_int_equal(verify(f, b.u.send.request_id, true, T0 + 32000, NULL), OTP_OK);
+    otp_store_close(f->s); /* counts not yet written (SQLite) are written at close */
+    f->s = NULL;
+    assert_int_equal(raw_int(f, "SELECT sum(sends) FROM traffic WHERE scope = 'IN'"), 4);
+    assert_int_equal(raw_int(f, "SELECT sum(verifies) FROM traffic WHERE scope = 'IN'"), 2);
+    assert_int_equal(raw_int(f, "SELECT count(*) FROM otp_requests WHERE region = ''"), 1);
+}
+
+/* Sends to numbers of prefix +91987650 at now, one at a time, until one is
+ * refused; returns how many were accepted (the refusal must be the pumping
+ * rule's). */
+static int sends_until_block(const fx *f, int64_t now, int first)
+{
+    for (int i = 0;; i++) {
+        otp_txn t;
+        char phone[OTP_PHONE_SIZE];
+        snprintf(phone, sizeof(phone), "+91987650%04d", first + i);
+        make_send(&t, f, phone, now);
+        otp_err e = otp_store_exec(f->s, &t);
+        if (e == OTP_OK)
+            continue;
+        assert_int_equal(e, OTP_E_RATE_LIMITED);
+        assert_string_equal(t.u.send.abuse.reason, "suspected_sms_pumping");
+        return i;
+    }
+}
+
+/* The pumping counts survive a close and a reopen: 19 sends to a prefix, then
+ * (after the reopen) the 20th trips the rule, as in t_pumping. */
+static void t_traffic_survives_reopen(void **state)
+{
+    fx *f = *state;
+    for (int i = 0; i < 19; i++) {
+        otp_txn t;
+        char phone[OTP_PHONE_SIZE];
+        snprintf(phone, sizeof(phone), "+91987650%04d", i);
+        make_send(&t, f, phone, T0);
+        assert_int_equal(otp_store_exec(f->s, &t), OTP_OK);
+    }
+    otp_store_close(f->s);
+    char err[256];
+    otp_store_options opt = {.migrate = true};
+    f->s = NULL;
+    assert_int_equal(otp_store_open(f->path, &opt, &f->s, err, sizeof(err)), 0);
+    assert_int_equal(sends_until_block(f, T0 + 1000, 100), 0);
+    assert_int_equal(raw_int(f, "SELECT sum(sends) FROM traffic WHERE scope = '+91987650'"), 19);
+    assert_int_equal(raw_int(f, "SELECT sum(sends) FROM traffic WHERE scope = 'IN'"), 19);
+}
+
+#if OTPD_TEST_HOOKS
+static void replays_of(const fx *f, uint64_t *ret)
+{
+    uint64_t b, t;
+    otp_sqlite_test_counters(f->s, &b, &t, ret);
+}
+#endif
+
+/* SQLite keeps the pumping counts in the writer's memory until it writes them
+ * in bulk (with the test hook: in every batch). Through a batch replayed with
+ * savepoints (a txn failing before its counts, one failing after them), a
+ * batch whose COMMIT fails (its counts, and the write of the earlier ones it
+ * carried, undone) and the write retried by the next batch, every accepted
+ * send is counted exactly once: the rule trips at the 20th. */
+static void t_traffic_batches(void **state)
+{
+#if OTPD_TEST_HOOKS
+    fx *f = *state;
+    if (pg_url)
+        skip();
+    otp_sqlite_test_traffic_flush_ms(f->s, 0);
+    /* A send with idempotency key "boom" fails at its last write, after its
+     * counts (a trigger, so that the store's own statements are unchanged). */
+    assert_int_equal(raw_int(f, "CREATE TRIGGER boom BEFORE INSERT ON idempotency"
+                                " WHEN NEW.key = 'boom' BEGIN SELECT RAISE(ABORT, 'boom'); END"),
+                     INT64_MIN);
+    enum { N = 10 };
+    static otp_txn ts[N];
+    static const char response[] = "{}";
+    for (int i = 0; i < N; i++) {
+        char phone[OTP_PHONE_SIZE];
+        snprintf(phone, sizeof(phone), "+91987650%04d", i);
+        make_send(&ts[i], f, phone, T0);
+    }
+    memcpy(ts[3].u.send.request_id, ts[2].u.send.request_id, OTP_ID_SIZE); /* fails first */
+    ts[6].u.send.idem.use = true;
+    snprintf(ts[6].u.send.idem.key, sizeof(ts[6].u.send.idem.key), "boom");
+    ts[6].u.send.idem.response = response;
+    ts[6].u.send.idem.status = 201;
+    uint64_t r0, r1;
+    replays_of(f, &r0);
+    run_all(f, ts, N);
+    replays_of(f, &r1);
+    assert_int_equal(r1 - r0, 1);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(ts[i].err, i == 3 || i == 6 ? OTP_E_INTERNAL : OTP_OK);
+
+    /* A lost batch: its sends, and the write of the 8 counts it carried. */
+    otp_sqlite_test_fail_commits(f->s, 1);
+    for (int i = 0; i < 3; i++) {
+        char phone[OTP_PHONE_SIZE];
+        snprintf(phone, sizeof(phone), "+91987650%04d", 50 + i);
+        make_send(&ts[i], f, phone, T0);
+    }
+    run_all(f, ts, 3);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ts[i].err, OTP_E_UNAVAILABLE);
+    const char *sum = "SELECT coalesce(sum(sends), 0) FROM traffic WHERE scope = '+91987650'";
+    assert_int_equal(raw_int(f, sum), 0);
+
+    /* The next batch writes them; 11 more make 19, the 20th trips the rule. */
+    assert_int_equal(sends_until_block(f, T0 + 1000, 100), 11);
+    assert_int_equal(raw_int(f, sum), 19);
+    otp_store_close(f->s);
+    f->s = NULL;
+    assert_int_equal(raw_int(f, sum), 19);
+    assert_int_equal(raw_int(f, "SELECT sum(sends) FROM traffic WHERE scope = 'IN'"), 19);
+    assert_int_equal(raw_int(f, "SELECT count(*) FROM otp_requests"), 19);
+#else
+    (void)state;
+    skip();
+#endif
+}
+
+/* SQLite writes the counts of a batch within a second (the default): by the
+ * first batch that commits a second or more after the last write. */
+static void t_traffic_written_within_a_second(void **state)
+{
+#if OTPD_TEST_HOOKS
+    fx *f = *state;
+    if (pg_url)
+        skip();
+    const char *sum = "SELECT coalesce(sum(sends), 0) FROM traffic WHERE scope = 'IN'";
+    otp_sqlite_test_traffic_flush_ms(f->s, 3600000); /* however slow this machine is */
+    otp_txn t;
+    make_send(&t, f, "+919876533331", T0);
+    assert_int_equal(otp_store_exec(f->s, &t), OTP_OK);
+    make_send(&t, f, "+919876533332", T0);
+    assert_int_equal(otp_store_exec(f->s, &t), OTP_OK);
+    assert_int_equal(raw_int(f, sum), 0); /* in memory, and summed from there */
+    otp_sqlite_test_traffic_flush_ms(f->s, 1000);
+    usleep(1100 * 1000);
+    make_send(&t, f, "+919876533333", T0);
+    assert_int_equal(otp_store_exec(f->s, &t), OTP_OK);
+    assert_int_equal(raw_int(f, sum), 2);
+#else
+    (void)state;
+    skip();
+#endif
+}
+
 static int rm(void)
 {
     char cmd[128];
@@ -358,6 +588,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(t_pumping, setup, teardown),
         cmocka_unit_test_setup_teardown(t_spend_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(t_limits_text, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_region_of_old_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_traffic_survives_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_traffic_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_traffic_written_within_a_second, setup, teardown),
     };
     int r = cmocka_run_group_tests_name("store_abuse_sqlite", tests, NULL, NULL);
     (void)rm();

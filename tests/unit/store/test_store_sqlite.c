@@ -1,9 +1,9 @@
 /* tests/unit/store/test_store_sqlite.c — the SQLite backend: the conformance
  * suite on real database files in a mkdtemp directory, then what is particular
  * to SQLite: store URLs, WAL and the file left on disk, the query plans of the
- * hot and the big queries, the in-place upgrade of a version-1 database, group
- * commit batching (with the test hooks), and that an erased text does not
- * linger in the database file (secure_delete).
+ * hot and the big queries, the in-place upgrades of version-1 and version-2
+ * databases, group commit batching (with the test hooks), and that an erased
+ * text does not linger in the database file (secure_delete).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -214,6 +214,17 @@ static void t_query_plans(void **state)
             print_error("query %zu plan: %s\n", i, plan);
         assert_true(ok);
     }
+    /* Every send's blocks lookup: two primary-key lookups, no sort, no list. */
+    char plan[1024];
+    plan_of(sq_block_find_sql, plan, sizeof(plan));
+    const char *pk = "SEARCH blocks USING INDEX sqlite_autoindex_blocks_1 (account_id=? AND "
+                     "target=?)";
+    const char *second = strstr(plan, pk);
+    bool ok = second && strstr(second + 1, pk) && !strstr(plan, "TEMP B-TREE") &&
+              !strstr(plan, "SCAN blocks");
+    if (!ok)
+        print_error("blocks lookup plan: %s\n", plan);
+    assert_true(ok);
 }
 
 /* Builds a version-1 database the way an older otpd left it (migration 1 only),
@@ -314,6 +325,153 @@ static void t_upgrade_from_v1(void **state)
     assert_int_equal(st.ledger_sum, 75);
     assert_int_equal(st.ledger_entries, 4);
     otp_store_close(s);
+}
+
+/* The abuse tables as the otpd releases before schema 3 created them at every
+ * open, outside the numbered migrations, on a version-2 schema. */
+static const char old_abuse_sql[] =
+    "CREATE INDEX messages_phone_recent ON messages(account_id, to_phone, created_at);"
+    "CREATE TABLE phone_state (account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    " phone TEXT NOT NULL, fails INTEGER NOT NULL DEFAULT 0,"
+    " fail_since INTEGER NOT NULL DEFAULT 0, streak INTEGER NOT NULL DEFAULT 0,"
+    " locked_until INTEGER NOT NULL DEFAULT 0, lock_kind INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (account_id, phone)) STRICT, WITHOUT ROWID;"
+    "CREATE INDEX phone_state_locked ON phone_state(locked_until) WHERE locked_until > 0;"
+    "CREATE TABLE traffic (account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    " scope TEXT NOT NULL, minute INTEGER NOT NULL, sends INTEGER NOT NULL DEFAULT 0,"
+    " verifies INTEGER NOT NULL DEFAULT 0, UNIQUE (account_id, scope, minute)) STRICT;"
+    "CREATE INDEX traffic_minute ON traffic(minute);"
+    "CREATE TABLE blocks (account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    " target TEXT NOT NULL, reason TEXT NOT NULL, created_at INTEGER NOT NULL,"
+    " until INTEGER NOT NULL, PRIMARY KEY (account_id, target)) STRICT;"
+    "CREATE TABLE spend (account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    " day INTEGER NOT NULL, scope TEXT NOT NULL, amount INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (account_id, day, scope)) STRICT, WITHOUT ROWID;"
+    "CREATE TABLE account_limits (account_id INTEGER PRIMARY KEY REFERENCES accounts(id),"
+    " text TEXT NOT NULL, updated_at INTEGER NOT NULL) STRICT;"
+    "INSERT INTO phone_state (account_id, phone, fails, fail_since)"
+    " VALUES (1, '+919876500000', 2, 1700000000000);"
+    "INSERT INTO traffic VALUES (1, 'XX', 28333333, 7, 3);"
+    "INSERT INTO blocks VALUES (1, '+91555', 'suspected_sms_pumping', 1, 1800000000000);"
+    "INSERT INTO account_limits VALUES (1, 'phone_sends=9', 1);";
+
+/* A version-2 database as an older otpd left it (migrations 1 and 2), with a
+ * pending request; with_abuse: also the abuse tables, with rows. */
+static void make_v2(const char *url, bool with_abuse)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(
+        sqlite3_open_v2(path_of(url), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
+        SQLITE_OK);
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, "PRAGMA journal_mode = WAL", NULL, NULL, &msg);
+    for (int v = 1; rc == SQLITE_OK && v <= 2; v++)
+        rc = sqlite3_exec(db, sq_migration_sql(v), NULL, NULL, &msg);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(
+            db,
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
+            " applied_at INTEGER NOT NULL) STRICT;"
+            "INSERT INTO schema_migrations VALUES (1, 0), (2, 0);"
+            "INSERT INTO accounts (id, public_id, name, balance, created_at)"
+            " VALUES (1, 'acc_v2', 'v2', 1000, 1);"
+            "INSERT INTO ledger (account_id, type, amount, balance_after, note, created_at)"
+            " VALUES (1, 'credit', 1000, 1000, 'top-up', 1);"
+            "INSERT INTO otp_requests (id, public_id, account_id, phone, code_hash, code_length,"
+            " status, attempts_left, max_attempts, expires_in, created_at, expires_at,"
+            " last_sent_at) VALUES (1, 'req_v2', 1, '+919876543210', zeroblob(32), 6,"
+            " 'pending', 3, 3, 600, 1700000000000, 1700000600000, 1700000000000);"
+            "INSERT INTO messages (id, public_id, request_id, account_id, to_phone, sealed_text,"
+            " status, segments, created_at, updated_at) VALUES (1, 'msg_v2', 1, 1,"
+            " '+919876543210', NULL, 'sent', 1, 1700000000000, 1700000000000);",
+            NULL, NULL, &msg);
+    if (rc == SQLITE_OK && with_abuse)
+        rc = sqlite3_exec(db, old_abuse_sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK)
+        print_error("make_v2: %s\n", msg ? msg : "?");
+    sqlite3_free(msg);
+    sqlite3_close(db);
+    assert_int_equal(rc, SQLITE_OK);
+}
+
+static void upgrade_from_v2(bool with_abuse)
+{
+    char url[600];
+    fresh_url(url, sizeof(url));
+    make_v2(url, with_abuse);
+    otp_store_options opt = {.migrate = false};
+    otp_store *s = NULL;
+    char err[256] = "";
+    assert_int_equal(otp_store_open(url, &opt, &s, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "database schema 2 is older"));
+
+    s = open_migrated(url, 0);
+    assert_int_equal(s->ops->schema_version(s), 3);
+    otp_account a;
+    assert_int_equal(s->ops->account_find(s, "v2", &a), OTP_OK);
+    assert_int_equal(a.balance, 1000);
+    otp_request_info r;
+    assert_int_equal(s->ops->request_get(s, 1, "req_v2", &r), OTP_OK);
+    assert_int_equal(r.status, OTP_REQ_PENDING);
+    char buf[OTP_LIMITS_TEXT_SIZE];
+    assert_int_equal(s->ops->limits_get(s, 1, buf, sizeof(buf)), OTP_OK);
+    assert_string_equal(buf, with_abuse ? "phone_sends=9" : "");
+
+    /* The old request has no region: a right guess still counts as a
+     * conversion of its number's region (parsed, as before schema 3). */
+    otp_txn t = {.kind = OTP_TXN_VERIFY};
+    otp_txn_verify *v = &t.u.verify;
+    v->account_id = 1;
+    snprintf(v->request_id, OTP_ID_SIZE, "req_v2");
+    v->code_length = 6; /* the zero hash is the right one */
+    v->now_ms = T0 + 1000;
+    v->abuse.use = true;
+    otp_limits_defaults(&v->abuse.lim);
+    assert_int_equal(otp_store_exec(s, &t), OTP_OK);
+
+    /* A new send stores its number's region. */
+    static const uint8_t text[] = "sealed";
+    memset(&t, 0, sizeof(t));
+    t.kind = OTP_TXN_SEND;
+    otp_txn_send *x = &t.u.send;
+    x->account_id = 1;
+    snprintf(x->request_id, OTP_ID_SIZE, "req_v3");
+    snprintf(x->message_id, OTP_ID_SIZE, "msg_v3");
+    snprintf(x->phone, OTP_PHONE_SIZE, "+919876543211");
+    memcpy(x->region, "IN", 3);
+    x->code_length = 6;
+    x->max_attempts = 3;
+    x->now_ms = T0 + 2000;
+    x->expires_at_ms = T0 + 600000;
+    x->segments = 1;
+    x->sealed_text = text;
+    x->sealed_text_len = sizeof(text) - 1;
+    x->abuse.use = true;
+    otp_limits_defaults(&x->abuse.lim);
+    assert_int_equal(otp_store_exec(s, &t), OTP_OK);
+    otp_store_close(s);
+
+    assert_int_equal(raw_int(url, "SELECT count(*) FROM otp_requests WHERE region = ''"), 1);
+    assert_int_equal(raw_int(url, "SELECT count(*) FROM otp_requests WHERE region = 'IN'"
+                                  " AND public_id = 'req_v3'"),
+                     1);
+    assert_int_equal(raw_int(url, "SELECT sum(verifies) FROM traffic WHERE scope = 'IN'"), 1);
+    assert_int_equal(raw_int(url, "SELECT sum(sends) FROM traffic WHERE scope = 'IN'"), 1);
+    assert_int_equal(raw_int(url, "SELECT count(*) FROM phone_state"), with_abuse ? 1 : 0);
+    assert_int_equal(raw_int(url, "SELECT count(*) FROM blocks"), with_abuse ? 1 : 0);
+    assert_int_equal(raw_int(url, "SELECT coalesce(sum(sends), 0) FROM traffic"
+                                  " WHERE scope = 'XX'"),
+                     with_abuse ? 7 : 0);
+    assert_int_equal(raw_int(url, "SELECT max(version) FROM schema_migrations"), 3);
+}
+
+/* Migration 3 upgrades a version-2 database in place, whether or not an otpd
+ * of the abuse-protection era already made the abuse tables: rows are kept,
+ * and requests sent before it (no stored region) still verify and count. */
+static void t_upgrade_from_v2(void **state)
+{
+    upgrade_from_v2(false);
+    upgrade_from_v2(true);
 }
 
 #if OTPD_TEST_HOOKS
@@ -552,6 +710,7 @@ int main(void)
         cmocka_unit_test(t_files_and_wal),
         cmocka_unit_test(t_query_plans),
         cmocka_unit_test(t_upgrade_from_v1),
+        cmocka_unit_test(t_upgrade_from_v2),
 #if OTPD_TEST_HOOKS
         cmocka_unit_test(t_group_commit_batches),
         cmocka_unit_test(t_replay_after_partial_write),
