@@ -256,7 +256,7 @@ void otp_api_send(otp_http_req *req, void *app)
     otp_id_new("msg_", now, s->message_id);
 
     otp_code_generate(p.code_length, code);
-    otp_code_hash(api->secrets.code_key, s->request_id, code, s->code_hash);
+    otp_code_hash(&api->secrets.code_mac, s->request_id, code, s->code_hash);
     otp_template_vars v = {
         .code = code,
         .app_name = p.vars.app_name ? p.vars.app_name : auth.account_name,
@@ -406,7 +406,7 @@ void otp_api_verify(otp_http_req *req, void *app)
     st->txn.user = st;
     v->account_id = auth.account_id;
     memcpy(v->request_id, request_id, OTP_ID_SIZE);
-    otp_code_hash(api->secrets.code_key, request_id, code, v->code_hash);
+    otp_code_hash(&api->secrets.code_mac, request_id, code, v->code_hash);
     v->code_length = code_length;
     v->now_ms = otp_now_ms();
     if (!otp_guard_prepare(req, api, &auth, NULL, NULL, &v->abuse))

@@ -190,7 +190,7 @@ void otp_api_resend(otp_http_req *req, void *app)
     resend_code(api, &auth, &info, code, &reused);
     r->rotate = !reused;
     if (r->rotate)
-        otp_code_hash(api->secrets.code_key, r->request_id, code, r->code_hash);
+        otp_code_hash(&api->secrets.code_mac, r->request_id, code, r->code_hash);
     otp_template_vars v = {
         .code = code,
         .app_name = vars.app_name      ? vars.app_name

@@ -26,12 +26,16 @@ void otp_code_generate(int length, char *out)
     out[length] = '\0';
 }
 
-void otp_code_hash(const uint8_t key[32], const char *request_id, const char *code,
+void otp_code_mac_init(otp_code_mac *mac, const uint8_t key[32])
+{
+    crypto_auth_hmacsha256_init(&mac->keyed, key, 32);
+}
+
+void otp_code_hash(const otp_code_mac *mac, const char *request_id, const char *code,
                    uint8_t out[OTP_CODE_HASH_LEN])
 {
-    crypto_auth_hmacsha256_state st;
+    crypto_auth_hmacsha256_state st = mac->keyed;
 
-    crypto_auth_hmacsha256_init(&st, key, 32);
     crypto_auth_hmacsha256_update(&st, (const unsigned char *)request_id, strlen(request_id));
     crypto_auth_hmacsha256_update(&st, (const unsigned char *)":", 1);
     crypto_auth_hmacsha256_update(&st, (const unsigned char *)code, strlen(code));

@@ -11,6 +11,7 @@ void otp_secrets_derive(const uint8_t root[OTP_SECRET_LEN], otp_secrets *ret)
 {
     crypto_kdf_derive_from_key(ret->code_key, sizeof(ret->code_key), 1, "otpdcode", root);
     crypto_kdf_derive_from_key(ret->box_key, sizeof(ret->box_key), 2, "otpd_box", root);
+    otp_code_mac_init(&ret->code_mac, ret->code_key);
 }
 
 void otp_secrets_wipe(otp_secrets *s)

@@ -66,6 +66,19 @@ static void test_different_roots_give_different_keys(void **state)
     assert_memory_not_equal(a.box_key, b.box_key, 32);
 }
 
+/* The prepared code MAC is HMAC-SHA-256 keyed with code_key. */
+static void test_code_mac_is_keyed_with_code_key(void **state)
+{
+    uint8_t root[OTP_SECRET_LEN] = {9}, got[32], want[32];
+    static const char msg[] = "req_A:123456";
+    otp_secrets s;
+
+    otp_secrets_derive(root, &s);
+    otp_code_hash(&s.code_mac, "req_A", "123456", got);
+    crypto_auth_hmacsha256(want, (const unsigned char *)msg, strlen(msg), s.code_key);
+    assert_memory_equal(got, want, 32);
+}
+
 static void test_wipe_zeroes_and_accepts_null(void **state)
 {
     uint8_t root[OTP_SECRET_LEN] = {7};
@@ -75,6 +88,8 @@ static void test_wipe_zeroes_and_accepts_null(void **state)
     otp_secrets_wipe(&s);
     assert_memory_equal(s.code_key, zero32, 32);
     assert_memory_equal(s.box_key, zero32, 32);
+    static const otp_code_mac zero_mac;
+    assert_memory_equal(&s.code_mac, &zero_mac, sizeof(zero_mac));
     otp_secrets_wipe(NULL);
 }
 
@@ -85,6 +100,7 @@ int main(void)
         cmocka_unit_test(test_derive_matches_crypto_kdf_contexts),
         cmocka_unit_test(test_subkeys_differ_from_each_other_and_root),
         cmocka_unit_test(test_different_roots_give_different_keys),
+        cmocka_unit_test(test_code_mac_is_keyed_with_code_key),
         cmocka_unit_test(test_wipe_zeroes_and_accepts_null),
     };
     if (sodium_init() < 0)
