@@ -15,10 +15,23 @@ void otp_base62_encode_fixed(uint64_t value, char *out, size_t width)
     }
 }
 
+/* One random byte per character, from a block drawn at once: a byte below
+ * 248 = 4 * 62 maps to byte % 62 (uniform), the rest (3%) are drawn again. */
 void otp_base62_random(char *out, size_t len)
 {
-    for (size_t i = 0; i < len; i++)
-        out[i] = alphabet[otp_random_uniform(62)];
+    uint8_t block[32];
+    size_t used = sizeof(block);
+
+    for (size_t i = 0; i < len;) {
+        if (used == sizeof(block)) {
+            otp_random_bytes(block, sizeof(block));
+            used = 0;
+        }
+        uint8_t b = block[used++];
+        if (b < 248)
+            out[i++] = alphabet[b % 62];
+    }
+    sodium_memzero(block, sizeof(block));
 }
 
 void otp_id_new(const char *prefix, int64_t now_ms, char *out)

@@ -58,6 +58,24 @@ static void test_base62_random_alphabet_and_spread(void **state)
             assert_true(seen[c] > 0);
 }
 
+/* Every character equally likely: 124,000 draws, 2,000 expected each (sd ~44);
+ * a modulo bias (256 = 4 * 62 + 8) would give 8 of them ~2,500. */
+static void test_base62_random_is_uniform(void **state)
+{
+    enum { PER = 2000, N = 62 * PER };
+    static char buf[N];
+    int seen[128] = {0};
+
+    otp_base62_random(buf, N);
+    for (size_t i = 0; i < N; i++)
+        seen[(unsigned char)buf[i]]++;
+    for (int c = 0; c < 128; c++)
+        if (b62((char)c)) {
+            assert_true(seen[c] > PER - 300);
+            assert_true(seen[c] < PER + 300);
+        }
+}
+
 static void test_id_new_layout(void **state)
 {
     char id[OTP_ID_SIZE + 1];
@@ -117,6 +135,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_base62_encode_fixed),
         cmocka_unit_test(test_base62_random_alphabet_and_spread),
+        cmocka_unit_test(test_base62_random_is_uniform),
         cmocka_unit_test(test_id_new_layout),
         cmocka_unit_test(test_ids_sort_by_time_and_differ),
         cmocka_unit_test(test_id_valid),
