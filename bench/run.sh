@@ -317,6 +317,7 @@ if has postgres; then
     pg_runs=$(($(wc -w <<<"$PG_CONNS") * 3))
     # Short of time for full-length runs, shorter ones (5 s after 1 s of
     # warm-up) rather than none; the table's notes say so.
+    FULL_DURATION=$DURATION FULL_WARMUP=$WARMUP
     if [ "$left" -lt $((pg_runs * (WARMUP + DURATION) + 40)) ] && [ "$DURATION" -gt 5 ]; then
         DURATION=5
         WARMUP=1
@@ -348,6 +349,7 @@ if has postgres; then
         stop_pid "$OTPD_PID"
         NOTES+=("PostgreSQL: $(if [ -n "${BENCH_PG_URL:-}" ]; then echo "the server at BENCH_PG_URL (its CPU is not counted)"; else echo "a throwaway $(basename "$(dirname "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)")") cluster, default settings, synchronous_commit = on; its processes' CPU counts as the server's (RSS: otpd alone)"; fi)")
     fi
+    DURATION=$FULL_DURATION WARMUP=$FULL_WARMUP # the table's header names the other runs'
 fi
 
 print_table
