@@ -192,10 +192,15 @@ void sq_txn_discard(otp_txn *t);
  * SQ_CKPT_PAGES more); past SQ_CKPT_RESTART_PAGES it lets the thread catch up
  * once, then checkpoints the last few frames itself so that the WAL starts
  * over; past SQ_CKPT_CAP_PAGES it checkpoints inline at every commit, as SQLite
- * would have (the backstop). */
+ * would have (the backstop). Each restart costs the writer a small checkpoint
+ * and an fdatasync of the database file, which every request in flight waits
+ * for: at 16 x SQ_CKPT_PAGES (a 64 MiB WAL, journal_size_limit's size) there
+ * are a quarter as many as at 4 x, which took verify's p99 at 64 connections
+ * from 46-87 ms to 8.5-30 ms in alternated benchmark runs
+ * (docs/performance.md). */
 #define SQ_CKPT_PAGES 1000
-#define SQ_CKPT_RESTART_PAGES (4 * SQ_CKPT_PAGES)
-#define SQ_CKPT_CAP_PAGES (16 * SQ_CKPT_PAGES)
+#define SQ_CKPT_RESTART_PAGES (16 * SQ_CKPT_PAGES)
+#define SQ_CKPT_CAP_PAGES (64 * SQ_CKPT_PAGES)
 
 /* Opens the checkpointer's connection on s->path, installs the WAL hook on
  * s->wdb (replacing SQLite's automatic checkpoint) and starts the thread.
