@@ -283,6 +283,11 @@ int otp_phone_send_check(const otp_limits *l, const int64_t *recent_ms, int n, i
                          int *ret_retry_s)
 {
     int64_t window = (int64_t)l->phone_window_s * 1000;
+    /* A send stamped later than this one can have been stored first (parallel
+     * sends take their time before they queue): never count back from before
+     * the newest send, or the wait would exceed the interval. */
+    if (n > 0 && recent_ms[0] > now_ms)
+        now_ms = recent_ms[0];
     if (n > 0 && l->phone_interval_s > 0) {
         int64_t next = recent_ms[0] + (int64_t)l->phone_interval_s * 1000;
         if (now_ms < next) {

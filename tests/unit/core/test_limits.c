@@ -104,6 +104,20 @@ static void test_phone_window(void **state)
     assert_int_equal(wait, 900);
 }
 
+/* A parallel send stamped after this one but stored first: the wait counts from
+ * that send, never more than the interval (a 30 s spacing never answers 31). */
+static void test_phone_window_newer_send_stored_first(void **state)
+{
+    (void)state;
+    otp_limits l;
+    otp_limits_defaults(&l);
+    int64_t now = 10000000;
+    int wait = 0;
+    int64_t later[] = {now + 700};
+    assert_int_equal(otp_phone_send_check(&l, later, 1, now, &wait), OTP_PHONE_SEND_INTERVAL);
+    assert_int_equal(wait, l.phone_interval_s);
+}
+
 static void test_lockout(void **state)
 {
     (void)state;
@@ -212,11 +226,16 @@ static void test_pumping(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),  cmocka_unit_test(test_apply_and_merge),
-        cmocka_unit_test(test_bucket),    cmocka_unit_test(test_phone_window),
-        cmocka_unit_test(test_lockout),   cmocka_unit_test(test_brute_force_bound),
-        cmocka_unit_test(test_countries), cmocka_unit_test(test_prefix_and_safe),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_apply_and_merge),
+        cmocka_unit_test(test_bucket),
+        cmocka_unit_test(test_phone_window),
+        cmocka_unit_test(test_lockout),
+        cmocka_unit_test(test_brute_force_bound),
+        cmocka_unit_test(test_countries),
+        cmocka_unit_test(test_prefix_and_safe),
         cmocka_unit_test(test_pumping),
+        cmocka_unit_test(test_phone_window_newer_send_stored_first),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
