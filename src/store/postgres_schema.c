@@ -1060,7 +1060,61 @@ static const char *const migration3[] = {
     NULL,
 };
 
-static const char *const *const migrations[] = {migration1, migration2, migration3};
+static const char *const migration4[] = {
+    /* 4: otp_abuse_pre() as core/limits.c decides: a number's waits count from
+     * its newest send when a parallel send stamped later was stored first (else
+     * a 30 s spacing could answer 31 s), and the blocks lookup reads the two
+     * primary-key rows it needs instead of sorting. Same parameters. */
+    "CREATE OR REPLACE FUNCTION otp_abuse_pre(p_account bigint, p_phone text, p_prefix text,"
+    " p_region text, p_safe boolean, p_lim bigint[], p_now bigint,"
+    " OUT o_err text, OUT o_reason text, OUT o_retry integer)"
+    " LANGUAGE plpgsql AS $$"
+    " DECLARE v_until bigint; v_sends bigint := LEAST(p_lim[1], 64);"
+    " v_window bigint := p_lim[2] * 1000; v_interval bigint := p_lim[3] * 1000;"
+    " v_recent bigint[]; v_inside bigint; v_now bigint := p_now;"
+    " BEGIN"
+    " PERFORM pg_advisory_xact_lock(1869901927, hashtext(p_account::text || ':' || p_phone));"
+    " SELECT locked_until INTO v_until FROM phone_state"
+    " WHERE account_id = p_account AND phone = p_phone;"
+    " IF v_until > p_now THEN"
+    " o_err := 'phone_locked'; o_reason := 'phone_locked'; o_retry := otp_ceil_s(v_until - p_now);"
+    " RETURN;"
+    " END IF;"
+    " IF NOT p_safe THEN"
+    " SELECT GREATEST((SELECT b.until FROM blocks b WHERE b.account_id = p_account"
+    " AND b.target = p_prefix AND b.until > p_now),"
+    " (SELECT b.until FROM blocks b WHERE b.account_id = p_account"
+    " AND b.target = coalesce(nullif(p_region, ''), '-') AND b.until > p_now)) INTO v_until;"
+    " IF v_until IS NOT NULL THEN"
+    " o_err := 'rate_limited'; o_reason := 'suspected_sms_pumping';"
+    " o_retry := otp_ceil_s(v_until - p_now);"
+    " RETURN;"
+    " END IF;"
+    " END IF;"
+    " IF v_sends > 0 OR v_interval > 0 THEN"
+    " SELECT array_agg(q.created_at ORDER BY q.created_at DESC) INTO v_recent"
+    " FROM (SELECT m.created_at FROM messages m WHERE m.account_id = p_account"
+    " AND m.to_phone = p_phone AND m.created_at > p_now - GREATEST(v_window, v_interval)"
+    " ORDER BY m.created_at DESC LIMIT GREATEST(v_sends, 1)) q;"
+    " IF v_recent IS NOT NULL AND v_recent[1] > v_now THEN v_now := v_recent[1]; END IF;"
+    " IF v_recent IS NOT NULL AND v_interval > 0 AND v_now < v_recent[1] + v_interval THEN"
+    " o_err := 'rate_limited'; o_reason := 'phone_send_interval';"
+    " o_retry := otp_ceil_s(v_recent[1] + v_interval - v_now);"
+    " RETURN;"
+    " END IF;"
+    " IF v_sends > 0 AND v_recent IS NOT NULL THEN"
+    " SELECT count(*) INTO v_inside FROM unnest(v_recent) x WHERE x > v_now - v_window;"
+    " IF v_inside >= v_sends THEN"
+    " o_err := 'rate_limited'; o_reason := 'phone_send_limit';"
+    " o_retry := otp_ceil_s(v_recent[v_sends] + v_window - v_now);"
+    " END IF;"
+    " END IF;"
+    " END IF;"
+    " END $$;",
+    NULL,
+};
+
+static const char *const *const migrations[] = {migration1, migration2, migration3, migration4};
 
 /* The schema versions this backend can build. store.h's OTP_SCHEMA_VERSION may
  * move ahead of it while a new migration is written for SQLite first: the

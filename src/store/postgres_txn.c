@@ -277,15 +277,6 @@ static void read_abuse(PGresult *r, int reason, int retry, int blocked, otp_abus
     a->retry_after_s = (int)pg_int(r, 0, retry);
     if (a->retry_after_s < 1)
         a->retry_after_s = 1;
-    /* otp_abuse_pre counts from the send's own time, which a send stamped later
-     * but stored first can pass: the wait is at most the rule's own span
-     * (core/limits.c counts from the newest send instead; the PL/pgSQL function
-     * should too, in the next migration). */
-    int span = a->reason && strcmp(a->reason, "phone_send_interval") == 0 ? a->lim.phone_interval_s
-               : a->reason && strcmp(a->reason, "phone_send_limit") == 0  ? a->lim.phone_window_s
-                                                                          : 0;
-    if (span > 0 && a->retry_after_s > span)
-        a->retry_after_s = span;
     if (!PQgetisnull(r, 0, blocked)) {
         a->pumping_block = true;
         pg_copy(r, 0, blocked, a->blocked, sizeof(a->blocked));

@@ -245,6 +245,10 @@ static const char *const migrations[] = {
     " updated_at INTEGER NOT NULL"
     ") STRICT;"
     "ALTER TABLE otp_requests ADD COLUMN region TEXT NOT NULL DEFAULT '';",
+
+    /* 4: PostgreSQL's abuse checks now decide as core/limits.c does; nothing
+     * changes in SQLite's schema (the versions are shared by both backends). */
+    "-- version 4: no change in SQLite\n",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == OTP_SCHEMA_VERSION,

@@ -406,7 +406,7 @@ static void upgrade_from_v2(bool with_abuse)
     assert_non_null(strstr(err, "database schema 2 is older"));
 
     s = open_migrated(url, 0);
-    assert_int_equal(s->ops->schema_version(s), 3);
+    assert_int_equal(s->ops->schema_version(s), OTP_SCHEMA_VERSION);
     otp_account a;
     assert_int_equal(s->ops->account_find(s, "v2", &a), OTP_OK);
     assert_int_equal(a.balance, 1000);
@@ -462,7 +462,8 @@ static void upgrade_from_v2(bool with_abuse)
     assert_int_equal(raw_int(url, "SELECT coalesce(sum(sends), 0) FROM traffic"
                                   " WHERE scope = 'XX'"),
                      with_abuse ? 7 : 0);
-    assert_int_equal(raw_int(url, "SELECT max(version) FROM schema_migrations"), 3);
+    assert_int_equal(raw_int(url, "SELECT max(version) FROM schema_migrations"),
+                     OTP_SCHEMA_VERSION);
 }
 
 /* Migration 3 upgrades a version-2 database in place, whether or not an otpd
