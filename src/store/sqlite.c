@@ -101,7 +101,7 @@ enum { BATCH_COMMITTED, BATCH_LOST, BATCH_REPLAY };
  * every txn->err. Without savepoints, returns BATCH_REPLAY (after rolling back)
  * as soon as a txn fails after having written something. BATCH_LOST: nothing is
  * stored (the transaction could not start, SQLite lost it, or COMMIT failed). */
-static int try_batch(sq_store *s, otp_txn *head, bool savepoints)
+static int attempt(sq_store *s, otp_txn *head, bool savepoints)
 {
     if (control(s, W_BEGIN) != SQLITE_DONE)
         return BATCH_LOST;
@@ -128,6 +128,15 @@ lost:
     if (!sqlite3_get_autocommit(s->wdb))
         control(s, W_ROLLBACK);
     return BATCH_LOST;
+}
+
+/* attempt(), then tells the in-memory pumping counters how the batch ended
+ * (sqlite_traffic.c): their increments count only once committed. */
+static int try_batch(sq_store *s, otp_txn *head, bool savepoints)
+{
+    int r = attempt(s, head, savepoints);
+    sq_traffic_batch_end(s, r == BATCH_COMMITTED);
+    return r;
 }
 
 /* Runs the batch and sets every txn->err; does not call done(). The first

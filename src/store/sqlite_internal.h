@@ -216,18 +216,18 @@ void sq_ckpt_stop(sq_store *s);
 
 /* The pumping rule's per-minute counters are kept in the writer's memory and
  * written to the traffic table in bulk, at most once per second, inside a
- * batch (see sqlite_traffic.c). sq_txn_prepare() opens them (installing the
- * write connection's rollback hook); sq_traffic_close() writes what is left in
+ * batch (see sqlite_traffic.c). sq_txn_prepare() opens them;
+ * sq_traffic_close() writes what is left in
  * a transaction of its own and frees them: call it after the writer thread
  * has been joined, before the statements are finalized (nothing if not open). */
 int sq_traffic_open(sq_store *s);
 void sq_traffic_close(sq_store *s);
-/* Around every txn body (sq_txn_run): begin sees whether t starts a new batch
- * (the previous one then committed, unless it was rolled back); end keeps or
- * drops the txn's increments and, with keep, writes the committed ones when a
- * second has passed since the last time. */
-void sq_traffic_txn_begin(sq_store *s, const otp_txn *t);
+/* After every txn body (sq_txn_run): keeps or drops the txn's increments and,
+ * with keep, writes the committed ones when a second has passed since the last
+ * time. */
 void sq_traffic_txn_end(sq_store *s, bool keep);
+/* After every attempt at a batch (try_batch): committed, or undone. */
+void sq_traffic_batch_end(sq_store *s, bool committed);
 /* Adds to (account, scope, minute) for the running txn. OTP_OK, or
  * OTP_E_INTERNAL when memory is short. */
 otp_err sq_traffic_add(sq_store *s, int64_t account, const char *scope, int64_t minute, int sends,

@@ -34,17 +34,13 @@
  * the SQL sums, within the same transaction). Txns of one batch see each
  * other's increments, as they saw each other's upserts.
  *
- * The events come from what sqlite.c already does. sq_txn_run() calls
- * sq_traffic_txn_begin() and sq_traffic_txn_end(keep) around every body. A
- * batch ends in a rollback (ROLLBACK, or SQLite rolling back by itself, also
- * when COMMIT fails) or a commit; SQLite's rollback hook on the write connection
- * reports every rollback (not ROLLBACK TO, which the savepoint replay uses per
- * txn, and which the txn's keep = false already covers). A commit is inferred:
- * sqlite.c runs a batch's txns in list order (txn->next), so a txn that is not
- * the successor of the last one run starts a new batch, and the previous one,
- * if it was not rolled back, committed. Its increments turn "done" then, before
- * the new batch reads anything. sq_traffic_close() does the same for the last
- * batch and writes what is left in a transaction of its own.
+ * The events come from the writer. sq_txn_run() calls sq_traffic_txn_end(keep)
+ * after every body (a txn undone alone, by ROLLBACK TO in the savepoint replay,
+ * has keep = false). sqlite.c's try_batch() calls sq_traffic_batch_end() once
+ * per attempt at a batch, saying whether it committed: anything else (ROLLBACK
+ * before a replay, a lost batch, SQLite rolling back by itself, a failed
+ * COMMIT) undoes the batch. sq_traffic_close() writes what is left in a
+ * transaction of its own.
  *
  * The flush runs at the end of a kept txn (inside its savepoint when there is
  * one, which is then released), so nothing the writer could undo for that txn
@@ -104,9 +100,7 @@ struct sq_traffic {
     tr_node **buckets;
     size_t nbuckets, count;
     tr_list txn, batch, done, flushed; /* nodes with counts in that state */
-    const otp_txn *expect;             /* the txn that continues the batch, NULL after its last */
-    bool rolled_back;      /* the rollback hook: the batch running (or last run) is undone */
-    int64_t last_flush_us; /* monotonic */
+    int64_t last_flush_us;             /* monotonic */
     atomic_int flush_ms;
 };
 
@@ -281,13 +275,14 @@ otp_err sq_traffic_add(sq_store *s, int64_t account, const char *scope, int64_t 
     return OTP_OK;
 }
 
-/* The batch run last has ended: committed unless the rollback hook said
- * otherwise. Its "batch" increments become "done" (committed) or go; its
- * "flushed" ones are forgotten (committed: in the table) or "done" again. */
-static void batch_end(sq_traffic *tr)
+/* The batch run last has ended. Its "batch" increments become "done"
+ * (committed) or go; its "flushed" ones are forgotten (committed: in the table)
+ * or "done" again. */
+void sq_traffic_batch_end(sq_store *s, bool committed)
 {
-    bool committed = !tr->rolled_back;
-    tr->rolled_back = false;
+    sq_traffic *tr = s->traffic;
+    if (!tr)
+        return;
     /* A node on both lists is settled once, through the batch list: nothing
      * may be freed while a list still names it. */
     for (size_t i = 0; i < tr->batch.n; i++)
@@ -320,16 +315,6 @@ static void batch_end(sq_traffic *tr)
         }
         l->n = 0;
     }
-}
-
-void sq_traffic_txn_begin(sq_store *s, const otp_txn *t)
-{
-    sq_traffic *tr = s->traffic;
-    if (!tr)
-        return;
-    if (tr->rolled_back || t != tr->expect)
-        batch_end(tr);
-    tr->expect = t->next;
 }
 
 /* Writes the "done" increments to the table (see the top). Returns false if a
@@ -392,18 +377,13 @@ void sq_traffic_txn_end(sq_store *s, bool keep)
     tr->txn.n = 0;
     /* Not in a transaction SQLite already rolled back: each upsert would then
      * commit on its own. */
-    if (!keep || tr->done.n == 0 || tr->rolled_back || sqlite3_get_autocommit(s->wdb))
+    if (!keep || tr->done.n == 0 || sqlite3_get_autocommit(s->wdb))
         return;
     int64_t now = otp_mono_us();
     if (now - tr->last_flush_us < (int64_t)atomic_load(&tr->flush_ms) * 1000)
         return;
     tr->last_flush_us = now;
     flush(s, tr);
-}
-
-static void on_rollback(void *arg)
-{
-    ((sq_traffic *)arg)->rolled_back = true;
 }
 
 int sq_traffic_open(sq_store *s)
@@ -417,7 +397,6 @@ int sq_traffic_open(sq_store *s)
     tr->last_flush_us = otp_mono_us();
     atomic_init(&tr->flush_ms, FLUSH_MS);
     s->traffic = tr;
-    sqlite3_rollback_hook(s->wdb, on_rollback, tr);
     return 0;
 }
 
@@ -426,7 +405,6 @@ void sq_traffic_close(sq_store *s)
     sq_traffic *tr = s->traffic;
     if (!tr)
         return;
-    batch_end(tr); /* the last batch the writer ran */
     /* One transaction; what a failed upsert could not write is lost (as in a
      * crash), what the others wrote is committed. */
     if (tr->done.n && s->w[W_BEGIN] && s->w[W_COMMIT] && s->w[W_ROLLBACK]) {
@@ -442,7 +420,6 @@ void sq_traffic_close(sq_store *s)
             }
         }
     }
-    sqlite3_rollback_hook(s->wdb, NULL, NULL);
     for (size_t i = 0; i < tr->nbuckets; i++)
         for (tr_node *n = tr->buckets[i], *next; n; n = next) {
             next = n->next;

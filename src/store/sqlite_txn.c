@@ -1953,7 +1953,6 @@ otp_err sq_txn_run(sq_store *s, otp_txn *t, bool *ret_keep)
 {
     otp_err e;
     *ret_keep = false;
-    sq_traffic_txn_begin(s, t);
     switch (t->kind) {
     case OTP_TXN_SEND:
         e = tx_send(s, &t->u.send, ret_keep);
