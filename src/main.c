@@ -248,6 +248,8 @@ static int serve(otp_app *app)
         fprintf(stderr, "otpd: %s\n", err);
         goto out;
     }
+    if (otp_log_batch_start() != 0)
+        otp_log(OTP_LOG_WARN, "event=log_batching_off reason=\"no thread\"");
     otp_log(OTP_LOG_INFO, "event=start version=%s listen=%s store=%s providers=%zu%s", OTPD_VERSION,
             hopt.listen, store->ops->name, providers.n, OTPD_TEST_HOOKS ? " testHooks=true" : "");
 
@@ -265,6 +267,7 @@ static int serve(otp_app *app)
     rc = 0;
 out:
     otp_http_stop(http);
+    otp_log_batch_stop(); /* the request lines, before "stopped" */
     otp_dispatcher_stop(dispatcher);
     otp_purger_stop(purger);
     free_providers(&providers);

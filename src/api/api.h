@@ -98,6 +98,9 @@ bool otp_api_idem_init(otp_http_req *req, json_t *body, otp_idem *idem);
  * text is written to *ret_text (malloc'd; the caller frees it after the txn is
  * done). Returns false on OOM. */
 bool otp_api_idem_set_reply(otp_idem *idem, int status, const json_t *data, char **ret_text);
+/* The same with the data object's JSON text already made (len bytes). */
+bool otp_api_idem_set_reply_text(otp_idem *idem, int status, const char *json, size_t len,
+                                 char **ret_text);
 /* After the txn: if the store replayed a stored reply, answers it with
  * Idempotent-Replayed: true and returns true. Frees replay_response either way. */
 bool otp_api_idem_replay(otp_http_req *req, otp_idem *idem);

@@ -72,6 +72,18 @@ bool otp_api_idem_set_reply(otp_idem *idem, int status, const json_t *data, char
     return true;
 }
 
+bool otp_api_idem_set_reply_text(otp_idem *idem, int status, const char *json, size_t len,
+                                 char **ret_text)
+{
+    char *text = strndup(json, len);
+    if (!text)
+        return false;
+    idem->response = text;
+    idem->status = status;
+    *ret_text = text;
+    return true;
+}
+
 bool otp_api_idem_replay(otp_http_req *req, otp_idem *idem)
 {
     bool replayed = idem->use && idem->replayed;

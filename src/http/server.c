@@ -490,7 +490,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         otp_log_str(&l, req->phone[0] ? req->phone : "-");
         if (!ok)
             otp_log_str(&l, " aborted=true");
-        otp_log_end(&l);
+        otp_log_end_batched(&l);
     }
     req_free(req);
     *req_cls = NULL;

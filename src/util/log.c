@@ -29,6 +29,11 @@ void otp_log_setup(otp_log_level level, int fd)
     log_fd = fd;
 }
 
+int otp_log_fd(void)
+{
+    return log_fd;
+}
+
 int otp_log_level_parse(const char *s, otp_log_level *ret)
 {
     for (int i = 0; i < 4; i++) {
@@ -187,5 +192,6 @@ void otp_log(otp_log_level level, const char *fmt, ...)
     l.len += m < 0 ? 0 : (size_t)m;
     if (l.len > LINE_CAP)
         l.len = LINE_CAP;
+    otp_log_flush_thread(); /* this thread's request lines first */
     otp_log_end(&l);
 }

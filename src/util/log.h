@@ -51,6 +51,27 @@ void otp_log_ms2(otp_log_line *l, int64_t us);
 /* Ends the line with a newline and writes it with one write(2). */
 void otp_log_end(otp_log_line *l);
 
+/* Request lines in blocks (util/log_batch.c). One write(2) per request costs
+ * ~6% of a verify's CPU, so while batching runs, otp_log_end_batched() appends
+ * the line to a block of the calling thread and the block is written (one
+ * write(2), whole lines, at most PIPE_BUF bytes, so never interleaved with
+ * another thread's) when it is full or, by a flusher thread, once the first
+ * line in it has waited OTP_LOG_BATCH_MS. Lines of different threads may
+ * therefore reach the log up to that much out of time order; one thread's
+ * stay in order (otp_log() writes the thread's block first). A crash loses
+ * at most the last OTP_LOG_BATCH_MS of request lines. */
+#define OTP_LOG_BATCH_MS 50
+/* Starts the flusher thread; 0, or -1 (then lines are written at once). */
+int otp_log_batch_start(void);
+/* Writes every block and stops the thread; later lines are written at once. */
+void otp_log_batch_stop(void);
+/* otp_log_end(), through the calling thread's block while batching runs. */
+void otp_log_end_batched(otp_log_line *l);
+/* Writes the calling thread's block now (if it has one). */
+void otp_log_flush_thread(void);
+/* The fd lines are written to. */
+int otp_log_fd(void);
+
 /* The same text as otp_time_iso8601() (util/clock.h), without gmtime_r and
  * snprintf: the time= of every line. */
 void otp_log_iso8601(int64_t ms, char *out);

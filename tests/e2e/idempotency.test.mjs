@@ -65,6 +65,7 @@ describe('idempotency', () => {
         assert.equal(again.status, 201, again.text);
         assert.ok(replayed(again), 'Idempotent-Replayed: true');
         assert.deepEqual(again.json, first.json, 'the same data, field for field');
+        assert.equal(again.text, first.text, 'the same bytes (the first is written without jansson)');
         assert.ok(again.headers['x-request-id']);
         await sleep(300);
         assert.equal(srv.readSms().filter((m) => m.to === to).length, 1, 'no new SMS');

@@ -1,0 +1,168 @@
+/* tests/unit/util/test_log_batch.c — request lines written in blocks
+ * (util/log_batch.c): every line arrives once and whole from many threads, a
+ * lone line arrives without a stop (the flusher), otp_log() keeps a thread's
+ * order, and after the stop lines are written at once. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/log.h"
+
+#define THREADS 6
+#define LINES_PER_THREAD 3000
+
+/* The whole file as a NUL-terminated string (caller frees). */
+static char *slurp(FILE *f)
+{
+    fflush(f);
+    long n = lseek(fileno(f), 0, SEEK_END);
+    assert_true(n >= 0);
+    char *s = malloc((size_t)n + 1);
+    assert_non_null(s);
+    assert_int_equal(pread(fileno(f), s, (size_t)n, 0), n);
+    s[n] = '\0';
+    return s;
+}
+
+static void request_line(int thread, int i)
+{
+    otp_log_line l;
+    assert_true(otp_log_begin(&l, OTP_LOG_INFO));
+    otp_log_str(&l, "event=request thread=");
+    otp_log_int(&l, thread);
+    otp_log_str(&l, " n=");
+    otp_log_int(&l, i);
+    otp_log_str(&l, " end=1");
+    otp_log_end_batched(&l);
+}
+
+static void *writer(void *arg)
+{
+    int t = (int)(intptr_t)arg;
+    for (int i = 0; i < LINES_PER_THREAD; i++)
+        request_line(t, i);
+    return NULL;
+}
+
+static void test_many_threads_every_line_once_and_whole(void **state)
+{
+    (void)state;
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    otp_log_setup(OTP_LOG_INFO, fileno(f));
+    assert_int_equal(otp_log_batch_start(), 0);
+
+    pthread_t th[THREADS];
+    for (int t = 0; t < THREADS; t++)
+        assert_int_equal(pthread_create(&th[t], NULL, writer, (void *)(intptr_t)t), 0);
+    for (int t = 0; t < THREADS; t++)
+        pthread_join(th[t], NULL);
+    otp_log_batch_stop();
+
+    char *all = slurp(f);
+    static unsigned char seen[THREADS][LINES_PER_THREAD];
+    memset(seen, 0, sizeof(seen));
+    int lines = 0, last[THREADS];
+    for (int t = 0; t < THREADS; t++)
+        last[t] = -1;
+    for (char *save = NULL, *line = strtok_r(all, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        int t, i;
+        const char *body = strstr(line, " event=request thread=");
+        assert_non_null(body);
+        assert_memory_equal(line, "time=", 5);
+        assert_int_equal(sscanf(body, " event=request thread=%d n=%d end=1", &t, &i), 2);
+        assert_true(strcmp(line + strlen(line) - 6, " end=1") == 0); /* nothing glued on */
+        assert_true(t >= 0 && t < THREADS && i >= 0 && i < LINES_PER_THREAD);
+        assert_int_equal(seen[t][i], 0);
+        seen[t][i] = 1;
+        assert_true(i > last[t]); /* one thread's lines in order */
+        last[t] = i;
+        lines++;
+    }
+    assert_int_equal(lines, THREADS * LINES_PER_THREAD);
+    free(all);
+    otp_log_setup(OTP_LOG_INFO, 2);
+    fclose(f);
+}
+
+static void test_a_lone_line_is_written_by_the_flusher(void **state)
+{
+    (void)state;
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    otp_log_setup(OTP_LOG_INFO, fileno(f));
+    assert_int_equal(otp_log_batch_start(), 0);
+
+    request_line(1, 42);
+    char *s = NULL;
+    for (int waited = 0; waited < 5000; waited += 10) { /* OTP_LOG_BATCH_MS, with room */
+        free(s);
+        s = slurp(f);
+        if (strstr(s, "thread=1 n=42 end=1\n"))
+            break;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    assert_non_null(strstr(s, "thread=1 n=42 end=1\n"));
+    free(s);
+
+    otp_log_batch_stop();
+    otp_log_setup(OTP_LOG_INFO, 2);
+    fclose(f);
+}
+
+static void test_direct_lines_keep_the_thread_order_and_stop_unbatches(void **state)
+{
+    (void)state;
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    otp_log_setup(OTP_LOG_INFO, fileno(f));
+    assert_int_equal(otp_log_batch_start(), 0);
+
+    request_line(2, 1);
+    otp_log(OTP_LOG_WARN, "event=direct after=1");
+    char *s = slurp(f); /* otp_log() wrote the thread's block, then its own line */
+    const char *a = strstr(s, "thread=2 n=1 end=1\n");
+    const char *b = strstr(s, "event=direct after=1\n");
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_true(a < b);
+    free(s);
+
+    otp_log_batch_stop();
+    request_line(2, 2); /* straight to the fd now */
+    s = slurp(f);
+    assert_non_null(strstr(s, "thread=2 n=2 end=1\n"));
+    free(s);
+
+    /* And it starts again. */
+    assert_int_equal(otp_log_batch_start(), 0);
+    request_line(2, 3);
+    otp_log_batch_stop();
+    s = slurp(f);
+    assert_non_null(strstr(s, "thread=2 n=3 end=1\n"));
+    free(s);
+
+    otp_log_setup(OTP_LOG_INFO, 2);
+    fclose(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_many_threads_every_line_once_and_whole),
+        cmocka_unit_test(test_a_lone_line_is_written_by_the_flusher),
+        cmocka_unit_test(test_direct_lines_keep_the_thread_order_and_stop_unbatches),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
