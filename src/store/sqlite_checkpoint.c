@@ -35,6 +35,10 @@
  * on a slow disk, or readers pin old snapshots), the hook runs a PASSIVE
  * checkpoint inline at every commit, as SQLite would have.
  *
+ * The thread's connection writes through sqlite_writeback.c's VFS, which starts
+ * writeback every 256 KiB, so a checkpoint's pages reach the disk as a trickle
+ * and the writer's WAL fdatasyncs do not queue behind one burst at its fsync.
+ *
  * When no commit has woken it for SQ_CKPT_IDLE_MS and the WAL holds frames not
  * yet copied, the thread checkpoints anyway, so a quiet server's WAL is folded
  * in and starts over at the next write.
@@ -300,7 +304,14 @@ int sq_ckpt_start(sq_store *s, char *err, size_t errlen)
 
     /* The file exists: the writer connection made it. Reading the schema
      * version opens the WAL, so the first checkpoint has something to work on. */
-    int rc = sqlite3_open_v2(s->path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+    const char *vfs = sq_writeback_vfs(); /* see sqlite_writeback.c */
+    int rc = sqlite3_open_v2(s->path, &c->db, flags, vfs);
+    if (rc != SQLITE_OK && vfs) { /* then without the writeback trickle */
+        sqlite3_close(c->db);
+        c->db = NULL;
+        rc = sqlite3_open_v2(s->path, &c->db, flags, NULL);
+    }
     if (rc == SQLITE_OK) {
         sq_conn_setup(c->db);
         rc = sqlite3_exec(c->db, "PRAGMA synchronous = FULL; PRAGMA schema_version", NULL, NULL,

@@ -212,6 +212,20 @@ int sq_ckpt_start(sq_store *s, char *err, size_t errlen);
  * joined. Does nothing if s->ckpt is NULL. */
 void sq_ckpt_stop(sq_store *s);
 
+/* ---- sqlite_writeback.c ---- */
+
+/* The checkpointer's VFS: SQLite's default one, plus a start of writeback
+ * (sync_file_range) after every SQ_WRITEBACK_BYTES written to a database file,
+ * so that a checkpoint's pages reach the disk as a trickle instead of a burst
+ * at its fsync (PostgreSQL's checkpoint_flush_after, same size). */
+#define SQ_WRITEBACK_VFS "otpd-writeback"
+#define SQ_WRITEBACK_BYTES (256 * 1024)
+/* Registers the VFS (once; never the default) and returns its name, or NULL
+ * if the default VFS cannot carry it. */
+const char *sq_writeback_vfs(void);
+/* How many times writeback was started, in this process (test hook). */
+uint64_t sq_writeback_starts(void);
+
 /* ---- sqlite_traffic.c ---- */
 
 /* The pumping rule's per-minute counters are kept in the writer's memory and

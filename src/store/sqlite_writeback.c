@@ -1,0 +1,306 @@
+/* store/sqlite_writeback.c — the checkpointer's database writes go to the disk
+ * as they are made, not all at once at the checkpoint's fsync.
+ *
+ * A checkpoint copies a thousand or more pages from the WAL into the database
+ * file (writes into the page cache) and then fsyncs the file. Without help the
+ * kernel sends all of it to the disk at that fsync, megabytes at once, and
+ * every commit's fdatasync of the WAL, which the writer thread and so every
+ * request in flight waits for, queues behind that burst: the slow commits
+ * behind otpd's p99 (docs/performance.md). PostgreSQL meets the same problem
+ * with checkpoint_flush_after; this does what it does. The checkpointer's
+ * connection opens the file through this VFS, a thin layer over SQLite's
+ * default one: after every SQ_WRITEBACK_BYTES written to a main database file
+ * it asks the kernel to start writing the file's dirty pages out
+ * (sync_file_range(SYNC_FILE_RANGE_WRITE), which does not wait for them), so
+ * the final fsync finds little left and the disk sees a steady trickle.
+ * Nothing about durability changes: SQLite's own syncs still decide when
+ * anything is on disk.
+ *
+ * Every other call goes straight to the default VFS and its file; the layer
+ * keeps an extra read-only descriptor of each main database file (writeback
+ * works on the file, whichever descriptor names it). */
+#include "store/sqlite_internal.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct wb_file {
+    sqlite3_file base;
+    sqlite3_file *real;    /* the default VFS's file, just after this struct */
+    int fd;                /* read-only, for sync_file_range; -1: not a main database */
+    sqlite3_int64 pending; /* bytes written since writeback was last started */
+} wb_file;
+
+static sqlite3_vfs *root; /* the default VFS */
+static atomic_uint_fast64_t starts;
+
+#define REAL(f) (((wb_file *)(f))->real)
+
+static int wb_close(sqlite3_file *f)
+{
+    wb_file *w = (wb_file *)f;
+    if (w->fd >= 0)
+        close(w->fd);
+    w->fd = -1;
+    return w->real->pMethods->xClose(w->real);
+}
+
+static int wb_read(sqlite3_file *f, void *buf, int n, sqlite3_int64 off)
+{
+    return REAL(f)->pMethods->xRead(REAL(f), buf, n, off);
+}
+
+static int wb_write(sqlite3_file *f, const void *buf, int n, sqlite3_int64 off)
+{
+    wb_file *w = (wb_file *)f;
+    int rc = w->real->pMethods->xWrite(w->real, buf, n, off);
+    if (rc == SQLITE_OK && w->fd >= 0 && (w->pending += n) >= SQ_WRITEBACK_BYTES) {
+        w->pending = 0;
+        /* Starts writeback of every dirty page of the file; an error only
+         * means the fsync will have more to do. */
+        if (sync_file_range(w->fd, 0, 0, SYNC_FILE_RANGE_WRITE) == 0)
+            atomic_fetch_add_explicit(&starts, 1, memory_order_relaxed);
+    }
+    return rc;
+}
+
+static int wb_truncate(sqlite3_file *f, sqlite3_int64 size)
+{
+    return REAL(f)->pMethods->xTruncate(REAL(f), size);
+}
+
+static int wb_sync(sqlite3_file *f, int flags)
+{
+    wb_file *w = (wb_file *)f;
+    w->pending = 0;
+    return w->real->pMethods->xSync(w->real, flags);
+}
+
+static int wb_file_size(sqlite3_file *f, sqlite3_int64 *size)
+{
+    return REAL(f)->pMethods->xFileSize(REAL(f), size);
+}
+
+static int wb_lock(sqlite3_file *f, int level)
+{
+    return REAL(f)->pMethods->xLock(REAL(f), level);
+}
+
+static int wb_unlock(sqlite3_file *f, int level)
+{
+    return REAL(f)->pMethods->xUnlock(REAL(f), level);
+}
+
+static int wb_check_reserved(sqlite3_file *f, int *out)
+{
+    return REAL(f)->pMethods->xCheckReservedLock(REAL(f), out);
+}
+
+static int wb_file_control(sqlite3_file *f, int op, void *arg)
+{
+    return REAL(f)->pMethods->xFileControl(REAL(f), op, arg);
+}
+
+static int wb_sector_size(sqlite3_file *f)
+{
+    return REAL(f)->pMethods->xSectorSize(REAL(f));
+}
+
+static int wb_device_characteristics(sqlite3_file *f)
+{
+    return REAL(f)->pMethods->xDeviceCharacteristics(REAL(f));
+}
+
+/* Shared memory (the WAL index) and memory mapping: version 2 and 3 methods,
+ * which the default VFS has. */
+static int wb_shm_map(sqlite3_file *f, int page, int size, int extend, void volatile **pp)
+{
+    return REAL(f)->pMethods->xShmMap(REAL(f), page, size, extend, pp);
+}
+
+static int wb_shm_lock(sqlite3_file *f, int offset, int n, int flags)
+{
+    return REAL(f)->pMethods->xShmLock(REAL(f), offset, n, flags);
+}
+
+static void wb_shm_barrier(sqlite3_file *f)
+{
+    REAL(f)->pMethods->xShmBarrier(REAL(f));
+}
+
+static int wb_shm_unmap(sqlite3_file *f, int delete_flag)
+{
+    return REAL(f)->pMethods->xShmUnmap(REAL(f), delete_flag);
+}
+
+static int wb_fetch(sqlite3_file *f, sqlite3_int64 off, int n, void **pp)
+{
+    return REAL(f)->pMethods->xFetch(REAL(f), off, n, pp);
+}
+
+static int wb_unfetch(sqlite3_file *f, sqlite3_int64 off, void *p)
+{
+    return REAL(f)->pMethods->xUnfetch(REAL(f), off, p);
+}
+
+static const sqlite3_io_methods wb_io = {
+    .iVersion = 3,
+    .xClose = wb_close,
+    .xRead = wb_read,
+    .xWrite = wb_write,
+    .xTruncate = wb_truncate,
+    .xSync = wb_sync,
+    .xFileSize = wb_file_size,
+    .xLock = wb_lock,
+    .xUnlock = wb_unlock,
+    .xCheckReservedLock = wb_check_reserved,
+    .xFileControl = wb_file_control,
+    .xSectorSize = wb_sector_size,
+    .xDeviceCharacteristics = wb_device_characteristics,
+    .xShmMap = wb_shm_map,
+    .xShmLock = wb_shm_lock,
+    .xShmBarrier = wb_shm_barrier,
+    .xShmUnmap = wb_shm_unmap,
+    .xFetch = wb_fetch,
+    .xUnfetch = wb_unfetch,
+};
+
+static int wb_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags, int *out_flags)
+{
+    (void)vfs;
+    wb_file *w = (wb_file *)f;
+    w->real = (sqlite3_file *)(w + 1);
+    w->fd = -1;
+    w->pending = 0;
+    int rc = root->xOpen(root, name, w->real, flags, out_flags);
+    if (rc != SQLITE_OK || !w->real->pMethods) {
+        f->pMethods = NULL; /* SQLite calls no method of a file that did not open */
+        return rc;
+    }
+    if (w->real->pMethods->iVersion < 3) { /* the methods above forward version 3's */
+        w->real->pMethods->xClose(w->real);
+        f->pMethods = NULL;
+        return SQLITE_CANTOPEN;
+    }
+    if ((flags & SQLITE_OPEN_MAIN_DB) && name)
+        w->fd = open(name, O_RDONLY | O_CLOEXEC);
+    f->pMethods = &wb_io;
+    return SQLITE_OK;
+}
+
+/* The rest of the VFS is the default one's. */
+static int wb_delete(sqlite3_vfs *v, const char *name, int sync_dir)
+{
+    (void)v;
+    return root->xDelete(root, name, sync_dir);
+}
+
+static int wb_access(sqlite3_vfs *v, const char *name, int flags, int *out)
+{
+    (void)v;
+    return root->xAccess(root, name, flags, out);
+}
+
+static int wb_full_pathname(sqlite3_vfs *v, const char *name, int n, char *out)
+{
+    (void)v;
+    return root->xFullPathname(root, name, n, out);
+}
+
+static void *wb_dl_open(sqlite3_vfs *v, const char *name)
+{
+    (void)v;
+    return root->xDlOpen(root, name);
+}
+
+static void wb_dl_error(sqlite3_vfs *v, int n, char *msg)
+{
+    (void)v;
+    root->xDlError(root, n, msg);
+}
+
+static void (*wb_dl_sym(sqlite3_vfs *v, void *h, const char *sym))(void)
+{
+    (void)v;
+    return root->xDlSym(root, h, sym);
+}
+
+static void wb_dl_close(sqlite3_vfs *v, void *h)
+{
+    (void)v;
+    root->xDlClose(root, h);
+}
+
+static int wb_randomness(sqlite3_vfs *v, int n, char *out)
+{
+    (void)v;
+    return root->xRandomness(root, n, out);
+}
+
+static int wb_sleep(sqlite3_vfs *v, int us)
+{
+    (void)v;
+    return root->xSleep(root, us);
+}
+
+static int wb_current_time(sqlite3_vfs *v, double *out)
+{
+    (void)v;
+    return root->xCurrentTime(root, out);
+}
+
+static int wb_last_error(sqlite3_vfs *v, int n, char *out)
+{
+    (void)v;
+    return root->xGetLastError(root, n, out);
+}
+
+static int wb_current_time_int64(sqlite3_vfs *v, sqlite3_int64 *out)
+{
+    (void)v;
+    return root->xCurrentTimeInt64(root, out);
+}
+
+static sqlite3_vfs wb_vfs = {
+    .iVersion = 2,
+    .zName = SQ_WRITEBACK_VFS,
+    .xOpen = wb_open,
+    .xDelete = wb_delete,
+    .xAccess = wb_access,
+    .xFullPathname = wb_full_pathname,
+    .xDlOpen = wb_dl_open,
+    .xDlError = wb_dl_error,
+    .xDlSym = wb_dl_sym,
+    .xDlClose = wb_dl_close,
+    .xRandomness = wb_randomness,
+    .xSleep = wb_sleep,
+    .xCurrentTime = wb_current_time,
+    .xGetLastError = wb_last_error,
+    .xCurrentTimeInt64 = wb_current_time_int64,
+};
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static int register_rc = SQLITE_ERROR;
+
+static void register_vfs(void)
+{
+    root = sqlite3_vfs_find(NULL);
+    if (!root || root->iVersion < 2)
+        return;
+    wb_vfs.szOsFile = (int)sizeof(wb_file) + root->szOsFile;
+    wb_vfs.mxPathname = root->mxPathname;
+    register_rc = sqlite3_vfs_register(&wb_vfs, 0);
+}
+
+const char *sq_writeback_vfs(void)
+{
+    pthread_once(&once, register_vfs);
+    return register_rc == SQLITE_OK ? SQ_WRITEBACK_VFS : NULL;
+}
+
+uint64_t sq_writeback_starts(void)
+{
+    return atomic_load_explicit(&starts, memory_order_relaxed);
+}
