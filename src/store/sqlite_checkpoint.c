@@ -35,7 +35,7 @@
  * on a slow disk, or readers pin old snapshots), the hook runs a PASSIVE
  * checkpoint inline at every commit, as SQLite would have.
  *
- * The thread's connection writes through sqlite_writeback.c's VFS, which starts
+ * The thread's connection writes through sqlite_vfs.c's VFS, which starts
  * writeback every 256 KiB, so a checkpoint's pages reach the disk as a trickle
  * and the writer's WAL fdatasyncs do not queue behind one burst at its fsync.
  *
@@ -305,7 +305,7 @@ int sq_ckpt_start(sq_store *s, char *err, size_t errlen)
     /* The file exists: the writer connection made it. Reading the schema
      * version opens the WAL, so the first checkpoint has something to work on. */
     const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
-    const char *vfs = sq_writeback_vfs(); /* see sqlite_writeback.c */
+    const char *vfs = sq_vfs(); /* see sqlite_vfs.c */
     int rc = sqlite3_open_v2(s->path, &c->db, flags, vfs);
     if (rc != SQLITE_OK && vfs) { /* then without the writeback trickle */
         sqlite3_close(c->db);

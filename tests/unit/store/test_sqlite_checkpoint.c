@@ -3,8 +3,9 @@
  *
  * A sustained stream of sends through submit() (hundreds in flight, so the
  * writer never idles) keeps the WAL bounded with checkpoints run by the
- * checkpointer thread (through the writeback VFS), not by the writer: the thread ran, the WAL started over
- * again and again, never reached the backstop's cap, and every acknowledged
+ * checkpointer thread (through the store's VFS), not by the writer: the
+ * thread ran, the WAL started over again and again, never reached the
+ * backstop's cap, and every acknowledged
  * send is in the database after close and reopen. With the thread paused the
  * writer's backstop keeps the WAL near the cap. A quiet store is checkpointed
  * by the idle timer. close() while the thread is inside a checkpoint run is
@@ -282,7 +283,7 @@ static void t_stream_bounded_wal(void **state)
     otp_store *s = open_store(path, true);
     stream st;
     stream_init(&st, s, make_account(s, "stream"), "s", N);
-    uint64_t writeback_before = sq_writeback_starts();
+    uint64_t writeback_before = sq_vfs_writeback_starts();
     long long max_wal = 0;
     for (int i = 0; i < N; i++) {
         stream_send(&st, i);
@@ -298,8 +299,8 @@ static void t_stream_bounded_wal(void **state)
         max_wal = w;
     assert_int_equal(st.failed, 0);
     assert_int_equal(st.ok, N);
-    /* The thread's checkpoints went through the writeback VFS (sqlite_writeback.c). */
-    assert_true(sq_writeback_starts() > writeback_before);
+    /* The thread's checkpoints went through the store's VFS (sqlite_vfs.c). */
+    assert_true(sq_vfs_writeback_starts() > writeback_before);
 #if OTPD_TEST_HOOKS
     otp_sqlite_ckpt_counters c;
     otp_sqlite_test_ckpt_counters(s, &c);

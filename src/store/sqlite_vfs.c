@@ -1,24 +1,42 @@
-/* store/sqlite_writeback.c — the checkpointer's database writes go to the disk
- * as they are made, not all at once at the checkpoint's fsync.
+/* store/sqlite_vfs.c — the store's VFS: SQLite's default one with two changes
+ * to how the read-write connections (the writer's and the checkpointer's)
+ * write, one for each kind of file.
  *
- * A checkpoint copies a thousand or more pages from the WAL into the database
- * file (writes into the page cache) and then fsyncs the file. Without help the
- * kernel sends all of it to the disk at that fsync, megabytes at once, and
- * every commit's fdatasync of the WAL, which the writer thread and so every
- * request in flight waits for, queues behind that burst: the slow commits
- * behind otpd's p99 (docs/performance.md). PostgreSQL meets the same problem
- * with checkpoint_flush_after; this does what it does. The checkpointer's
- * connection opens the file through this VFS, a thin layer over SQLite's
- * default one: after every SQ_WRITEBACK_BYTES written to a main database file
- * it asks the kernel to start writing the file's dirty pages out
- * (sync_file_range(SYNC_FILE_RANGE_WRITE), which does not wait for them), so
- * the final fsync finds little left and the disk sees a steady trickle.
- * Nothing about durability changes: SQLite's own syncs still decide when
- * anything is on disk.
+ * Database files: writes go to the disk as they are made. A checkpoint copies
+ * a thousand or more pages from the WAL into the database file (writes into
+ * the page cache) and then fsyncs the file. Without help the kernel sends all
+ * of it to the disk at that fsync, megabytes at once, and every commit's
+ * fdatasync of the WAL, which the writer thread and so every request in
+ * flight waits for, queues behind that burst: the slow commits behind otpd's
+ * p99 (docs/performance.md). PostgreSQL meets the same problem with
+ * checkpoint_flush_after; this does what it does: after every
+ * SQ_VFS_WRITEBACK_BYTES written to a database file it asks the kernel to
+ * start writing the file's dirty pages out (sync_file_range(
+ * SYNC_FILE_RANGE_WRITE), which does not wait for them), so the final fsync
+ * finds little left and the disk sees a steady trickle. It keeps an extra
+ * read-only descriptor of each database file for that (writeback works on the
+ * file, whichever descriptor names it).
  *
- * Every other call goes straight to the default VFS and its file; the layer
- * keeps an extra read-only descriptor of each main database file (writeback
- * works on the file, whichever descriptor names it). */
+ * WAL files: a commit's writes are one or two pwrites. SQLite writes every
+ * frame of a commit with two calls (its 24-byte header, then the page), ~90
+ * pwrite(2)s for a batch of sends, ~7% of a send's CPU (perf). Here writes
+ * that follow each other in the file are gathered in a buffer
+ * (SQ_VFS_WAL_BUFFER bytes: the most the unix VFS writes at once) and written
+ * as one before anything that needs them in the file: a sync (every
+ * commit ends with one: synchronous=FULL is required, see below), a read, a
+ * truncate, a size query, a file control, close, or a write elsewhere. An
+ * error of that late write is the error of the call that caused it (a failed
+ * sync fails the commit, as a failed write would have).
+ *
+ * Only for connections with synchronous=FULL (or EXTRA): other readers learn
+ * of new frames from the WAL index, which SQLite updates after the commit's
+ * sync; without that sync the frames could still be here when they look.
+ * sqlite_schema.c and sqlite_checkpoint.c set FULL right after opening, and
+ * the unit tests check it.
+ *
+ * Every other call goes straight to the default VFS and its file. Nothing
+ * about durability changes: SQLite's syncs still decide when anything is on
+ * disk. */
 #include "store/sqlite_internal.h"
 
 #include <fcntl.h>
@@ -31,32 +49,84 @@ typedef struct wb_file {
     sqlite3_file *real;    /* the default VFS's file, just after this struct */
     int fd;                /* read-only, for sync_file_range; -1: not a main database */
     sqlite3_int64 pending; /* bytes written since writeback was last started */
+    bool wal;              /* a WAL file: writes are gathered */
+    char *buf;             /* the gathered writes (SQ_VFS_WAL_BUFFER, made at first use) */
+    int buf_len;
+    sqlite3_int64 buf_at; /* the file offset of buf[0] */
 } wb_file;
 
+_Static_assert(SQ_VFS_WAL_BUFFER <= 0x1ffff, "the unix VFS writes at most 0x1ffff bytes at once");
+
 static sqlite3_vfs *root; /* the default VFS */
-static atomic_uint_fast64_t starts;
+static atomic_uint_fast64_t starts, wal_writes;
+
+/* Writes what a WAL file has gathered, as one write. */
+static int flush(wb_file *w)
+{
+    if (w->buf_len == 0)
+        return SQLITE_OK;
+    int n = w->buf_len;
+    w->buf_len = 0;
+    atomic_fetch_add_explicit(&wal_writes, 1, memory_order_relaxed);
+    return w->real->pMethods->xWrite(w->real, w->buf, n, w->buf_at);
+}
+
+/* Flushes first (WAL files), for calls that need the writes in the file. */
+#define FLUSHED(f)                                                                                 \
+    do {                                                                                           \
+        int frc_ = flush((wb_file *)(f));                                                          \
+        if (frc_ != SQLITE_OK)                                                                     \
+            return frc_;                                                                           \
+    } while (0)
 
 #define REAL(f) (((wb_file *)(f))->real)
 
 static int wb_close(sqlite3_file *f)
 {
     wb_file *w = (wb_file *)f;
+    int frc = flush(w);
     if (w->fd >= 0)
         close(w->fd);
     w->fd = -1;
-    return w->real->pMethods->xClose(w->real);
+    sqlite3_free(w->buf);
+    w->buf = NULL;
+    int rc = w->real->pMethods->xClose(w->real);
+    return frc != SQLITE_OK ? frc : rc;
 }
 
 static int wb_read(sqlite3_file *f, void *buf, int n, sqlite3_int64 off)
 {
+    FLUSHED(f);
     return REAL(f)->pMethods->xRead(REAL(f), buf, n, off);
+}
+
+/* A WAL write: appended to the buffer when it follows what is there. */
+static int gather(wb_file *w, const void *data, int n, sqlite3_int64 off)
+{
+    if (!w->buf && !(w->buf = sqlite3_malloc(SQ_VFS_WAL_BUFFER)))
+        return w->real->pMethods->xWrite(w->real, data, n, off);
+    if (w->buf_len > 0 &&
+        (off != w->buf_at + w->buf_len || w->buf_len + n > SQ_VFS_WAL_BUFFER)) {
+        int rc = flush(w);
+        if (rc != SQLITE_OK)
+            return rc;
+    }
+    if (n > SQ_VFS_WAL_BUFFER)
+        return w->real->pMethods->xWrite(w->real, data, n, off);
+    if (w->buf_len == 0)
+        w->buf_at = off;
+    memcpy(w->buf + w->buf_len, data, (size_t)n);
+    w->buf_len += n;
+    return SQLITE_OK;
 }
 
 static int wb_write(sqlite3_file *f, const void *buf, int n, sqlite3_int64 off)
 {
     wb_file *w = (wb_file *)f;
+    if (w->wal)
+        return gather(w, buf, n, off);
     int rc = w->real->pMethods->xWrite(w->real, buf, n, off);
-    if (rc == SQLITE_OK && w->fd >= 0 && (w->pending += n) >= SQ_WRITEBACK_BYTES) {
+    if (rc == SQLITE_OK && w->fd >= 0 && (w->pending += n) >= SQ_VFS_WRITEBACK_BYTES) {
         w->pending = 0;
         /* Starts writeback of every dirty page of the file; an error only
          * means the fsync will have more to do. */
@@ -68,18 +138,21 @@ static int wb_write(sqlite3_file *f, const void *buf, int n, sqlite3_int64 off)
 
 static int wb_truncate(sqlite3_file *f, sqlite3_int64 size)
 {
+    FLUSHED(f);
     return REAL(f)->pMethods->xTruncate(REAL(f), size);
 }
 
 static int wb_sync(sqlite3_file *f, int flags)
 {
     wb_file *w = (wb_file *)f;
+    FLUSHED(f);
     w->pending = 0;
     return w->real->pMethods->xSync(w->real, flags);
 }
 
 static int wb_file_size(sqlite3_file *f, sqlite3_int64 *size)
 {
+    FLUSHED(f);
     return REAL(f)->pMethods->xFileSize(REAL(f), size);
 }
 
@@ -100,6 +173,7 @@ static int wb_check_reserved(sqlite3_file *f, int *out)
 
 static int wb_file_control(sqlite3_file *f, int op, void *arg)
 {
+    FLUSHED(f);
     return REAL(f)->pMethods->xFileControl(REAL(f), op, arg);
 }
 
@@ -174,6 +248,10 @@ static int wb_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flag
     w->real = (sqlite3_file *)(w + 1);
     w->fd = -1;
     w->pending = 0;
+    w->wal = (flags & SQLITE_OPEN_WAL) != 0;
+    w->buf = NULL;
+    w->buf_len = 0;
+    w->buf_at = 0;
     int rc = root->xOpen(root, name, w->real, flags, out_flags);
     if (rc != SQLITE_OK || !w->real->pMethods) {
         f->pMethods = NULL; /* SQLite calls no method of a file that did not open */
@@ -265,7 +343,7 @@ static int wb_current_time_int64(sqlite3_vfs *v, sqlite3_int64 *out)
 
 static sqlite3_vfs wb_vfs = {
     .iVersion = 2,
-    .zName = SQ_WRITEBACK_VFS,
+    .zName = SQ_VFS_NAME,
     .xOpen = wb_open,
     .xDelete = wb_delete,
     .xAccess = wb_access,
@@ -294,13 +372,18 @@ static void register_vfs(void)
     register_rc = sqlite3_vfs_register(&wb_vfs, 0);
 }
 
-const char *sq_writeback_vfs(void)
+const char *sq_vfs(void)
 {
     pthread_once(&once, register_vfs);
-    return register_rc == SQLITE_OK ? SQ_WRITEBACK_VFS : NULL;
+    return register_rc == SQLITE_OK ? SQ_VFS_NAME : NULL;
 }
 
-uint64_t sq_writeback_starts(void)
+uint64_t sq_vfs_writeback_starts(void)
 {
     return atomic_load_explicit(&starts, memory_order_relaxed);
+}
+
+uint64_t sq_vfs_wal_writes(void)
+{
+    return atomic_load_explicit(&wal_writes, memory_order_relaxed);
 }

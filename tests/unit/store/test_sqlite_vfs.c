@@ -1,0 +1,258 @@
+/* tests/unit/store/test_sqlite_vfs.c — the store's VFS (src/store/sqlite_vfs.c)
+ * on real database files: it is registered without becoming the default; a
+ * checkpoint through it starts writeback about once per SQ_VFS_WRITEBACK_BYTES
+ * copied into the database file, and writes to the WAL start none; a commit's
+ * WAL writes are one write, in the file when COMMIT returns (its size, and a
+ * reader on the default VFS that sees every commit at once); a transaction
+ * bigger than the page cache reads its spilled pages back from the WAL; what
+ * was written reads back whole through SQLite's default VFS. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store/sqlite_internal.h"
+
+#define ROWS 2048
+#define ROW_BYTES 2000 /* ~4 MiB in all: ~16 writeback starts at 256 KiB */
+
+static void exec(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg ? msg : sqlite3_errstr(rc));
+}
+
+static int64_t one_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static long long wal_size(const char *path)
+{
+    char wal[300];
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    struct stat st;
+    return stat(wal, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+static void test_registered_but_not_the_default(void **state)
+{
+    (void)state;
+    const char *name = sq_vfs();
+    assert_non_null(name);
+    assert_string_equal(name, SQ_VFS_NAME);
+    assert_string_equal(sq_vfs(), name); /* registered once */
+    sqlite3_vfs *v = sqlite3_vfs_find(name);
+    assert_non_null(v);
+    assert_ptr_not_equal(sqlite3_vfs_find(NULL), v);
+    assert_string_not_equal(sqlite3_vfs_find(NULL)->zName, name);
+}
+
+static void test_checkpoint_trickles_and_the_data_reads_back(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/otpd-wb-test-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256], wal[300], shm[300];
+    snprintf(path, sizeof(path), "%s/t.db", dir);
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    snprintf(shm, sizeof(shm), "%s-shm", path);
+
+    /* A writer and a checkpointer on the VFS, as in the store. */
+    sqlite3 *w = NULL, *c = NULL;
+    assert_int_equal(
+        sqlite3_open_v2(path, &w, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, sq_vfs()),
+        SQLITE_OK);
+    exec(w, "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;"
+            " PRAGMA synchronous = FULL; CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB);"
+            " PRAGMA cache_size = -65536"); /* no spill: every frame is written at COMMIT */
+    assert_int_equal(sqlite3_open_v2(path, &c, SQLITE_OPEN_READWRITE, sq_vfs()),
+                     SQLITE_OK);
+    exec(c, "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0");
+
+    /* Writes into the WAL, also by our connection: no writeback started. */
+    uint64_t before = sq_vfs_writeback_starts();
+    exec(c, "INSERT INTO t (v) VALUES (randomblob(10))");
+    exec(w, "BEGIN");
+    sqlite3_stmt *ins;
+    assert_int_equal(sqlite3_prepare_v2(w, "INSERT INTO t (v) VALUES (?1)", -1, &ins, NULL),
+                     SQLITE_OK);
+    static unsigned char row[ROW_BYTES];
+    for (int i = 0; i < ROWS; i++) {
+        memset(row, (unsigned char)i, sizeof(row));
+        sqlite3_bind_blob(ins, 1, row, sizeof(row), SQLITE_STATIC);
+        assert_int_equal(sqlite3_step(ins), SQLITE_DONE);
+        sqlite3_reset(ins);
+    }
+    sqlite3_finalize(ins);
+    uint64_t writes = sq_vfs_wal_writes();
+    exec(w, "COMMIT");
+    assert_int_equal(sq_vfs_writeback_starts(), before);
+    /* ~1,000 frames, two writes each from SQLite, went out in pieces of
+     * SQ_VFS_WAL_BUFFER bytes. */
+    uint64_t pieces = sq_vfs_wal_writes() - writes;
+    int64_t wal_bytes = wal_size(path) - 32;
+    assert_true(wal_bytes > 0);
+    assert_true(pieces >= (uint64_t)(wal_bytes / SQ_VFS_WAL_BUFFER));
+    assert_true(pieces <= (uint64_t)(wal_bytes / SQ_VFS_WAL_BUFFER) + 2);
+
+    /* The checkpoint copies ~4 MiB into the database file. */
+    int log = -1, done = -1;
+    assert_int_equal(sqlite3_wal_checkpoint_v2(c, "main", SQLITE_CHECKPOINT_PASSIVE, &log, &done),
+                     SQLITE_OK);
+    assert_true(log > 0);
+    assert_int_equal(done, log);
+    uint64_t started = sq_vfs_writeback_starts() - before;
+    int64_t copied = (int64_t)done * 4096;
+    assert_true(started >= (uint64_t)(copied / SQ_VFS_WRITEBACK_BYTES) - 1);
+    assert_true(started <= (uint64_t)(copied / SQ_VFS_WRITEBACK_BYTES) + 1);
+
+    sqlite3_close(c);
+    sqlite3_close(w);
+    assert_int_equal(access(wal, F_OK), -1); /* the last close folded the WAL in */
+
+    /* Whole, through the default VFS. */
+    sqlite3 *r = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &r, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(r, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
+    sqlite3_finalize(st);
+    assert_int_equal(one_int(r, "SELECT count(*) FROM t"), ROWS + 1);
+    assert_int_equal(sqlite3_prepare_v2(r, "SELECT v FROM t WHERE id > 1 ORDER BY id", -1, &st, NULL),
+                     SQLITE_OK);
+    for (int i = 0; i < ROWS; i++) {
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        assert_int_equal(sqlite3_column_bytes(st, 0), ROW_BYTES);
+        memset(row, (unsigned char)i, sizeof(row));
+        assert_memory_equal(sqlite3_column_blob(st, 0), row, ROW_BYTES);
+    }
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(r);
+
+    unlink(path);
+    unlink(wal);
+    unlink(shm);
+    rmdir(dir);
+}
+
+static char tdir[] = "/tmp/otpd-vfs-test-XXXXXX";
+static int tcount;
+
+/* A new WAL database in tdir, with table t, opened on the VFS. */
+static sqlite3 *fresh(char *path, size_t len)
+{
+    snprintf(path, len, "%s/%d.db", tdir, ++tcount);
+    sqlite3 *db = NULL;
+    assert_int_equal(
+        sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, sq_vfs()),
+        SQLITE_OK);
+    exec(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+             " CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER, b BLOB)");
+    return db;
+}
+
+static void test_a_commit_is_one_write_and_in_the_file_when_commit_returns(void **state)
+{
+    (void)state;
+    char path[300];
+    sqlite3 *w = fresh(path, sizeof(path));
+    exec(w, "PRAGMA wal_autocheckpoint = 0");
+    /* Another connection, on the default VFS, as the store's readers are. */
+    sqlite3 *r = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &r, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    exec(w, "INSERT INTO t (v) VALUES (0)"); /* the WAL's header is written (and synced) */
+    sqlite3_stmt *up;
+    assert_int_equal(sqlite3_prepare_v2(w, "UPDATE t SET v = ?1, b = randomblob(3000) WHERE id = 1",
+                                        -1, &up, NULL),
+                     SQLITE_OK);
+    for (int i = 1; i <= 200; i++) {
+        long long size = wal_size(path);
+        uint64_t writes = sq_vfs_wal_writes();
+        sqlite3_bind_int(up, 1, i);
+        assert_int_equal(sqlite3_step(up), SQLITE_DONE);
+        sqlite3_reset(up);
+        assert_int_equal(sq_vfs_wal_writes() - writes, 1); /* frames and headers: one write */
+        assert_true(wal_size(path) > size);                 /* ... in the file already */
+        assert_int_equal(one_int(r, "SELECT v FROM t WHERE id = 1"), i);
+    }
+    sqlite3_finalize(up);
+    sqlite3_close(r);
+    sqlite3_close(w);
+}
+
+static void test_a_transaction_bigger_than_the_cache_reads_its_pages_back(void **state)
+{
+    (void)state;
+    char path[300];
+    sqlite3 *w = fresh(path, sizeof(path));
+    /* 10 pages of cache: the transaction's pages spill into the WAL, unsynced,
+     * and are read back from it before COMMIT. */
+    exec(w, "PRAGMA cache_size = 10; BEGIN");
+    for (int i = 0; i < 3000; i++) {
+        char sql[160];
+        snprintf(sql, sizeof(sql), "INSERT INTO t (v, b) VALUES (%d, zeroblob(%d))", i,
+                 100 + i % 900);
+        exec(w, sql);
+    }
+    exec(w, "UPDATE t SET v = v + 1000000 WHERE id % 7 = 0");
+    exec(w, "COMMIT");
+    assert_int_equal(one_int(w, "SELECT count(*) FROM t"), 3000);
+    assert_int_equal(one_int(w, "SELECT sum(v) FROM t"),
+                     2999LL * 3000 / 2 + 1000000LL * (3000 / 7));
+    sqlite3_close(w);
+
+    sqlite3 *r = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &r, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(r, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
+    sqlite3_finalize(st);
+    long long bytes = 0;
+    for (int i = 0; i < 3000; i++)
+        bytes += 100 + i % 900;
+    assert_int_equal(one_int(r, "SELECT sum(length(b)) FROM t"), bytes);
+    sqlite3_close(r);
+}
+
+static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_registered_but_not_the_default),
+        cmocka_unit_test(test_checkpoint_trickles_and_the_data_reads_back),
+        cmocka_unit_test(test_a_commit_is_one_write_and_in_the_file_when_commit_returns),
+        cmocka_unit_test(test_a_transaction_bigger_than_the_cache_reads_its_pages_back),
+    };
+    if (!mkdtemp(tdir))
+        return 1;
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    nftw(tdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    return rc;
+}
