@@ -214,21 +214,21 @@ void sq_ckpt_stop(sq_store *s);
 
 /* ---- sqlite_vfs.c ---- */
 
-/* The VFS of the read-write connections (writer, checkpointer): SQLite's
- * default one, plus a start of writeback (sync_file_range) after every
- * SQ_VFS_WRITEBACK_BYTES written to a database file, so that a checkpoint's
+/* The VFSes of the read-write connections: SQLite's default one, plus, for
+ * the checkpointer, a start of writeback (sync_file_range) after every
+ * SQ_VFS_WRITEBACK_BYTES written to the database file, so that a checkpoint's
  * pages reach the disk as a trickle instead of a burst at its fsync
- * (PostgreSQL's checkpoint_flush_after, same size); and a commit's WAL writes
- * gathered into pwrites of up to SQ_VFS_WAL_BUFFER bytes. Only for
- * connections with synchronous=FULL: see sqlite_vfs.c. */
-#define SQ_VFS_NAME "otpd"
+ * (PostgreSQL's checkpoint_flush_after, same size); for the writer, a
+ * commit's WAL writes gathered into pwrites of up to SQ_VFS_WAL_BUFFER bytes
+ * (needs synchronous=FULL: see sqlite_vfs.c). */
+typedef enum { SQ_VFS_WRITER, SQ_VFS_CHECKPOINTER } sq_vfs_role;
 #define SQ_VFS_WRITEBACK_BYTES (256 * 1024)
 /* Below 128 KiB: the unix VFS takes at most 0x1ffff bytes per write (it masks
  * the length), so a 190 KiB batch commit goes out as two writes. */
 #define SQ_VFS_WAL_BUFFER (124 * 1024)
-/* Registers the VFS (once; never the default) and returns its name, or NULL
- * if the default VFS cannot carry it. */
-const char *sq_vfs(void);
+/* Registers the VFSes (once; never the default) and returns the name of the
+ * role's, or NULL if the default VFS cannot carry them. */
+const char *sq_vfs(sq_vfs_role role);
 /* Test hooks, counts in this process: writeback starts, gathered WAL writes. */
 uint64_t sq_vfs_writeback_starts(void);
 uint64_t sq_vfs_wal_writes(void);

@@ -1,8 +1,8 @@
-/* store/sqlite_vfs.c — the store's VFS: SQLite's default one with two changes
- * to how the read-write connections (the writer's and the checkpointer's)
- * write, one for each kind of file.
+/* store/sqlite_vfs.c — the store's VFSes: SQLite's default one with a change
+ * to how each read-write connection writes, one for each connection's job.
  *
- * Database files: writes go to the disk as they are made. A checkpoint copies
+ * The checkpointer's ("otpd-checkpointer"), database files: writes go to the
+ * disk as they are made. A checkpoint copies
  * a thousand or more pages from the WAL into the database file (writes into
  * the page cache) and then fsyncs the file. Without help the kernel sends all
  * of it to the disk at that fsync, megabytes at once, and every commit's
@@ -17,7 +17,12 @@
  * read-only descriptor of each database file for that (writeback works on the
  * file, whichever descriptor names it).
  *
- * WAL files: a commit's writes are one or two pwrites. SQLite writes every
+ * It trickles only in the checkpointer thread: sync_file_range can wait when
+ * the disk's queue is full, which the writer thread must not (its small
+ * checkpoints at a WAL restart go out at their fsync, as before).
+ *
+ * The writer's ("otpd-writer"), WAL files: a commit's writes are one or two
+ * pwrites. SQLite writes every
  * frame of a commit with two calls (its 24-byte header, then the page), ~90
  * pwrite(2)s for a batch of sends, ~7% of a send's CPU (perf). Here writes
  * that follow each other in the file are gathered in a buffer
@@ -34,7 +39,7 @@
  * sqlite_schema.c and sqlite_checkpoint.c set FULL right after opening, and
  * the unit tests check it.
  *
- * Every other call goes straight to the default VFS and its file. Nothing
+ * Every other call, and every other file, goes straight to the default VFS. Nothing
  * about durability changes: SQLite's syncs still decide when anything is on
  * disk. */
 #include "store/sqlite_internal.h"
@@ -243,12 +248,12 @@ static const sqlite3_io_methods wb_io = {
 
 static int wb_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags, int *out_flags)
 {
-    (void)vfs;
+    sq_vfs_role role = (sq_vfs_role)(intptr_t)vfs->pAppData;
     wb_file *w = (wb_file *)f;
     w->real = (sqlite3_file *)(w + 1);
     w->fd = -1;
     w->pending = 0;
-    w->wal = (flags & SQLITE_OPEN_WAL) != 0;
+    w->wal = role == SQ_VFS_WRITER && (flags & SQLITE_OPEN_WAL);
     w->buf = NULL;
     w->buf_len = 0;
     w->buf_at = 0;
@@ -262,7 +267,7 @@ static int wb_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flag
         f->pMethods = NULL;
         return SQLITE_CANTOPEN;
     }
-    if ((flags & SQLITE_OPEN_MAIN_DB) && name)
+    if (role == SQ_VFS_CHECKPOINTER && (flags & SQLITE_OPEN_MAIN_DB) && name)
         w->fd = open(name, O_RDONLY | O_CLOEXEC);
     f->pMethods = &wb_io;
     return SQLITE_OK;
@@ -341,41 +346,42 @@ static int wb_current_time_int64(sqlite3_vfs *v, sqlite3_int64 *out)
     return root->xCurrentTimeInt64(root, out);
 }
 
-static sqlite3_vfs wb_vfs = {
-    .iVersion = 2,
-    .zName = SQ_VFS_NAME,
-    .xOpen = wb_open,
-    .xDelete = wb_delete,
-    .xAccess = wb_access,
-    .xFullPathname = wb_full_pathname,
-    .xDlOpen = wb_dl_open,
-    .xDlError = wb_dl_error,
-    .xDlSym = wb_dl_sym,
-    .xDlClose = wb_dl_close,
-    .xRandomness = wb_randomness,
-    .xSleep = wb_sleep,
-    .xCurrentTime = wb_current_time,
-    .xGetLastError = wb_last_error,
-    .xCurrentTimeInt64 = wb_current_time_int64,
+/* One VFS per role, the same functions; pAppData is the role. */
+#define WB_VFS(role, name)                                                                         \
+    {                                                                                              \
+        .iVersion = 2, .zName = name, .pAppData = (void *)(intptr_t)(role), .xOpen = wb_open,      \
+        .xDelete = wb_delete, .xAccess = wb_access, .xFullPathname = wb_full_pathname,             \
+        .xDlOpen = wb_dl_open, .xDlError = wb_dl_error, .xDlSym = wb_dl_sym,                       \
+        .xDlClose = wb_dl_close, .xRandomness = wb_randomness, .xSleep = wb_sleep,                 \
+        .xCurrentTime = wb_current_time, .xGetLastError = wb_last_error,                           \
+        .xCurrentTimeInt64 = wb_current_time_int64,                                                \
+    }
+static sqlite3_vfs vfs_of[] = {
+    [SQ_VFS_WRITER] = WB_VFS(SQ_VFS_WRITER, "otpd-writer"),
+    [SQ_VFS_CHECKPOINTER] = WB_VFS(SQ_VFS_CHECKPOINTER, "otpd-checkpointer"),
 };
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
-static int register_rc = SQLITE_ERROR;
+static bool registered;
 
 static void register_vfs(void)
 {
     root = sqlite3_vfs_find(NULL);
     if (!root || root->iVersion < 2)
         return;
-    wb_vfs.szOsFile = (int)sizeof(wb_file) + root->szOsFile;
-    wb_vfs.mxPathname = root->mxPathname;
-    register_rc = sqlite3_vfs_register(&wb_vfs, 0);
+    registered = true;
+    for (size_t i = 0; i < sizeof(vfs_of) / sizeof(vfs_of[0]); i++) {
+        vfs_of[i].szOsFile = (int)sizeof(wb_file) + root->szOsFile;
+        vfs_of[i].mxPathname = root->mxPathname;
+        if (sqlite3_vfs_register(&vfs_of[i], 0) != SQLITE_OK)
+            registered = false;
+    }
 }
 
-const char *sq_vfs(void)
+const char *sq_vfs(sq_vfs_role role)
 {
     pthread_once(&once, register_vfs);
-    return register_rc == SQLITE_OK ? SQ_VFS_NAME : NULL;
+    return registered ? vfs_of[role].zName : NULL;
 }
 
 uint64_t sq_vfs_writeback_starts(void)

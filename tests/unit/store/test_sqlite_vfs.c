@@ -1,7 +1,8 @@
-/* tests/unit/store/test_sqlite_vfs.c — the store's VFS (src/store/sqlite_vfs.c)
- * on real database files: it is registered without becoming the default; a
- * checkpoint through it starts writeback about once per SQ_VFS_WRITEBACK_BYTES
- * copied into the database file, and writes to the WAL start none; a commit's
+/* tests/unit/store/test_sqlite_vfs.c — the store's VFSes (src/store/sqlite_vfs.c)
+ * on real database files: they are registered without becoming the default; a
+ * checkpoint on the checkpointer's starts writeback about once per
+ * SQ_VFS_WRITEBACK_BYTES copied into the database file, while writes to the
+ * WAL and the writer's own checkpoints start none; on the writer's, a commit's
  * WAL writes are one write, in the file when COMMIT returns (its size, and a
  * reader on the default VFS that sees every commit at once); a transaction
  * bigger than the page cache reads its spilled pages back from the WAL; what
@@ -54,14 +55,16 @@ static long long wal_size(const char *path)
 static void test_registered_but_not_the_default(void **state)
 {
     (void)state;
-    const char *name = sq_vfs();
-    assert_non_null(name);
-    assert_string_equal(name, SQ_VFS_NAME);
-    assert_string_equal(sq_vfs(), name); /* registered once */
-    sqlite3_vfs *v = sqlite3_vfs_find(name);
-    assert_non_null(v);
-    assert_ptr_not_equal(sqlite3_vfs_find(NULL), v);
-    assert_string_not_equal(sqlite3_vfs_find(NULL)->zName, name);
+    const char *writer = sq_vfs(SQ_VFS_WRITER), *ckpt = sq_vfs(SQ_VFS_CHECKPOINTER);
+    assert_non_null(writer);
+    assert_non_null(ckpt);
+    assert_string_not_equal(writer, ckpt);
+    assert_ptr_equal(sq_vfs(SQ_VFS_WRITER), writer); /* registered once */
+    for (int i = 0; i < 2; i++) {
+        sqlite3_vfs *v = sqlite3_vfs_find(i ? ckpt : writer);
+        assert_non_null(v);
+        assert_ptr_not_equal(sqlite3_vfs_find(NULL), v);
+    }
 }
 
 static void test_checkpoint_trickles_and_the_data_reads_back(void **state)
@@ -74,19 +77,20 @@ static void test_checkpoint_trickles_and_the_data_reads_back(void **state)
     snprintf(wal, sizeof(wal), "%s-wal", path);
     snprintf(shm, sizeof(shm), "%s-shm", path);
 
-    /* A writer and a checkpointer on the VFS, as in the store. */
+    /* A writer and a checkpointer, each on its VFS, as in the store. */
     sqlite3 *w = NULL, *c = NULL;
-    assert_int_equal(
-        sqlite3_open_v2(path, &w, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, sq_vfs()),
-        SQLITE_OK);
+    assert_int_equal(sqlite3_open_v2(path, &w, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                                     sq_vfs(SQ_VFS_WRITER)),
+                     SQLITE_OK);
     exec(w, "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;"
             " PRAGMA synchronous = FULL; CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB);"
             " PRAGMA cache_size = -65536"); /* no spill: every frame is written at COMMIT */
-    assert_int_equal(sqlite3_open_v2(path, &c, SQLITE_OPEN_READWRITE, sq_vfs()),
+    assert_int_equal(sqlite3_open_v2(path, &c, SQLITE_OPEN_READWRITE, sq_vfs(SQ_VFS_CHECKPOINTER)),
                      SQLITE_OK);
     exec(c, "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0");
 
-    /* Writes into the WAL, also by our connection: no writeback started. */
+    /* Writes into the WAL, also by the checkpointer's connection: no
+     * writeback started. */
     uint64_t before = sq_vfs_writeback_starts();
     exec(c, "INSERT INTO t (v) VALUES (randomblob(10))");
     exec(w, "BEGIN");
@@ -123,6 +127,17 @@ static void test_checkpoint_trickles_and_the_data_reads_back(void **state)
     assert_true(started >= (uint64_t)(copied / SQ_VFS_WRITEBACK_BYTES) - 1);
     assert_true(started <= (uint64_t)(copied / SQ_VFS_WRITEBACK_BYTES) + 1);
 
+    /* The writer's own checkpoints (its tails) do not trickle. */
+    exec(w, "BEGIN");
+    for (int i = 0; i < 200; i++)
+        exec(w, "INSERT INTO t (v) VALUES (randomblob(2000))");
+    exec(w, "COMMIT");
+    before = sq_vfs_writeback_starts();
+    assert_int_equal(sqlite3_wal_checkpoint_v2(w, "main", SQLITE_CHECKPOINT_PASSIVE, &log, &done),
+                     SQLITE_OK);
+    assert_true(done > (int)(SQ_VFS_WRITEBACK_BYTES / 4096));
+    assert_int_equal(sq_vfs_writeback_starts(), before);
+
     sqlite3_close(c);
     sqlite3_close(w);
     assert_int_equal(access(wal, F_OK), -1); /* the last close folded the WAL in */
@@ -135,9 +150,11 @@ static void test_checkpoint_trickles_and_the_data_reads_back(void **state)
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
     sqlite3_finalize(st);
-    assert_int_equal(one_int(r, "SELECT count(*) FROM t"), ROWS + 1);
-    assert_int_equal(sqlite3_prepare_v2(r, "SELECT v FROM t WHERE id > 1 ORDER BY id", -1, &st, NULL),
+    assert_int_equal(one_int(r, "SELECT count(*) FROM t"), ROWS + 201);
+    assert_int_equal(sqlite3_prepare_v2(r, "SELECT v FROM t WHERE id BETWEEN 2 AND 1 + ?1 ORDER BY id",
+                                        -1, &st, NULL),
                      SQLITE_OK);
+    sqlite3_bind_int(st, 1, ROWS);
     for (int i = 0; i < ROWS; i++) {
         assert_int_equal(sqlite3_step(st), SQLITE_ROW);
         assert_int_equal(sqlite3_column_bytes(st, 0), ROW_BYTES);
@@ -163,7 +180,7 @@ static sqlite3 *fresh(char *path, size_t len)
     snprintf(path, len, "%s/%d.db", tdir, ++tcount);
     sqlite3 *db = NULL;
     assert_int_equal(
-        sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, sq_vfs()),
+        sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, sq_vfs(SQ_VFS_WRITER)),
         SQLITE_OK);
     exec(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
              " CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER, b BLOB)");
