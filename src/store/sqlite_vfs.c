@@ -110,8 +110,7 @@ static int gather(wb_file *w, const void *data, int n, sqlite3_int64 off)
 {
     if (!w->buf && !(w->buf = sqlite3_malloc(SQ_VFS_WAL_BUFFER)))
         return w->real->pMethods->xWrite(w->real, data, n, off);
-    if (w->buf_len > 0 &&
-        (off != w->buf_at + w->buf_len || w->buf_len + n > SQ_VFS_WAL_BUFFER)) {
+    if (w->buf_len > 0 && (off != w->buf_at + w->buf_len || w->buf_len + n > SQ_VFS_WAL_BUFFER)) {
         int rc = flush(w);
         if (rc != SQLITE_OK)
             return rc;

@@ -190,8 +190,8 @@ void otp_log_flush_thread(void)
 
 void otp_log_end_batched(otp_log_line *l)
 {
-    log_block *b = atomic_load_explicit(&enabled, memory_order_relaxed) ? block_of_this_thread()
-                                                                         : NULL;
+    log_block *b =
+        atomic_load_explicit(&enabled, memory_order_relaxed) ? block_of_this_thread() : NULL;
     if (!b) {
         otp_log_end(l);
         return;

@@ -151,7 +151,8 @@ static void test_checkpoint_trickles_and_the_data_reads_back(void **state)
     assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
     sqlite3_finalize(st);
     assert_int_equal(one_int(r, "SELECT count(*) FROM t"), ROWS + 201);
-    assert_int_equal(sqlite3_prepare_v2(r, "SELECT v FROM t WHERE id BETWEEN 2 AND 1 + ?1 ORDER BY id",
+    assert_int_equal(sqlite3_prepare_v2(r,
+                                        "SELECT v FROM t WHERE id BETWEEN 2 AND 1 + ?1 ORDER BY id",
                                         -1, &st, NULL),
                      SQLITE_OK);
     sqlite3_bind_int(st, 1, ROWS);
@@ -179,9 +180,9 @@ static sqlite3 *fresh(char *path, size_t len)
 {
     snprintf(path, len, "%s/%d.db", tdir, ++tcount);
     sqlite3 *db = NULL;
-    assert_int_equal(
-        sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, sq_vfs(SQ_VFS_WRITER)),
-        SQLITE_OK);
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                                     sq_vfs(SQ_VFS_WRITER)),
+                     SQLITE_OK);
     exec(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
              " CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER, b BLOB)");
     return db;
@@ -208,7 +209,7 @@ static void test_a_commit_is_one_write_and_in_the_file_when_commit_returns(void 
         assert_int_equal(sqlite3_step(up), SQLITE_DONE);
         sqlite3_reset(up);
         assert_int_equal(sq_vfs_wal_writes() - writes, 1); /* frames and headers: one write */
-        assert_true(wal_size(path) > size);                 /* ... in the file already */
+        assert_true(wal_size(path) > size);                /* ... in the file already */
         assert_int_equal(one_int(r, "SELECT v FROM t WHERE id = 1"), i);
     }
     sqlite3_finalize(up);
