@@ -61,9 +61,9 @@ bool otp_api_idem_init(otp_http_req *req, json_t *body, otp_idem *idem)
     return true;
 }
 
-bool otp_api_idem_set_reply(otp_idem *idem, int status, const json_t *data, char **ret_text)
+/* Keeps text (malloc'd, or NULL after a failed allocation) as the reply. */
+static bool keep_reply(otp_idem *idem, int status, char *text, char **ret_text)
 {
-    char *text = json_dumps(data, JSON_COMPACT);
     if (!text)
         return false;
     idem->response = text;
@@ -72,16 +72,15 @@ bool otp_api_idem_set_reply(otp_idem *idem, int status, const json_t *data, char
     return true;
 }
 
+bool otp_api_idem_set_reply(otp_idem *idem, int status, const json_t *data, char **ret_text)
+{
+    return keep_reply(idem, status, json_dumps(data, JSON_COMPACT), ret_text);
+}
+
 bool otp_api_idem_set_reply_text(otp_idem *idem, int status, const char *json, size_t len,
                                  char **ret_text)
 {
-    char *text = strndup(json, len);
-    if (!text)
-        return false;
-    idem->response = text;
-    idem->status = status;
-    *ret_text = text;
-    return true;
+    return keep_reply(idem, status, strndup(json, len), ret_text);
 }
 
 bool otp_api_idem_replay(otp_http_req *req, otp_idem *idem)

@@ -44,6 +44,19 @@ static int64_t one_int(sqlite3 *db, const char *sql)
     return v;
 }
 
+/* path read-only through the default VFS, after PRAGMA integrity_check says ok. */
+static sqlite3 *open_checked(const char *path)
+{
+    sqlite3 *r = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &r, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(r, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
+    sqlite3_finalize(st);
+    return r;
+}
+
 static long long wal_size(const char *path)
 {
     char wal[300];
@@ -143,13 +156,8 @@ static void test_checkpoint_trickles_and_the_data_reads_back(void **state)
     assert_int_equal(access(wal, F_OK), -1); /* the last close folded the WAL in */
 
     /* Whole, through the default VFS. */
-    sqlite3 *r = NULL;
-    assert_int_equal(sqlite3_open_v2(path, &r, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3 *r = open_checked(path);
     sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(r, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
-    sqlite3_finalize(st);
     assert_int_equal(one_int(r, "SELECT count(*) FROM t"), ROWS + 201);
     assert_int_equal(sqlite3_prepare_v2(r,
                                         "SELECT v FROM t WHERE id BETWEEN 2 AND 1 + ?1 ORDER BY id",
@@ -238,13 +246,7 @@ static void test_a_transaction_bigger_than_the_cache_reads_its_pages_back(void *
                      2999LL * 3000 / 2 + 1000000LL * (3000 / 7));
     sqlite3_close(w);
 
-    sqlite3 *r = NULL;
-    assert_int_equal(sqlite3_open_v2(path, &r, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(r, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
-    sqlite3_finalize(st);
+    sqlite3 *r = open_checked(path);
     long long bytes = 0;
     for (int i = 0; i < 3000; i++)
         bytes += 100 + i % 900;

@@ -33,6 +33,24 @@ static char *slurp(FILE *f)
     return s;
 }
 
+/* Logs to a new temporary file, with batching started. */
+static FILE *log_to_temp_file(void)
+{
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    otp_log_setup(OTP_LOG_INFO, fileno(f));
+    assert_int_equal(otp_log_batch_start(), 0);
+    return f;
+}
+
+/* Batching stopped (if it runs), lines to stderr, f closed. */
+static void back_to_stderr(FILE *f)
+{
+    otp_log_batch_stop();
+    otp_log_setup(OTP_LOG_INFO, 2);
+    fclose(f);
+}
+
 static void request_line(int thread, int i)
 {
     otp_log_line l;
@@ -56,10 +74,7 @@ static void *writer(void *arg)
 static void test_many_threads_every_line_once_and_whole(void **state)
 {
     (void)state;
-    FILE *f = tmpfile();
-    assert_non_null(f);
-    otp_log_setup(OTP_LOG_INFO, fileno(f));
-    assert_int_equal(otp_log_batch_start(), 0);
+    FILE *f = log_to_temp_file();
 
     pthread_t th[THREADS];
     for (int t = 0; t < THREADS; t++)
@@ -91,17 +106,13 @@ static void test_many_threads_every_line_once_and_whole(void **state)
     }
     assert_int_equal(lines, THREADS * LINES_PER_THREAD);
     free(all);
-    otp_log_setup(OTP_LOG_INFO, 2);
-    fclose(f);
+    back_to_stderr(f);
 }
 
 static void test_a_lone_line_is_written_by_the_flusher(void **state)
 {
     (void)state;
-    FILE *f = tmpfile();
-    assert_non_null(f);
-    otp_log_setup(OTP_LOG_INFO, fileno(f));
-    assert_int_equal(otp_log_batch_start(), 0);
+    FILE *f = log_to_temp_file();
 
     request_line(1, 42);
     char *s = NULL;
@@ -117,17 +128,13 @@ static void test_a_lone_line_is_written_by_the_flusher(void **state)
     free(s);
 
     otp_log_batch_stop();
-    otp_log_setup(OTP_LOG_INFO, 2);
-    fclose(f);
+    back_to_stderr(f);
 }
 
 static void test_direct_lines_keep_the_thread_order_and_stop_unbatches(void **state)
 {
     (void)state;
-    FILE *f = tmpfile();
-    assert_non_null(f);
-    otp_log_setup(OTP_LOG_INFO, fileno(f));
-    assert_int_equal(otp_log_batch_start(), 0);
+    FILE *f = log_to_temp_file();
 
     request_line(2, 1);
     otp_log(OTP_LOG_WARN, "event=direct after=1");
@@ -153,8 +160,7 @@ static void test_direct_lines_keep_the_thread_order_and_stop_unbatches(void **st
     assert_non_null(strstr(s, "thread=2 n=3 end=1\n"));
     free(s);
 
-    otp_log_setup(OTP_LOG_INFO, 2);
-    fclose(f);
+    back_to_stderr(f);
 }
 
 int main(void)
