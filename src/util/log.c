@@ -2,8 +2,8 @@
  * from different threads never interleave.
  *
  * Every request writes one line, so the common parts are formatted without
- * stdio: the timestamp by integer arithmetic (no gmtime_r, which takes glibc's
- * time zone lock even for UTC) and the request line through otp_log_line. The
+ * stdio: the timestamp by otp_time_iso8601 (integer arithmetic) and the
+ * request line through otp_log_line. The
  * output is byte for byte what the printf formats would give; the unit tests
  * compare the two. */
 #include "util/log.h"
@@ -45,53 +45,6 @@ int otp_log_level_parse(const char *s, otp_log_level *ret)
     return -1;
 }
 
-static char *two(char *p, unsigned v)
-{
-    p[0] = (char)('0' + v / 10);
-    p[1] = (char)('0' + v % 10);
-    return p + 2;
-}
-
-/* otp_time_iso8601() without gmtime_r and snprintf, for years 1970-9999 (the
- * rest goes to otp_time_iso8601). Days to a civil date: H. Hinnant's
- * civil_from_days, eras of 400 years. */
-void otp_log_iso8601(int64_t ms, char *out)
-{
-    if (ms < 0 || ms >= 253402300800000LL) { /* 10000-01-01T00:00:00Z */
-        otp_time_iso8601(ms, out);
-        return;
-    }
-    int64_t secs = ms / 1000;
-    unsigned millis = (unsigned)(ms % 1000);
-    unsigned sod = (unsigned)(secs % 86400);
-    unsigned z = (unsigned)(secs / 86400) + 719468; /* days since 0000-03-01 */
-    unsigned era = z / 146097;
-    unsigned doe = z - era * 146097;
-    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    unsigned mp = (5 * doy + 2) / 153;
-    unsigned day = doy - (153 * mp + 2) / 5 + 1;
-    unsigned month = mp < 10 ? mp + 3 : mp - 9;
-    unsigned year = yoe + era * 400 + (month <= 2);
-    char *p = two(out, year / 100);
-    p = two(p, year % 100);
-    *p++ = '-';
-    p = two(p, month);
-    *p++ = '-';
-    p = two(p, day);
-    *p++ = 'T';
-    p = two(p, sod / 3600);
-    *p++ = ':';
-    p = two(p, sod / 60 % 60);
-    *p++ = ':';
-    p = two(p, sod % 60);
-    *p++ = '.';
-    *p++ = (char)('0' + millis / 100);
-    p = two(p, millis % 100);
-    *p++ = 'Z';
-    *p = '\0';
-}
-
 static void append(otp_log_line *l, const char *s, size_t n)
 {
     size_t room = LINE_CAP - l->len;
@@ -105,7 +58,7 @@ static void append(otp_log_line *l, const char *s, size_t n)
 static void prefix(otp_log_line *l, otp_log_level level)
 {
     char ts[OTP_ISO8601_LEN + 1];
-    otp_log_iso8601(otp_now_ms(), ts);
+    otp_time_iso8601(otp_now_ms(), ts);
     l->len = 0;
     append(l, "time=", 5);
     append(l, ts, OTP_ISO8601_LEN);

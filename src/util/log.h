@@ -72,8 +72,4 @@ void otp_log_flush_thread(void);
 /* The fd lines are written to. */
 int otp_log_fd(void);
 
-/* The same text as otp_time_iso8601() (util/clock.h), without gmtime_r and
- * snprintf: the time= of every line. */
-void otp_log_iso8601(int64_t ms, char *out);
-
 #endif
