@@ -13,9 +13,8 @@
  * SQ_VFS_WRITEBACK_BYTES written to a database file it asks the kernel to
  * start writing the file's dirty pages out (sync_file_range(
  * SYNC_FILE_RANGE_WRITE), which does not wait for them), so the final fsync
- * finds little left and the disk sees a steady trickle. It keeps an extra
- * read-only descriptor of each database file for that (writeback works on the
- * file, whichever descriptor names it).
+ * finds little left and the disk sees a steady trickle. It borrows the
+ * database file's own descriptor for that (see capture_open).
  *
  * It trickles only in the checkpointer thread: sync_file_range can wait when
  * the disk's queue is full, which the writer thread must not (its small
@@ -47,12 +46,11 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <string.h>
-#include <unistd.h>
 
 typedef struct wb_file {
     sqlite3_file base;
-    sqlite3_file *real;    /* the default VFS's file, just after this struct */
-    int fd;                /* read-only, for sync_file_range; -1: not a main database */
+    sqlite3_file *real; /* the default VFS's file, just after this struct */
+    int fd; /* the real file's own descriptor (borrowed), for sync_file_range; -1: none */
     sqlite3_int64 pending; /* bytes written since writeback was last started */
     bool wal;              /* a WAL file: writes are gathered */
     char *buf;             /* the gathered writes (SQ_VFS_WAL_BUFFER, made at first use) */
@@ -65,23 +63,29 @@ _Static_assert(SQ_VFS_WAL_BUFFER <= 0x1ffff, "the unix VFS writes at most 0x1fff
 static sqlite3_vfs *root; /* the default VFS */
 static atomic_uint_fast64_t starts, wal_writes;
 
-/* Writes what a WAL file has gathered, as one write. */
+/* Writes what a WAL file has gathered, as one write. On failure the bytes are
+ * kept and written again at the next flush, so that no sync can succeed
+ * without them. */
 static int flush(wb_file *w)
 {
     if (w->buf_len == 0)
         return SQLITE_OK;
-    int n = w->buf_len;
+    int rc = w->real->pMethods->xWrite(w->real, w->buf, w->buf_len, w->buf_at);
+    if (rc != SQLITE_OK)
+        return rc;
     w->buf_len = 0;
     atomic_fetch_add_explicit(&wal_writes, 1, memory_order_relaxed);
-    return w->real->pMethods->xWrite(w->real, w->buf, n, w->buf_at);
+    return SQLITE_OK;
 }
 
-/* Flushes first (WAL files), for calls that need the writes in the file. */
+/* Flushes first (WAL files), for calls that need the writes in the file. A
+ * failed flush is an I/O error of the call (not SQLITE_FULL, which SQLite may
+ * answer by rolling back one statement only): the pager then rolls the whole
+ * transaction back. */
 #define FLUSHED(f)                                                                                 \
     do {                                                                                           \
-        int frc_ = flush((wb_file *)(f));                                                          \
-        if (frc_ != SQLITE_OK)                                                                     \
-            return frc_;                                                                           \
+        if (flush((wb_file *)(f)) != SQLITE_OK)                                                    \
+            return SQLITE_IOERR_WRITE;                                                             \
     } while (0)
 
 #define REAL(f) (((wb_file *)(f))->real)
@@ -89,14 +93,13 @@ static int flush(wb_file *w)
 static int wb_close(sqlite3_file *f)
 {
     wb_file *w = (wb_file *)f;
-    int frc = flush(w);
-    if (w->fd >= 0)
-        close(w->fd);
-    w->fd = -1;
+    /* Anything still gathered belongs to a transaction that never committed
+     * (a commit flushes at its sync): written if it can be, never needed. */
+    flush(w);
+    w->fd = -1; /* the real file's: it closes it */
     sqlite3_free(w->buf);
     w->buf = NULL;
-    int rc = w->real->pMethods->xClose(w->real);
-    return frc != SQLITE_OK ? frc : rc;
+    return w->real->pMethods->xClose(w->real);
 }
 
 static int wb_read(sqlite3_file *f, void *buf, int n, sqlite3_int64 off)
@@ -245,6 +248,27 @@ static const sqlite3_io_methods wb_io = {
     .xUnfetch = wb_unfetch,
 };
 
+/* The checkpointer's trickle needs the database file's descriptor, and must
+ * not open one of its own: closing any descriptor of a file drops every POSIX
+ * lock the process holds on it (the writer's, the readers'), which is why
+ * SQLite's unix VFS never closes one while locks are held. SQLite keeps the
+ * descriptor private, so the default VFS's "open" system call is replaced
+ * (xSetSystemCall, its documented hook, once, before any connection of the
+ * store opens) by one that notes the descriptor it returns while this thread
+ * is inside our xOpen of a database file. The file owns it; we only borrow it
+ * until xClose. */
+static sqlite3_syscall_ptr real_open;
+static _Thread_local bool capturing;
+static _Thread_local int captured;
+
+static int capture_open(const char *path, int flags, int mode)
+{
+    int fd = ((int (*)(const char *, int, int))real_open)(path, flags, mode);
+    if (capturing)
+        captured = fd;
+    return fd;
+}
+
 static int wb_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags, int *out_flags)
 {
     sq_vfs_role role = (sq_vfs_role)(intptr_t)vfs->pAppData;
@@ -256,18 +280,38 @@ static int wb_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flag
     w->buf = NULL;
     w->buf_len = 0;
     w->buf_at = 0;
+    bool want_fd = role == SQ_VFS_CHECKPOINTER && (flags & SQLITE_OPEN_MAIN_DB);
+    capturing = want_fd;
+    captured = -1;
     int rc = root->xOpen(root, name, w->real, flags, out_flags);
-    if (rc != SQLITE_OK || !w->real->pMethods) {
-        f->pMethods = NULL; /* SQLite calls no method of a file that did not open */
+    capturing = false;
+    f->pMethods = NULL; /* SQLite calls no method of a file that did not open */
+    if (rc != SQLITE_OK) {
+        if (w->real->pMethods)
+            w->real->pMethods->xClose(w->real);
         return rc;
     }
-    if (w->real->pMethods->iVersion < 3) { /* the methods above forward version 3's */
+    if (!w->real->pMethods)
+        return SQLITE_CANTOPEN;
+    /* The methods above forward version 3's. A database file's include shared
+     * memory, unless nolock=1 took it away (SQLite then offers no WAL mode on
+     * the real file, and must not on ours). */
+    if (w->real->pMethods->iVersion < 3 ||
+        ((flags & SQLITE_OPEN_MAIN_DB) && !w->real->pMethods->xShmMap)) {
         w->real->pMethods->xClose(w->real);
-        f->pMethods = NULL;
         return SQLITE_CANTOPEN;
     }
-    if (role == SQ_VFS_CHECKPOINTER && (flags & SQLITE_OPEN_MAIN_DB) && name)
-        w->fd = open(name, O_RDONLY | O_CLOEXEC);
+    /* Gathering is safe only when SQLite writes no frame after a commit's
+     * last sync: without powersafe overwrite (psow=0) it pads the commit with
+     * frames written after a mid-commit sync. */
+    if (w->wal) {
+        sqlite3_file *db = sqlite3_database_file_object(name);
+        if (!db || !db->pMethods ||
+            !(db->pMethods->xDeviceCharacteristics(db) & SQLITE_IOCAP_POWERSAFE_OVERWRITE))
+            w->wal = false;
+    }
+    if (want_fd)
+        w->fd = captured; /* -1 if the VFS reused a descriptor: then no trickle */
     f->pMethods = &wb_io;
     return SQLITE_OK;
 }
@@ -366,7 +410,11 @@ static bool registered;
 static void register_vfs(void)
 {
     root = sqlite3_vfs_find(NULL);
-    if (!root || root->iVersion < 2)
+    if (!root || root->iVersion < 3)
+        return;
+    real_open = root->xGetSystemCall(root, "open");
+    if (!real_open ||
+        root->xSetSystemCall(root, "open", (sqlite3_syscall_ptr)capture_open) != SQLITE_OK)
         return;
     registered = true;
     for (size_t i = 0; i < sizeof(vfs_of) / sizeof(vfs_of[0]); i++) {

@@ -13,12 +13,15 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "store/sqlite_internal.h"
@@ -254,6 +257,109 @@ static void test_a_transaction_bigger_than_the_cache_reads_its_pages_back(void *
     sqlite3_close(r);
 }
 
+/* A failed write of gathered WAL bytes (the disk full while a transaction
+ * bigger than the cache spills and reads its pages back) leaves that
+ * transaction all or nothing and the file sound. Writes are made to fail
+ * through the default VFS's "pwrite64" system call. */
+static sqlite3_syscall_ptr real_pwrite64;
+static volatile int fail_writes;
+
+static ssize_t failing_pwrite64(int fd, const void *buf, size_t n, off_t off)
+{
+    if (fail_writes) {
+        errno = ENOSPC;
+        return -1;
+    }
+    return ((ssize_t(*)(int, const void *, size_t, off_t))real_pwrite64)(fd, buf, n, off);
+}
+
+static void test_a_failed_gathered_write_leaves_all_or_nothing(void **state)
+{
+    (void)state;
+    char path[300];
+    sqlite3 *w = fresh(path, sizeof(path));
+    sqlite3_vfs *root = sqlite3_vfs_find(NULL);
+    real_pwrite64 = root->xGetSystemCall(root, "pwrite64");
+    if (!real_pwrite64)
+        skip(); /* this SQLite writes another way */
+    assert_int_equal(root->xSetSystemCall(root, "pwrite64", (sqlite3_syscall_ptr)failing_pwrite64),
+                     SQLITE_OK);
+    exec(w, "INSERT INTO t (v, b) VALUES (-1, zeroblob(100))"); /* committed before */
+
+    /* A transaction bigger than the cache: its pages spill into the WAL
+     * (gathered), then are read back, and that read needs the gathered bytes
+     * in the file first. The disk is "full" by then. */
+    exec(w, "PRAGMA cache_size = 10; BEGIN");
+    for (int i = 0; i < 2000; i++) {
+        char sql[128];
+        snprintf(sql, sizeof(sql), "INSERT INTO t (v, b) VALUES (%d, zeroblob(500))", i);
+        exec(w, sql);
+    }
+    /* A read of the spilled pages, which needs the gathered bytes written
+     * first, on a full disk: the read fails. (SQLite 3.40 then rolls the
+     * transaction back by itself; a statement with a statement journal might
+     * roll back only itself, which is why the bytes are kept and the error
+     * is an I/O error: sqlite_vfs.c, flush.) */
+    fail_writes = 1;
+    int rc = sqlite3_exec(w, "SELECT sum(length(b)) FROM t", NULL, NULL, NULL);
+    fail_writes = 0;
+    assert_int_not_equal(rc, SQLITE_OK);
+    /* The disk has room again: COMMIT must not make the transaction durable
+     * without the bytes that failed. Either it fails (the transaction is
+     * rolled back) or every row is there. */
+    rc = sqlite3_exec(w, "COMMIT", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        sqlite3_exec(w, "ROLLBACK", NULL, NULL, NULL);
+    root->xSetSystemCall(root, "pwrite64", real_pwrite64);
+    int64_t rows = one_int(w, "SELECT count(*) FROM t");
+    sqlite3_close(w);
+
+    sqlite3 *r = open_checked(path);
+    assert_int_equal(one_int(r, "SELECT count(*) FROM t"), rows);
+    assert_true(rows == 1 || rows == 2001);
+    assert_int_equal(one_int(r, "SELECT min(v) FROM t"), -1);
+    if (rows == 2001)
+        assert_int_equal(one_int(r, "SELECT sum(length(b)) FROM t"), 100 + 2000 * 500);
+    sqlite3_close(r);
+}
+
+/* The checkpointer's connection borrows the database file's descriptor:
+ * closing it must leave the process's locks alone (closing any descriptor of
+ * a file drops every POSIX lock the process holds on it). In WAL mode every
+ * open connection holds SQLite's SHARED lock on the database file; another
+ * process that found none would take EXCLUSIVE when it closes, think itself
+ * the last user, checkpoint and delete the WAL under ours. A child process
+ * (no SQLite in it: SQLite's state does not survive fork) asks the kernel. */
+static void test_closing_the_checkpointer_keeps_the_process_locks(void **state)
+{
+    (void)state;
+    char path[300];
+    sqlite3 *w = fresh(path, sizeof(path));
+    exec(w, "INSERT INTO t (v) VALUES (1)");
+    sqlite3 *c = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &c, SQLITE_OPEN_READWRITE, sq_vfs(SQ_VFS_CHECKPOINTER)),
+                     SQLITE_OK);
+    exec(c, "PRAGMA synchronous = FULL");
+    assert_int_equal(one_int(c, "SELECT count(*) FROM t"), 1);
+    sqlite3_close(c);
+
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(path, O_RDWR);
+        /* SQLite's SHARED range: PENDING_BYTE (1 GiB) + 2, 510 bytes. */
+        struct flock fl = {
+            .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0x40000002, .l_len = 510};
+        _exit(fd >= 0 && fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type == F_RDLCK ? 0 : 1);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0); /* the writer's SHARED lock is still there */
+    assert_int_equal(one_int(w, "SELECT count(*) FROM t"), 1);
+    sqlite3_close(w);
+}
+
 static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb;
@@ -269,6 +375,8 @@ int main(void)
         cmocka_unit_test(test_checkpoint_trickles_and_the_data_reads_back),
         cmocka_unit_test(test_a_commit_is_one_write_and_in_the_file_when_commit_returns),
         cmocka_unit_test(test_a_transaction_bigger_than_the_cache_reads_its_pages_back),
+        cmocka_unit_test(test_a_failed_gathered_write_leaves_all_or_nothing),
+        cmocka_unit_test(test_closing_the_checkpointer_keeps_the_process_locks),
     };
     if (!mkdtemp(tdir))
         return 1;
