@@ -29,7 +29,7 @@ int64_t otp_mono_us(void)
 
 /* Any instant, through gmtime_r (which takes glibc's time zone lock, even for
  * UTC) and snprintf: the years the arithmetic below does not cover. */
-static void iso8601_gmtime(int64_t ms, char *out)
+void otp_time_iso8601_gmtime(int64_t ms, char *out)
 {
     time_t secs = (time_t)(ms / 1000);
     int millis = (int)(ms % 1000);
@@ -60,7 +60,7 @@ static char *two(char *p, unsigned v)
 void otp_time_iso8601(int64_t ms, char *out)
 {
     if (ms < 0 || ms >= 253402300800000LL) { /* 10000-01-01T00:00:00Z */
-        iso8601_gmtime(ms, out);
+        otp_time_iso8601_gmtime(ms, out);
         return;
     }
     int64_t secs = ms / 1000;

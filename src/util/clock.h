@@ -20,5 +20,8 @@ void otp_clock_advance_ms(int64_t delta_ms);
 int64_t otp_mono_us(void);
 /* Formats ms as UTC ISO 8601 with milliseconds into out (>= OTP_ISO8601_LEN + 1). */
 void otp_time_iso8601(int64_t ms, char *out);
+/* The same through gmtime_r and snprintf, for any year: otp_time_iso8601's
+ * fallback outside 1970-9999, and its reference in the unit tests. */
+void otp_time_iso8601_gmtime(int64_t ms, char *out);
 
 #endif

@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "util/clock.h"
@@ -27,29 +26,11 @@ static uint64_t next(void)
     return rng;
 }
 
-/* The reference: gmtime_r and snprintf, as otp_time_iso8601 once was. */
-static void reference_iso8601(int64_t ms, char *out)
-{
-    time_t secs = (time_t)(ms / 1000);
-    int millis = (int)(ms % 1000);
-    if (millis < 0) {
-        millis += 1000;
-        secs -= 1;
-    }
-    struct tm tm;
-    char buf[64];
-    gmtime_r(&secs, &tm);
-    snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", (tm.tm_year + 1900) % 10000,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
-    memcpy(out, buf, OTP_ISO8601_LEN);
-    out[OTP_ISO8601_LEN] = '\0';
-}
-
 static void expect_time(int64_t ms)
 {
     char want[OTP_ISO8601_LEN + 1], got[OTP_ISO8601_LEN + 1];
     memset(got, 'x', sizeof(got));
-    reference_iso8601(ms, want);
+    otp_time_iso8601_gmtime(ms, want); /* the reference */
     otp_time_iso8601(ms, got);
     if (strcmp(want, got) != 0)
         fail_msg("ms=%lld: want %s, got %s", (long long)ms, want, got);
