@@ -1,5 +1,6 @@
-/* util/log.c — logfmt lines, each emitted with a single write(2) so that lines
- * from different threads never interleave.
+/* util/log.c — logfmt lines, each emitted whole with a single write(2) (or in
+ * a block of whole lines: util/log_batch.c) so that lines from different
+ * threads never interleave.
  *
  * Every request writes one line, so the common parts are formatted without
  * stdio: the timestamp by otp_time_iso8601 (integer arithmetic) and the

@@ -1,4 +1,5 @@
-/* util/log.h — one structured (logfmt) line per event, written with one write(2).
+/* util/log.h — one structured (logfmt) line per event, written whole with one
+ * write(2) (request lines several at a time, in blocks: util/log_batch.c).
  *
  * Lines look like `time=2026-02-15T10:30:00.000Z level=info event=request ...`.
  * The caller formats the key=value part; the logger adds time and level. Library
