@@ -10,12 +10,12 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "tmpdir.h"
 #include "store/purger.h"
 #include "util/clock.h"
 
@@ -172,23 +172,16 @@ static void t_defaults(void **state)
     otp_store_close(s);
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
 int main(void)
 {
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
+    if (tmpdir_make(dir) != 0)
         return 1;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_backlog_in_passes),
         cmocka_unit_test(t_recent_kept),
         cmocka_unit_test(t_defaults),
     };
     int failed = cmocka_run_group_tests_name("store_purger", tests, NULL, NULL);
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tmpdir_remove(dir);
     return failed ? 1 : 0;
 }

@@ -20,7 +20,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -30,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tmpdir.h"
 #include "store/sqlite_internal.h"
 
 #define T0 INT64_C(1700000000000)
@@ -489,17 +489,10 @@ static void t_second_store_same_file(void **state)
     stream_free(&sb);
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
 int main(void)
 {
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
+    if (tmpdir_make(dir) != 0)
         return 1;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_stream_bounded_wal),
 #if OTPD_TEST_HOOKS
@@ -510,6 +503,6 @@ int main(void)
         cmocka_unit_test(t_second_store_same_file),
     };
     int failed = cmocka_run_group_tests_name("store_sqlite_checkpoint", tests, NULL, NULL);
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tmpdir_remove(dir);
     return failed ? 1 : 0;
 }

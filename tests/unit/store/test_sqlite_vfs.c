@@ -15,7 +15,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tmpdir.h"
 #include "store/sqlite_internal.h"
 
 #define ROWS 2048
@@ -68,6 +68,10 @@ static long long wal_size(const char *path)
     return stat(wal, &st) == 0 ? (long long)st.st_size : -1;
 }
 
+/* Every database of this program is in tdir (made by main, removed after). */
+static char tdir[] = "/tmp/otpd-vfs-test-XXXXXX";
+static int tcount;
+
 static void test_registered_but_not_the_default(void **state)
 {
     (void)state;
@@ -86,12 +90,9 @@ static void test_registered_but_not_the_default(void **state)
 static void test_checkpoint_trickles_and_the_data_reads_back(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/otpd-wb-test-XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    char path[256], wal[300], shm[300];
-    snprintf(path, sizeof(path), "%s/t.db", dir);
+    char path[256], wal[300];
+    snprintf(path, sizeof(path), "%s/trickle.db", tdir);
     snprintf(wal, sizeof(wal), "%s-wal", path);
-    snprintf(shm, sizeof(shm), "%s-shm", path);
 
     /* A writer and a checkpointer, each on its VFS, as in the store. */
     sqlite3 *w = NULL, *c = NULL;
@@ -176,15 +177,7 @@ static void test_checkpoint_trickles_and_the_data_reads_back(void **state)
     assert_int_equal(sqlite3_step(st), SQLITE_DONE);
     sqlite3_finalize(st);
     sqlite3_close(r);
-
-    unlink(path);
-    unlink(wal);
-    unlink(shm);
-    rmdir(dir);
 }
-
-static char tdir[] = "/tmp/otpd-vfs-test-XXXXXX";
-static int tcount;
 
 /* A new WAL database in tdir, with table t, opened on the VFS. */
 static sqlite3 *fresh(char *path, size_t len)
@@ -363,14 +356,6 @@ static void test_closing_the_checkpointer_keeps_the_process_locks(void **state)
     sqlite3_close(w);
 }
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -381,9 +366,9 @@ int main(void)
         cmocka_unit_test(test_a_failed_gathered_write_leaves_all_or_nothing),
         cmocka_unit_test(test_closing_the_checkpointer_keeps_the_process_locks),
     };
-    if (!mkdtemp(tdir))
+    if (tmpdir_make(tdir) != 0)
         return 1;
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    nftw(tdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    tmpdir_remove(tdir);
     return rc;
 }

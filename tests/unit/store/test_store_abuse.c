@@ -25,6 +25,7 @@
 
 #include <libpq-fe.h>
 
+#include "tmpdir.h"
 #include "store/postgres_internal.h"
 #include "store/sqlite_internal.h"
 #include "util/ids.h"
@@ -558,13 +559,6 @@ static void t_traffic_written_within_a_second(void **state)
 #endif
 }
 
-static int rm(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd);
-}
-
 /* Drops the schemas the PostgreSQL run made. */
 static void pg_drop(unsigned n)
 {
@@ -580,7 +574,7 @@ static void pg_drop(unsigned n)
 
 int main(void)
 {
-    if (!mkdtemp(dir))
+    if (tmpdir_make(dir) != 0)
         return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(t_window_under_parallel_sends, setup, teardown),
@@ -594,7 +588,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(t_traffic_written_within_a_second, setup, teardown),
     };
     int r = cmocka_run_group_tests_name("store_abuse_sqlite", tests, NULL, NULL);
-    (void)rm();
+    tmpdir_remove(dir);
     const char *url = getenv("OTPD_TEST_PG_URL");
     if (url && *url) {
         pg_url = url;

@@ -11,7 +11,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -19,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tmpdir.h"
 #include "conformance.h"
 #include "store/sqlite_internal.h"
 
@@ -695,17 +695,10 @@ static void t_erased_text_not_in_file(void **state)
     assert_false(file_contains(path_of(url), marker));
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
 int main(void)
 {
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
+    if (tmpdir_make(dir) != 0)
         return 1;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_urls),
         cmocka_unit_test(t_files_and_wal),
@@ -720,6 +713,6 @@ int main(void)
     };
     int failed = cmocka_run_group_tests_name("store_sqlite", tests, NULL, NULL);
     failed += store_conformance_run(&sqlite_backend);
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tmpdir_remove(dir);
     return failed ? 1 : 0;
 }
