@@ -269,6 +269,23 @@ static void make_v1(const char *url)
     assert_int_equal(rc, SQLITE_OK);
 }
 
+/* url holds a database of an older schema version: opening it without
+ * migrate is refused, naming the version; with migrate it is brought up to
+ * date. Returns the migrated store. */
+static otp_store *open_old(const char *url, int version)
+{
+    otp_store_options opt = {.migrate = false};
+    otp_store *s = NULL;
+    char err[256] = "", want[64];
+    assert_int_equal(otp_store_open(url, &opt, &s, err, sizeof(err)), -1);
+    snprintf(want, sizeof(want), "database schema %d is older", version);
+    assert_non_null(strstr(err, want));
+
+    s = open_migrated(url, 0);
+    assert_int_equal(s->ops->schema_version(s), OTP_SCHEMA_VERSION);
+    return s;
+}
+
 /* Migration 2 upgrades a version-1 database in place: old rows keep their
  * meaning and work with the new calls. */
 static void t_upgrade_from_v1(void **state)
@@ -276,14 +293,7 @@ static void t_upgrade_from_v1(void **state)
     char url[600];
     fresh_url(url, sizeof(url));
     make_v1(url);
-    otp_store_options opt = {.migrate = false};
-    otp_store *s = NULL;
-    char err[256] = "";
-    assert_int_equal(otp_store_open(url, &opt, &s, err, sizeof(err)), -1);
-    assert_non_null(strstr(err, "database schema 1 is older"));
-
-    s = open_migrated(url, 0);
-    assert_int_equal(s->ops->schema_version(s), OTP_SCHEMA_VERSION);
+    otp_store *s = open_old(url, 1);
     otp_account a;
     assert_int_equal(s->ops->account_find(s, "old", &a), OTP_OK);
     assert_int_equal(a.balance, 75);
@@ -399,14 +409,7 @@ static void upgrade_from_v2(bool with_abuse)
     char url[600];
     fresh_url(url, sizeof(url));
     make_v2(url, with_abuse);
-    otp_store_options opt = {.migrate = false};
-    otp_store *s = NULL;
-    char err[256] = "";
-    assert_int_equal(otp_store_open(url, &opt, &s, err, sizeof(err)), -1);
-    assert_non_null(strstr(err, "database schema 2 is older"));
-
-    s = open_migrated(url, 0);
-    assert_int_equal(s->ops->schema_version(s), OTP_SCHEMA_VERSION);
+    otp_store *s = open_old(url, 2);
     otp_account a;
     assert_int_equal(s->ops->account_find(s, "v2", &a), OTP_OK);
     assert_int_equal(a.balance, 1000);
