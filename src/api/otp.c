@@ -17,6 +17,7 @@
 #include "core/seal.h"
 #include "util/clock.h"
 #include "util/ids.h"
+#include "util/str.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -319,11 +320,11 @@ void otp_api_send(otp_http_req *req, void *app)
     s->segments = segments;
     s->sealed_text = st->sealed;
     s->sealed_text_len = len + OTP_SEAL_OVERHEAD;
-    snprintf(s->template_id, sizeof(s->template_id), "%s", tpl.public_id);
-    snprintf(s->app_name, sizeof(s->app_name), "%s", p.vars.app_name ? p.vars.app_name : "");
-    snprintf(s->app_hash, sizeof(s->app_hash), "%s", p.app_hash ? p.app_hash : "");
-    snprintf(s->sender_id, sizeof(s->sender_id), "%s", tpl.sender_id);
-    snprintf(s->dlt_template_id, sizeof(s->dlt_template_id), "%s", tpl.dlt_template_id);
+    otp_str_copy(s->template_id, sizeof(s->template_id), tpl.public_id);
+    otp_str_copy(s->app_name, sizeof(s->app_name), p.vars.app_name ? p.vars.app_name : "");
+    otp_str_copy(s->app_hash, sizeof(s->app_hash), p.app_hash ? p.app_hash : "");
+    otp_str_copy(s->sender_id, sizeof(s->sender_id), tpl.sender_id);
+    otp_str_copy(s->dlt_template_id, sizeof(s->dlt_template_id), tpl.dlt_template_id);
 
     if (!send_reply(st, s)) {
         otp_http_reply_error(req, OTP_E_INTERNAL, NULL, NULL);

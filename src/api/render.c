@@ -9,6 +9,7 @@
  * verdicts into 400 invalid_request answers that name the field to fix.
  */
 #include "api/api.h"
+#include "util/str.h"
 
 #include <ctype.h>
 #include <sodium.h>
@@ -81,7 +82,7 @@ static void builtin_template(otp_template *ret)
 {
     memset(ret, 0, sizeof(*ret));
     snprintf(ret->name, sizeof(ret->name), "default");
-    snprintf(ret->body, sizeof(ret->body), "%s", OTP_DEFAULT_TEMPLATE);
+    otp_str_copy(ret->body, sizeof(ret->body), OTP_DEFAULT_TEMPLATE);
     ret->is_default = true;
 }
 

@@ -22,6 +22,7 @@
 #include "core/seal.h"
 #include "util/clock.h"
 #include "util/ids.h"
+#include "util/str.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -220,8 +221,8 @@ void otp_api_resend(otp_http_req *req, void *app)
     r->segments = segments;
     r->sealed_text = st->sealed;
     r->sealed_text_len = len + OTP_SEAL_OVERHEAD;
-    snprintf(r->sender_id, sizeof(r->sender_id), "%s", tpl.sender_id);
-    snprintf(r->dlt_template_id, sizeof(r->dlt_template_id), "%s", tpl.dlt_template_id);
+    otp_str_copy(r->sender_id, sizeof(r->sender_id), tpl.sender_id);
+    otp_str_copy(r->dlt_template_id, sizeof(r->dlt_template_id), tpl.dlt_template_id);
 
     /* The txn sets expires_at = now + expiresIn and attempts_left = maxAttempts,
      * so the reply is known now (and can be kept with the idempotency key). */

@@ -18,6 +18,7 @@
 #include "util/clock.h"
 #include "util/ids.h"
 #include "util/log.h"
+#include "util/str.h"
 
 #include <microhttpd.h>
 #include <netdb.h>
@@ -129,22 +130,14 @@ void *otp_http_state(const otp_http_req *req)
     return req->state;
 }
 
-/* snprintf(dst, size, "%s", src) without printf: these run for every request. */
-static void copy_str(char *dst, size_t size, const char *src)
-{
-    size_t n = strnlen(src, size - 1);
-    memcpy(dst, src, n);
-    dst[n] = '\0';
-}
-
 void otp_http_log_account(otp_http_req *req, const char *account_id)
 {
-    copy_str(req->account, sizeof(req->account), account_id);
+    otp_str_copy(req->account, sizeof(req->account), account_id);
 }
 
 void otp_http_log_phone(otp_http_req *req, const char *masked_phone)
 {
-    copy_str(req->phone, sizeof(req->phone), masked_phone);
+    otp_str_copy(req->phone, sizeof(req->phone), masked_phone);
 }
 
 /* ---- JSON body ------------------------------------------------------------ */
@@ -317,7 +310,7 @@ static otp_http_req *req_new(otp_http_server *srv, struct MHD_Connection *conn, 
     req->status = 500;
     const char *tid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
     if (tid && trace_id_acceptable(tid)) {
-        copy_str(req->trace_id, sizeof(req->trace_id), tid);
+        otp_str_copy(req->trace_id, sizeof(req->trace_id), tid);
     } else {
         otp_base62_random(req->trace_id, 20);
         req->trace_id[20] = '\0';
