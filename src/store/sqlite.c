@@ -310,6 +310,7 @@ int otp_store_sqlite_open(const char *path, const otp_store_options *opt, otp_st
                  sqlite3_libversion());
         return -1;
     }
+    sq_pcache_install(); /* before anything initializes SQLite */
     if (!path || !*path) {
         snprintf(err, errlen, "empty SQLite database path");
         return -1;

@@ -233,6 +233,17 @@ const char *sq_vfs(sq_vfs_role role);
 uint64_t sq_vfs_writeback_starts(void);
 uint64_t sq_vfs_wal_writes(void);
 
+/* ---- sqlite_pcache.c ---- */
+
+/* Installs SQLite's default page cache behind a layer that keeps the page
+ * number b-tree balancing borrows (the pending-byte page) out of it, so that
+ * a commit's cache truncation does not walk the whole cache (see
+ * sqlite_pcache.c). Once per process, before SQLite initializes; true if
+ * installed (false: SQLite was already initialized, the default stays). */
+bool sq_pcache_install(void);
+/* Test hook: pages filed under the borrowed number so far, in this process. */
+uint64_t sq_pcache_parked(void);
+
 /* ---- sqlite_traffic.c ---- */
 
 /* The pumping rule's per-minute counters are kept in the writer's memory and

@@ -1,0 +1,260 @@
+/* tests/unit/store/test_sqlite_pcache.c — the store's page cache layer
+ * (src/store/sqlite_pcache.c) on real database files: it installs when asked
+ * before SQLite initializes, and after that refuses and leaves SQLite working
+ * on its default cache; b-tree balancing does park pages
+ * under the borrowed number (so the layer is exercised), and with it in place
+ * databases of several page sizes, under a cache far smaller than the
+ * transactions (pages spilled and read back), with committed and rolled-back
+ * transactions that split pages, read back exactly what was committed and
+ * pass PRAGMA integrity_check. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tmpdir.h"
+#include "store/sqlite_internal.h"
+
+#define ROWS 6000
+
+static char tdir[] = "/tmp/otpd-pcache-test-XXXXXX";
+static int tcount;
+static bool installed_first; /* sq_pcache_install() in main, before any SQLite call */
+
+static void exec(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg ? msg : sqlite3_errstr(rc));
+}
+
+static int64_t one_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static void assert_sound(sqlite3 *db)
+{
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
+    sqlite3_finalize(st);
+}
+
+/* A key that lands rows all over an index, so that pages split in the middle
+ * (balance_nonroot, which renumbers through the borrowed page). */
+static uint64_t scatter(uint64_t i)
+{
+    i ^= i >> 33;
+    i *= 0xff51afd7ed558ccdULL;
+    i ^= i >> 33;
+    return i;
+}
+
+static sqlite3 *open_db(int page_size, int cache_pages, char *path, size_t pathlen)
+{
+    snprintf(path, pathlen, "%s/db%d.sqlite", tdir, ++tcount);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    char sql[200];
+    snprintf(sql, sizeof(sql),
+             "PRAGMA page_size = %d; PRAGMA journal_mode = WAL; PRAGMA cache_size = %d;"
+             " PRAGMA synchronous = FULL",
+             page_size, cache_pages);
+    exec(db, sql);
+    exec(db, "CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT NOT NULL, v BLOB NOT NULL);"
+             " CREATE INDEX t_k ON t(k)");
+    return db;
+}
+
+/* Inserts rows [from, to) in transactions of `per` rows, each then growing
+ * its rows whose id is a multiple of 3 (an UPDATE that may no longer fit its
+ * page). */
+static void fill(sqlite3 *db, int from, int to, int per)
+{
+    sqlite3_stmt *ins, *grow;
+    assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO t (id, k, v) VALUES (?, ?, zeroblob(?))",
+                                        -1, &ins, NULL),
+                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "UPDATE t SET v = zeroblob(?) WHERE id = ?", -1, &grow, NULL),
+        SQLITE_OK);
+    for (int i = from; i < to; i += per) {
+        exec(db, "BEGIN");
+        for (int j = i; j < to && j < i + per; j++) {
+            char k[40];
+            snprintf(k, sizeof(k), "%016llx", (unsigned long long)scatter((uint64_t)j));
+            sqlite3_bind_int(ins, 1, j);
+            sqlite3_bind_text(ins, 2, k, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_int(ins, 3, 40 + j % 60);
+            assert_int_equal(sqlite3_step(ins), SQLITE_DONE);
+            sqlite3_reset(ins);
+        }
+        for (int j = i; j < to && j < i + per; j++) {
+            if (j % 3)
+                continue;
+            sqlite3_bind_int(grow, 1, 140 + j % 60);
+            sqlite3_bind_int(grow, 2, j);
+            assert_int_equal(sqlite3_step(grow), SQLITE_DONE);
+            sqlite3_reset(grow);
+        }
+        exec(db, "COMMIT");
+    }
+    sqlite3_finalize(ins);
+    sqlite3_finalize(grow);
+}
+
+/* Every row [0, n) is there with its key and its length, and nothing else,
+ * read through the index and through the table. */
+static void assert_rows(sqlite3 *db, int n)
+{
+    assert_int_equal(one_int(db, "SELECT count(*) FROM t"), n);
+    assert_int_equal(one_int(db, "SELECT count(*) FROM t INDEXED BY t_k WHERE k >= ''"), n);
+    sqlite3_stmt *st;
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT id, k, length(v) FROM t ORDER BY id", -1, &st, NULL),
+        SQLITE_OK);
+    for (int j = 0; j < n; j++) {
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        assert_int_equal(sqlite3_column_int(st, 0), j);
+        char k[40];
+        snprintf(k, sizeof(k), "%016llx", (unsigned long long)scatter((uint64_t)j));
+        assert_string_equal((const char *)sqlite3_column_text(st, 1), k);
+        assert_int_equal(sqlite3_column_int(st, 2), j % 3 == 0 ? 140 + j % 60 : 40 + j % 60);
+    }
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+}
+
+static void test_installed_before_sqlite_only(void **state)
+{
+    (void)state;
+    assert_true(installed_first);
+    assert_true(sq_pcache_install()); /* once: the same answer */
+}
+
+/* Page splits in the middle of an index park pages under the borrowed number;
+ * what was committed reads back, at 4 KiB (the store's size), 1 KiB and
+ * 16 KiB (with rows enough for a few hundred leaf pages at each). */
+static void test_splits_commit_and_read_back(void **state)
+{
+    (void)state;
+    static const int sizes[] = {4096, 1024, 16384};
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        int rows = sizes[i] > 4096 ? ROWS * (sizes[i] / 4096) : ROWS;
+        uint64_t before = sq_pcache_parked();
+        char path[300];
+        sqlite3 *db = open_db(sizes[i], 2000, path, sizeof(path));
+        fill(db, 0, rows, 50);
+        if (sq_pcache_parked() <= before)
+            fail_msg("page size %d: no page was parked", sizes[i]);
+        assert_rows(db, rows);
+        assert_sound(db);
+        sqlite3_close(db);
+
+        /* A second connection starts with an empty cache: the file itself. */
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        assert_rows(db, rows);
+        assert_sound(db);
+        sqlite3_close(db);
+    }
+}
+
+/* A cache of 16 pages under transactions of thousands of rows: pages are
+ * evicted and spilled to the WAL in the middle of splits; a rolled-back
+ * transaction that split pages leaves the committed rows as they were. */
+static void test_small_cache_and_rollback(void **state)
+{
+    (void)state;
+    char path[300];
+    sqlite3 *db = open_db(4096, 16, path, sizeof(path));
+    uint64_t before = sq_pcache_parked();
+    fill(db, 0, ROWS / 2, 1500);
+    assert_true(sq_pcache_parked() > before);
+
+    before = sq_pcache_parked();
+    exec(db, "BEGIN");
+    exec(db, "WITH RECURSIVE n(i) AS (SELECT 100000 UNION ALL SELECT i + 1 FROM n WHERE i < 103000)"
+             " INSERT INTO t (id, k, v) SELECT i, printf('%016x', i * 2654435761 % 4294967296),"
+             " zeroblob(300) FROM n");
+    exec(db, "UPDATE t SET v = zeroblob(500) WHERE id < 1000");
+    assert_true(sq_pcache_parked() > before);
+    exec(db, "ROLLBACK");
+    assert_rows(db, ROWS / 2);
+    assert_sound(db);
+
+    fill(db, ROWS / 2, ROWS, 700);
+    assert_rows(db, ROWS);
+    assert_sound(db);
+    sqlite3_close(db);
+}
+
+/* The child of test_late_install_keeps_the_default: SQLite first, then the
+ * layer. Exit 0: refused, and SQLite works on its default cache. */
+static int late_install(void)
+{
+    if (sqlite3_initialize() != SQLITE_OK || sq_pcache_install())
+        return 1;
+    sqlite3 *db = NULL;
+    if (sqlite3_open(":memory:", &db) != SQLITE_OK ||
+        sqlite3_exec(db, "CREATE TABLE t (x); INSERT INTO t VALUES (1)", NULL, NULL, NULL) !=
+            SQLITE_OK)
+        return 2;
+    sqlite3_close(db);
+    return 0;
+}
+
+/* Once SQLite is initialized the layer cannot be installed: it says so, and
+ * nothing breaks (a child process, since this one installed it). */
+static void test_late_install_keeps_the_default(void **state)
+{
+    (void)state;
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    assert_true(n > 0);
+    exe[n] = '\0';
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        setenv("PCACHE_TEST_LATE", "1", 1);
+        execl(exe, exe, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+int main(void)
+{
+    if (getenv("PCACHE_TEST_LATE"))
+        return late_install();
+    installed_first = sq_pcache_install(); /* before anything initializes SQLite */
+    if (tmpdir_make(tdir))
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_installed_before_sqlite_only),
+        cmocka_unit_test(test_splits_commit_and_read_back),
+        cmocka_unit_test(test_small_cache_and_rollback),
+        cmocka_unit_test(test_late_install_keeps_the_default),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    tmpdir_remove(tdir);
+    return failed;
+}
