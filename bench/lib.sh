@@ -427,13 +427,21 @@ preload() {
     log "preloaded $n pending requests in ${secs}s (pool: $(lines "$PAIRS"))"
 }
 
-# ensure_pairs NEEDED MAXSECONDS: preloads until the pool holds NEEDED pairs (at
-# the send rate measured so far, SEND_RATE), spending at most MAXSECONDS.
+# ensure_pairs NEEDED MAXSECONDS: preloads until the pool holds NEEDED pairs,
+# spending at most MAXSECONDS. The first round is sized at the send rate
+# measured so far (SEND_RATE); recording replies makes a preload slower than
+# that, so what is still missing is preloaded again at the rate just seen.
 ensure_pairs() {
-    local need=$1 maxs=$2 have secs
-    have=$(lines "$PAIRS")
-    [ "$have" -lt "$need" ] || return 0
-    secs=$(awk -v n=$((need - have)) -v r="${SEND_RATE:-5000}" -v m="$maxs" \
-        'BEGIN { s = int(n / (r * 0.9)) + 1; if (s > m) s = m; if (s < 2) s = 2; print s }')
-    preload "$secs"
+    local need=$1 maxs=$2 rate=${SEND_RATE:-5000} spent=0 have before secs
+    while :; do
+        have=$(lines "$PAIRS")
+        [ "$have" -lt "$need" ] && [ "$spent" -lt "$maxs" ] || return 0
+        secs=$(awk -v n=$((need - have)) -v r="$rate" -v m=$((maxs - spent)) \
+            'BEGIN { s = int(n / (r * 0.9)) + 1; if (s > m) s = m; if (s < 2) s = 2; print s }')
+        before=$have
+        preload "$secs"
+        spent=$((spent + secs))
+        rate=$(( ($(lines "$PAIRS") - before) / secs ))
+        [ "$rate" -gt 0 ] || return 0
+    done
 }
