@@ -20,7 +20,12 @@
  * page cache) that files a page under number 0 while it carries the
  * borrowed number. Page 0 does not exist either, and it is below every
  * truncation limit, so the remembered largest number stays a real page's.
- * Every other call goes straight through. */
+ * Every other call goes straight through.
+ *
+ * That is exact because the borrowed number is never a real page (the pager
+ * refuses to fetch it) and holds a page only between the three renumberings
+ * of one swap, which run back to back: no truncation, which would not see a
+ * page under 0, can fall in between. */
 #include "store/sqlite_internal.h"
 
 #include <pthread.h>
