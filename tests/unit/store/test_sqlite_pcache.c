@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "sql_helpers.h"
 #include "tmpdir.h"
 #include "store/sqlite_internal.h"
 
@@ -28,33 +29,6 @@
 static char tdir[] = "/tmp/otpd-pcache-test-XXXXXX";
 static int tcount;
 static bool installed_first; /* sq_pcache_install() in main, before any SQLite call */
-
-static void exec(sqlite3 *db, const char *sql)
-{
-    char *msg = NULL;
-    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
-    if (rc != SQLITE_OK)
-        fail_msg("%s: %s", sql, msg ? msg : sqlite3_errstr(rc));
-}
-
-static int64_t one_int(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
-}
-
-static void assert_sound(sqlite3 *db)
-{
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
-    sqlite3_finalize(st);
-}
 
 /* A key that lands rows all over an index, so that pages split in the middle
  * (balance_nonroot, which renumbers through the borrowed page). */

@@ -23,40 +23,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "sql_helpers.h"
 #include "tmpdir.h"
 #include "store/sqlite_internal.h"
 
 #define ROWS 2048
 #define ROW_BYTES 2000 /* ~4 MiB in all: ~16 writeback starts at 256 KiB */
 
-static void exec(sqlite3 *db, const char *sql)
-{
-    char *msg = NULL;
-    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
-    if (rc != SQLITE_OK)
-        fail_msg("%s: %s", sql, msg ? msg : sqlite3_errstr(rc));
-}
-
-static int64_t one_int(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
-}
-
 /* path read-only through the default VFS, after PRAGMA integrity_check says ok. */
 static sqlite3 *open_checked(const char *path)
 {
     sqlite3 *r = NULL;
     assert_int_equal(sqlite3_open_v2(path, &r, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(r, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
-    sqlite3_finalize(st);
+    assert_sound(r);
     return r;
 }
 
