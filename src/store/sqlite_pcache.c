@@ -11,9 +11,9 @@
  * walks the whole hash table of the cache, every bucket and every page,
  * looking for pages to drop that do not exist. With a 16 MiB cache that is
  * ~4,000 pointer-chasing cache misses on the writer thread at every commit
- * that split a page: one in nearly every batch of sends (random index keys)
- * and of verifies (rows that grow), 3-4% of all of otpd's CPU samples
- * (docs/performance.md).
+ * whose balancing swapped page numbers: nearly every batch of sends (random
+ * index keys) and of verifies (rows that grow), 3-4% of all of otpd's CPU
+ * samples (docs/performance.md).
  *
  * So SQLite's default cache is installed again with a thin layer in front
  * (sqlite3_config(SQLITE_CONFIG_PCACHE2), the documented way to plug in a
@@ -22,17 +22,26 @@
  * truncation limit, so the remembered largest number stays a real page's.
  * Every other call goes straight through.
  *
- * That is exact because the borrowed number is never a real page (the pager
- * refuses to fetch it) and holds a page only between the three renumberings
- * of one swap, which run back to back: no truncation, which would not see a
- * page under 0, can fall in between. */
+ * That is exact because the borrowed number is never a real database page
+ * and holds a page only inside a move (sqlite3PcacheMove: balance_nonroot's
+ * three renumberings, and the pager's own swap when it moves a page), whose
+ * calls run back to back: no truncation can fall in between. SQLite's header
+ * says page keys start at 1; key 0 relies on pcache1 (3.40) looking it up,
+ * filing it, renumbering and truncating it like any other key, which the
+ * unit test checks against the real cache. Should a page ever sit under 0 at
+ * a truncation anyway, pc_truncate drops it with the pages it stands for.
+ *
+ * sqlite3_config() is not thread-safe: sq_pcache_install() must run before
+ * any other thread uses SQLite. The store calls it first thing when it
+ * opens, and only the store uses SQLite in otpd. */
 #include "store/sqlite_internal.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
-/* btree.c's PENDING_BYTE (0x40000000 in every build outside SQLite's tests). */
+/* btree.c's PENDING_BYTE: a variable inside SQLite, 0x40000000 unless a test
+ * changes it (SQLITE_TESTCTRL_PENDING_BYTE, which otpd never calls). */
 #define PC_PENDING_BYTE 0x40000000u
 
 typedef struct pc_cache {
@@ -111,6 +120,14 @@ static void pc_truncate(sqlite3_pcache *p, unsigned limit)
 {
     pc_cache *c = (pc_cache *)p;
     inner.xTruncate(c->inner, limit);
+    /* Never in practice (see the top of the file): a page under 0 stands for
+     * the borrowed number, so it goes when that number is cut off. The caller
+     * holds no page at or above the limit. */
+    if (limit <= c->borrowed) {
+        sqlite3_pcache_page *page = inner.xFetch(c->inner, 0, 0);
+        if (page)
+            inner.xUnpin(c->inner, page, 1);
+    }
 }
 
 static void pc_destroy(sqlite3_pcache *p)

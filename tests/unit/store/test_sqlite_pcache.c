@@ -1,12 +1,17 @@
 /* tests/unit/store/test_sqlite_pcache.c — the store's page cache layer
- * (src/store/sqlite_pcache.c) on real database files: it installs when asked
+ * (src/store/sqlite_pcache.c) on real database files. It installs when asked
  * before SQLite initializes, and after that refuses and leaves SQLite working
- * on its default cache; b-tree balancing does park pages
- * under the borrowed number (so the layer is exercised), and with it in place
- * databases of several page sizes, under a cache far smaller than the
- * transactions (pages spilled and read back), with committed and rolled-back
- * transactions that split pages, read back exactly what was committed and
- * pass PRAGMA integrity_check. */
+ * on its default cache. Under it sits a recording cache (SQLite's default
+ * one, with what reaches it counted): b-tree balancing does park pages under
+ * the borrowed number, yet the default cache never sees that number, and no
+ * commit's truncation is left with a largest page number far past the
+ * database's end (what made every commit walk the whole cache). With the
+ * layer in place, databases of several page sizes, under a cache far smaller
+ * than the transactions (pages spilled and read back), with committed and
+ * rolled-back transactions that split pages, read back exactly what was
+ * committed and pass PRAGMA integrity_check. Called directly, the layer drops
+ * a page filed under the borrowed number when a truncation cuts that number
+ * off. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,7 +31,116 @@
 
 #define ROWS 6000
 
+/* ---- the recording cache, installed under the layer by main() ---- */
+
+typedef struct spy_cache {
+    sqlite3_pcache *real;
+    unsigned borrowed; /* the pending-byte page at this page size */
+    unsigned max_key;  /* the largest key since the last truncation, as pcache1 keeps it */
+} spy_cache;
+
+static sqlite3_pcache_methods2 real;
+static unsigned long borrowed_seen;    /* calls that carried the borrowed number */
+static unsigned long wide_truncations; /* largest key >= 1024 pages past the limit */
+
+static int spy_init(void *arg)
+{
+    (void)arg;
+    return real.xInit ? real.xInit(real.pArg) : SQLITE_OK;
+}
+
+static void spy_shutdown(void *arg)
+{
+    (void)arg;
+    if (real.xShutdown)
+        real.xShutdown(real.pArg);
+}
+
+static sqlite3_pcache *spy_create(int page_size, int extra, int purgeable)
+{
+    spy_cache *c = calloc(1, sizeof(*c));
+    if (!c || !(c->real = real.xCreate(page_size, extra, purgeable))) {
+        free(c);
+        return NULL;
+    }
+    c->borrowed = 0x40000000u / (unsigned)page_size + 1;
+    return (sqlite3_pcache *)c;
+}
+
+static void spy_cachesize(sqlite3_pcache *p, int n)
+{
+    real.xCachesize(((spy_cache *)p)->real, n);
+}
+
+static int spy_pagecount(sqlite3_pcache *p)
+{
+    return real.xPagecount(((spy_cache *)p)->real);
+}
+
+static sqlite3_pcache_page *spy_fetch(sqlite3_pcache *p, unsigned k, int create)
+{
+    spy_cache *c = (spy_cache *)p;
+    borrowed_seen += k == c->borrowed;
+    sqlite3_pcache_page *page = real.xFetch(c->real, k, create);
+    if (page && k > c->max_key)
+        c->max_key = k;
+    return page;
+}
+
+static void spy_unpin(sqlite3_pcache *p, sqlite3_pcache_page *page, int discard)
+{
+    real.xUnpin(((spy_cache *)p)->real, page, discard);
+}
+
+static void spy_rekey(sqlite3_pcache *p, sqlite3_pcache_page *page, unsigned from, unsigned to)
+{
+    spy_cache *c = (spy_cache *)p;
+    borrowed_seen += from == c->borrowed || to == c->borrowed;
+    if (to > c->max_key)
+        c->max_key = to;
+    real.xRekey(c->real, page, from, to);
+}
+
+static void spy_truncate(sqlite3_pcache *p, unsigned limit)
+{
+    spy_cache *c = (spy_cache *)p;
+    if (limit <= c->max_key) {
+        wide_truncations += c->max_key - limit >= 1024;
+        c->max_key = limit - 1;
+    }
+    real.xTruncate(c->real, limit);
+}
+
+static void spy_destroy(sqlite3_pcache *p)
+{
+    real.xDestroy(((spy_cache *)p)->real);
+    free(p);
+}
+
+static void spy_shrink(sqlite3_pcache *p)
+{
+    real.xShrink(((spy_cache *)p)->real);
+}
+
+static const sqlite3_pcache_methods2 spy = {
+    .iVersion = 1,
+    .xInit = spy_init,
+    .xShutdown = spy_shutdown,
+    .xCreate = spy_create,
+    .xCachesize = spy_cachesize,
+    .xPagecount = spy_pagecount,
+    .xFetch = spy_fetch,
+    .xUnpin = spy_unpin,
+    .xRekey = spy_rekey,
+    .xTruncate = spy_truncate,
+    .xDestroy = spy_destroy,
+    .xShrink = spy_shrink,
+};
+
+/* ---- the tests ---- */
+
 static char tdir[] = "/tmp/otpd-pcache-test-XXXXXX";
+static sqlite3_pcache_methods2 layer; /* the layer's methods, read in main() */
 static int tcount;
 static bool installed_first; /* sq_pcache_install() in main, before any SQLite call */
 
@@ -132,11 +246,16 @@ static void test_splits_commit_and_read_back(void **state)
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         int rows = sizes[i] > 4096 ? ROWS * (sizes[i] / 4096) : ROWS;
         uint64_t before = sq_pcache_parked();
+        borrowed_seen = wide_truncations = 0;
         char path[300];
         sqlite3 *db = open_db(sizes[i], 2000, path, sizeof(path));
         fill(db, 0, rows, 50);
         if (sq_pcache_parked() <= before)
             fail_msg("page size %d: no page was parked", sizes[i]);
+        if (borrowed_seen || wide_truncations)
+            fail_msg("page size %d: the default cache saw the borrowed number %lu times, "
+                     "%lu truncations walked far past the end",
+                     sizes[i], borrowed_seen, wide_truncations);
         assert_rows(db, rows);
         assert_sound(db);
         sqlite3_close(db);
@@ -193,6 +312,31 @@ static int late_install(void)
     return 0;
 }
 
+/* The layer's methods called directly: a page filed under the borrowed number
+ * (which SQLite itself only does inside a move) is found under it, and a
+ * truncation below the borrowed number drops it with the rest. */
+static void test_truncation_drops_a_parked_page(void **state)
+{
+    (void)state;
+    assert_int_equal(sqlite3_initialize(), SQLITE_OK); /* runs the caches' xInit */
+    sqlite3_pcache *c = layer.xCreate(4096, 64, 1);
+    assert_non_null(c);
+    layer.xCachesize(c, 100);
+    const unsigned borrowed = 0x40000000u / 4096 + 1;
+    sqlite3_pcache_page *page = layer.xFetch(c, 5, 2);
+    assert_non_null(page);
+    *(void **)page->pExtra = NULL;
+    layer.xRekey(c, page, 5, borrowed);
+    assert_ptr_equal(layer.xFetch(c, borrowed, 0), page);
+    assert_null(layer.xFetch(c, 5, 0));
+    assert_int_equal(layer.xPagecount(c), 1);
+    layer.xUnpin(c, page, 0);
+    layer.xTruncate(c, 10);
+    assert_null(layer.xFetch(c, borrowed, 0));
+    assert_int_equal(layer.xPagecount(c), 0);
+    layer.xDestroy(c);
+}
+
 /* Once SQLite is initialized the layer cannot be installed: it says so, and
  * nothing breaks (a child process, since this one installed it). */
 static void test_late_install_keeps_the_default(void **state)
@@ -219,13 +363,21 @@ int main(void)
 {
     if (getenv("PCACHE_TEST_LATE"))
         return late_install();
-    installed_first = sq_pcache_install(); /* before anything initializes SQLite */
+    /* Before anything initializes SQLite: the recording cache, then the layer
+     * on top of it (it wraps whatever cache is configured). */
+    if (sqlite3_config(SQLITE_CONFIG_GETPCACHE2, &real) != SQLITE_OK ||
+        sqlite3_config(SQLITE_CONFIG_PCACHE2, &spy) != SQLITE_OK)
+        return 1;
+    installed_first = sq_pcache_install();
+    if (sqlite3_config(SQLITE_CONFIG_GETPCACHE2, &layer) != SQLITE_OK)
+        return 1;
     if (tmpdir_make(tdir))
         return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_installed_before_sqlite_only),
         cmocka_unit_test(test_splits_commit_and_read_back),
         cmocka_unit_test(test_small_cache_and_rollback),
+        cmocka_unit_test(test_truncation_drops_a_parked_page),
         cmocka_unit_test(test_late_install_keeps_the_default),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
