@@ -4,9 +4,11 @@
  * each counter's latest value, and counting costs one uncontended atomic add.
  * Series: abuse refusals by reason, SMS-pumping blocks, number locks, HTTP
  * requests by route and status, and request latency by route (a histogram),
- * fed by the HTTP layer's per-request observer. More series (sends, delivery
- * by provider, queue depth) belong here as they come.
+ * fed by the HTTP layer's per-request observer; the store writer's batches and
+ * commit times (a histogram), read from the store at each scrape (SQLite). More
+ * series (sends, delivery by provider, queue depth) belong here as they come.
  */
+#include "api/api.h"
 #include "api/guard.h"
 
 #include <stdatomic.h>
@@ -111,9 +113,44 @@ static void route_label(FILE *f, size_t r)
         fputs("method=\"\",route=\"-\"", f);
 }
 
+/* The store writer's batches and commit times, where the backend has them. */
+static void store_series(FILE *f, otp_store *store)
+{
+    if (!store || !store->ops->commit_stats)
+        return;
+    otp_commit_stats cs;
+    store->ops->commit_stats(store, &cs);
+    fprintf(f,
+            "# HELP otpd_store_batches_total Batches the store's writer has committed or failed "
+            "(group commit).\n"
+            "# TYPE otpd_store_batches_total counter\n"
+            "otpd_store_batches_total %llu\n"
+            "# HELP otpd_store_batched_transactions_total Transactions those batches held.\n"
+            "# TYPE otpd_store_batched_transactions_total counter\n"
+            "otpd_store_batched_transactions_total %llu\n"
+            "# HELP otpd_store_commit_duration_seconds Time of each batch's COMMIT: its WAL "
+            "write and sync, and any checkpoint the writer ran in it.\n"
+            "# TYPE otpd_store_commit_duration_seconds histogram\n",
+            (unsigned long long)cs.batches, (unsigned long long)cs.txns);
+    uint64_t cum = 0;
+    for (size_t b = 0; b <= OTP_COMMIT_BUCKETS; b++) {
+        cum += cs.buckets[b];
+        if (b < OTP_COMMIT_BUCKETS)
+            fprintf(f, "otpd_store_commit_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                    otp_commit_bounds_s[b], (unsigned long long)cum);
+        else
+            fprintf(f, "otpd_store_commit_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+                    (unsigned long long)cum);
+    }
+    fprintf(f,
+            "otpd_store_commit_duration_seconds_sum %.6f\n"
+            "otpd_store_commit_duration_seconds_count %llu\n",
+            (double)cs.sum_us / 1e6, (unsigned long long)cum);
+}
+
 void otp_api_metrics(otp_http_req *req, void *app)
 {
-    (void)app;
+    const otp_api *api = app;
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
@@ -179,6 +216,7 @@ void otp_api_metrics(otp_http_req *req, void *app)
         route_label(f, r);
         fprintf(f, "} %llu\n", (unsigned long long)total);
     }
+    store_series(f, api ? api->store : NULL);
     if (fclose(f) != 0 || !buf) {
         free(buf);
         otp_http_reply_error(req, OTP_E_INTERNAL, NULL, NULL);

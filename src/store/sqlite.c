@@ -71,6 +71,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static atomic_uint_fast64_t store_serials;
 
@@ -97,6 +98,27 @@ static int control(sq_store *s, sq_wstmt i)
 
 enum { BATCH_COMMITTED, BATCH_LOST, BATCH_REPLAY };
 
+static int64_t monotonic_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+/* COMMIT, timed into the commit histogram (whatever its outcome). */
+static int timed_commit(sq_store *s)
+{
+    int64_t start = monotonic_us();
+    int rc = control(s, W_COMMIT);
+    int64_t us = monotonic_us() - start;
+    size_t b = 0;
+    while (b < OTP_COMMIT_BUCKETS && (double)us > otp_commit_bounds_s[b] * 1e6)
+        b++;
+    atomic_fetch_add_explicit(&s->commit_buckets[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->commit_sum_us, (uint64_t)(us > 0 ? us : 0), memory_order_relaxed);
+    return rc;
+}
+
 /* One attempt at the batch (a NULL-terminated list) in one transaction; sets
  * every txn->err. Without savepoints, returns BATCH_REPLAY (after rolling back)
  * as soon as a txn fails after having written something. BATCH_LOST: nothing is
@@ -122,7 +144,7 @@ static int attempt(sq_store *s, otp_txn *head, bool savepoints)
         if (savepoints && control(s, W_RELEASE) != SQLITE_DONE)
             goto lost;
     }
-    if (control(s, W_COMMIT) == SQLITE_DONE)
+    if (timed_commit(s) == SQLITE_DONE)
         return BATCH_COMMITTED;
 lost:
     if (!sqlite3_get_autocommit(s->wdb))
@@ -268,6 +290,18 @@ static void sq_close(otp_store *base)
     free(s);
 }
 
+static void sq_commit_stats(otp_store *base, otp_commit_stats *ret)
+{
+    sq_store *s = (sq_store *)base;
+    pthread_mutex_lock(&s->qlock);
+    ret->batches = s->batches;
+    ret->txns = s->batched_txns;
+    pthread_mutex_unlock(&s->qlock);
+    for (size_t b = 0; b <= OTP_COMMIT_BUCKETS; b++)
+        ret->buckets[b] = atomic_load_explicit(&s->commit_buckets[b], memory_order_relaxed);
+    ret->sum_us = atomic_load_explicit(&s->commit_sum_us, memory_order_relaxed);
+}
+
 static const otp_store_ops sqlite_ops = {
     .name = "sqlite",
     .close = sq_close,
@@ -287,6 +321,7 @@ static const otp_store_ops sqlite_ops = {
     .template_find = sq_template_find,
     .template_list = sq_template_list,
     .test_inbox = sq_test_inbox,
+    .commit_stats = sq_commit_stats,
     .limits_get = sq_limits_get,
     .block_list = sq_block_list,
 };
@@ -325,6 +360,9 @@ int otp_store_sqlite_open(const char *path, const otp_store_options *opt, otp_st
     s->serial = atomic_fetch_add(&store_serials, 1) + 1;
     s->max_batch = opt && opt->max_batch > 0 ? opt->max_batch : SQ_DEFAULT_MAX_BATCH;
     atomic_init(&s->fail_commits, 0);
+    for (size_t b = 0; b <= OTP_COMMIT_BUCKETS; b++)
+        atomic_init(&s->commit_buckets[b], 0);
+    atomic_init(&s->commit_sum_us, 0);
 
     if (pthread_mutex_init(&s->qlock, NULL) == 0) {
         if (pthread_cond_init(&s->qcond, NULL) == 0) {

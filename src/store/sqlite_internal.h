@@ -118,6 +118,9 @@ typedef struct sq_store {
     bool writer_idle; /* the writer waits on qcond */
     bool paused;      /* test hook: the writer leaves the queue alone */
     uint64_t batches, batched_txns, replays; /* counters, under qlock */
+    /* Each batch's COMMIT time (store.h's otp_commit_stats), written by the
+     * writer only, read by /metrics. */
+    atomic_uint_fast64_t commit_buckets[OTP_COMMIT_BUCKETS + 1], commit_sum_us;
     pthread_t writer;
     bool writer_started;
 

@@ -1,5 +1,6 @@
 /* store/store.c — the backend-independent part of store.h: picking a backend
- * from a URL, the blocking otp_store_exec(), and freeing claimed messages.
+ * from a URL, the blocking otp_store_exec(), freeing claimed messages, and the
+ * commit histogram's bucket bounds.
  *
  * URLs: "sqlite:PATH" (also "sqlite://PATH", so "sqlite:///var/lib/otpd.db" is an
  * absolute path) or a bare path select SQLite; "postgres://" and "postgresql://"
@@ -14,6 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+const double otp_commit_bounds_s[OTP_COMMIT_BUCKETS] = {
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2,
+};
 
 static bool has_prefix(const char *s, const char *prefix)
 {

@@ -554,6 +554,20 @@ typedef struct otp_block {
 } otp_block;
 typedef void (*otp_block_cb)(const otp_block *b, void *ctx);
 
+/* The upper bounds, in seconds, of the commit-time histogram's buckets; one
+ * more bucket holds everything slower. */
+#define OTP_COMMIT_BUCKETS 12
+extern const double otp_commit_bounds_s[OTP_COMMIT_BUCKETS];
+
+/* A writer's batches since the store opened: how many, the transactions they
+ * held, and how long each batch's COMMIT took (its WAL write and sync, and any
+ * checkpoint the writer ran inside it), per bucket (not cumulative). */
+typedef struct otp_commit_stats {
+    uint64_t batches, txns;
+    uint64_t buckets[OTP_COMMIT_BUCKETS + 1];
+    uint64_t sum_us;
+} otp_commit_stats;
+
 typedef struct otp_store_ops {
     const char *name; /* "sqlite", "postgres" */
     /* Stops accepting txns, finishes (commits) every txn already submitted,
@@ -597,6 +611,10 @@ typedef struct otp_store_ops {
      * limit of them. */
     otp_err (*test_inbox)(otp_store *s, int64_t account_id, const char *phone, int limit,
                           otp_test_message_cb cb, void *ctx);
+
+    /* ---- operations; NULL in a backend without them ---- */
+    /* How the single writer's batches have committed so far (SQLite). */
+    void (*commit_stats)(otp_store *s, otp_commit_stats *ret);
 
     /* ---- abuse protection (SPEC 3); NULL in a backend without them ---- */
     /* The account's limit overrides text into buf ("" if none). */

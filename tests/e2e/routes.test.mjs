@@ -1,11 +1,12 @@
 // Routing and the HTTP envelope (SPEC 1.2, 1.11): /healthz, unknown routes (404
 // not_found), wrong methods (405 method_not_allowed with Allow), an X-Request-Id on
-// every response, and HTTP/1.1 keep-alive.
+// every response, and HTTP/1.1 keep-alive. Also /metrics' store series: the
+// SQLite writer's batches and commit-time histogram (absent on PostgreSQL).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
-import { startServer, assertError, assertData } from './lib/server.mjs';
+import { startServer, assertError, assertData, E2E_DB } from './lib/server.mjs';
 
 describe('routes and envelope', () => {
     let srv;
@@ -21,6 +22,45 @@ describe('routes and envelope', () => {
         assert.equal(r.status, 200);
         assert.deepEqual(r.json, { data: { status: 'ok' } });
         assert.ok(r.headers['x-request-id']);
+    });
+
+    it("GET /metrics: the store writer's batches and commit times (SQLite), consistent and growing", async () => {
+        const scrape = async () => {
+            const m = await srv.request('GET', '/metrics');
+            assert.equal(m.status, 200);
+            const series = {};
+            for (const line of m.text.split('\n')) {
+                const hit = /^(otpd_store_[a-z_]+)(\{le="([^"]+)"\})? (\S+)$/.exec(line);
+                if (hit) series[hit[1] + (hit[3] ? `{${hit[3]}}` : '')] = Number(hit[4]);
+            }
+            return series;
+        };
+        const before = await scrape();
+        if (E2E_DB) {
+            assert.deepEqual(before, {}, 'PostgreSQL has no single writer: no store series');
+            return;
+        }
+        const sends = 5;
+        for (let i = 0; i < sends; i++)
+            assertData(await srv.send(key, { phoneNumber: `+9198700${String(10000 + i)}` }), 201);
+        const after = await scrape();
+        assert.ok(after.otpd_store_batches_total >= before.otpd_store_batches_total + 1, JSON.stringify(after));
+        assert.ok(after.otpd_store_batched_transactions_total >= before.otpd_store_batched_transactions_total + sends);
+        assert.ok(after.otpd_store_batched_transactions_total >= after.otpd_store_batches_total);
+        // cumulative buckets, ending in +Inf = _count
+        const les = Object.keys(after).filter((k) => k.startsWith('otpd_store_commit_duration_seconds_bucket{'));
+        assert.equal(les.length, 13);
+        let prev = 0;
+        for (const k of les) {
+            assert.ok(after[k] >= prev, `${k} ${after[k]} < ${prev}`);
+            prev = after[k];
+        }
+        assert.equal(after['otpd_store_commit_duration_seconds_bucket{+Inf}'], after.otpd_store_commit_duration_seconds_count);
+        // a batch counts when the writer takes it, its COMMIT once done (the
+        // dispatcher's batches run meanwhile): never more COMMITs than batches
+        assert.ok(after.otpd_store_commit_duration_seconds_count <= after.otpd_store_batches_total);
+        assert.ok(after.otpd_store_commit_duration_seconds_count >= before.otpd_store_commit_duration_seconds_count + 1);
+        assert.ok(after.otpd_store_commit_duration_seconds_sum > before.otpd_store_commit_duration_seconds_sum);
     });
 
     it('a query string does not change the route', async () => {

@@ -496,7 +496,8 @@ static void count_done(otp_txn *t)
 }
 
 /* Queues n key touches while the writer is paused, then lets it run: it must
- * commit them in ceil(n / max_batch) batches. */
+ * commit them in ceil(n / max_batch) batches, and the commit histogram
+ * (commit_stats, behind /metrics) counts one timed COMMIT per batch. */
 static void batches_for(int max_batch, int n, uint64_t want)
 {
     char url[600];
@@ -507,6 +508,8 @@ static void batches_for(int max_batch, int n, uint64_t want)
     pthread_mutex_init(&c.lock, NULL);
     pthread_cond_init(&c.cond, NULL);
     uint64_t b0, t0, r0, b1, t1, r1;
+    otp_commit_stats c0, c1;
+    s->ops->commit_stats(s, &c0);
     otp_sqlite_test_counters(s, &b0, &t0, &r0);
     otp_sqlite_test_pause(s, true);
     for (int i = 0; i < n; i++) {
@@ -523,6 +526,14 @@ static void batches_for(int max_batch, int n, uint64_t want)
         pthread_cond_wait(&c.cond, &c.lock);
     pthread_mutex_unlock(&c.lock);
     otp_sqlite_test_counters(s, &b1, &t1, &r1);
+    s->ops->commit_stats(s, &c1);
+    uint64_t timed = 0;
+    for (size_t b = 0; b <= OTP_COMMIT_BUCKETS; b++)
+        timed += c1.buckets[b] - c0.buckets[b];
+    assert_int_equal(timed, want);
+    assert_int_equal(c1.batches - c0.batches, want);
+    assert_int_equal(c1.txns - c0.txns, (uint64_t)n);
+    assert_true(c1.sum_us >= c0.sum_us);
     assert_int_equal(c.ok, n);
     assert_int_equal(b1 - b0, want);
     assert_int_equal(t1 - t0, (uint64_t)n);
