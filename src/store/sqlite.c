@@ -67,11 +67,11 @@
  */
 #include "store/sqlite.h"
 #include "store/sqlite_internal.h"
+#include "util/clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static atomic_uint_fast64_t store_serials;
 
@@ -98,19 +98,12 @@ static int control(sq_store *s, sq_wstmt i)
 
 enum { BATCH_COMMITTED, BATCH_LOST, BATCH_REPLAY };
 
-static int64_t monotonic_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
-}
-
 /* COMMIT, timed into the commit histogram (whatever its outcome). */
 static int timed_commit(sq_store *s)
 {
-    int64_t start = monotonic_us();
+    int64_t start = otp_mono_us();
     int rc = control(s, W_COMMIT);
-    int64_t us = monotonic_us() - start;
+    int64_t us = otp_mono_us() - start;
     size_t b = 0;
     while (b < OTP_COMMIT_BUCKETS && (double)us > otp_commit_bounds_s[b] * 1e6)
         b++;
