@@ -255,7 +255,18 @@ field() { sed -n "s/^BENCH .*\b$1=\([^ ]*\).*/\1/p" "$2" | tail -n 1; }
 ms() { awk -v u="$1" 'BEGIN { if (u == "") print "-"; else printf "%.2f", u / 1000 }'; }
 
 # Results, keyed "label|conns".
-declare -A R_RPS R_P50 R_P99 R_P999 R_ERR R_CPU R_RSS R_OTHER R_NOTE R_THREADS
+declare -A R_RPS R_P50 R_P99 R_P999 R_ERR R_CPU R_RSS R_OTHER R_NOTE R_THREADS R_COMMITS
+
+# commit_counts URL: the store writer's commit histogram from otpd's /metrics
+# as "commits le_10ms le_100ms sum_s", or nothing (nginx, PostgreSQL).
+commit_counts() {
+    curl -s --max-time 2 "$1/metrics" 2>/dev/null | awk '
+        /^otpd_store_commit_duration_seconds_bucket\{le="0.01"\} / { a = $2 }
+        /^otpd_store_commit_duration_seconds_bucket\{le="0.1"\} / { b = $2 }
+        /^otpd_store_commit_duration_seconds_sum / { s = $2 }
+        /^otpd_store_commit_duration_seconds_count / { n = $2 }
+        END { if (n != "") print n, a, b, s }'
+}
 ORDER=()
 
 # measure LABEL CONNS SCRIPT URL SERVERPID: a warm-up run, then the measured
@@ -280,6 +291,8 @@ measure() {
     hwm_reset $own
     local c0 b0 c1 b1 wcpu req th0 th1
     th0=$(thread_ticks "$spid")
+    local k0 k1
+    k0=$(commit_counts "$url")
     # shellcheck disable=SC2086
     c0=$(cpu_ticks $pids)
     b0=$(($(machine_busy) - $(kthread_ticks)))
@@ -288,6 +301,7 @@ measure() {
     c1=$(cpu_ticks $pids)
     b1=$(($(machine_busy) - $(kthread_ticks)))
     th1=$(thread_ticks "$spid")
+    k1=$(commit_counts "$url")
     [ -z "$left" ] || [ ! -f "$left" ] || mv "$left" "$PAIRS"
     ORDER+=("$key")
     if ! grep -q '^BENCH ' "$out"; then
@@ -314,6 +328,13 @@ measure() {
     R_THREADS[$key]=$(join <(sort <<<"$th0") <(sort <<<"$th1") |
         awk -v hz="$HZ" -v n="$req" -v d="$DURATION" '{ t = $3 - $2; if (t > 0 && n > 0)
             printf "%s %.3f %.2f\n", $1, t / hz / n * 1000, t / hz / d }')
+    # the writer's COMMITs during the run: how many, their mean, how many slow
+    if [ -n "$k0" ] && [ -n "$k1" ]; then
+        R_COMMITS[$key]=$(awk -v d="$DURATION" -v a="$k0" -v b="$k1" 'BEGIN {
+            split(a, x, " "); split(b, y, " "); n = y[1] - x[1]
+            if (n > 0) printf "%d %.0f %.2f %d %d", n, n / d, (y[4] - x[4]) / n * 1000,
+                (y[1] - y[2]) - (x[1] - x[2]), (y[1] - y[3]) - (x[1] - x[3]) }')
+    fi
     if [ "$(field exhausted "$out")" = 1 ]; then
         R_NOTE[$key]="ran out of pending requests: req/s understated"
     fi
