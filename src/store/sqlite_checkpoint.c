@@ -304,14 +304,8 @@ int sq_ckpt_start(sq_store *s, char *err, size_t errlen)
 
     /* The file exists: the writer connection made it. Reading the schema
      * version opens the WAL, so the first checkpoint has something to work on. */
-    const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
-    const char *vfs = sq_vfs(SQ_VFS_CHECKPOINTER); /* see sqlite_vfs.c */
-    int rc = sqlite3_open_v2(s->path, &c->db, flags, vfs);
-    if (rc != SQLITE_OK && vfs) { /* then without the writeback trickle */
-        sqlite3_close(c->db);
-        c->db = NULL;
-        rc = sqlite3_open_v2(s->path, &c->db, flags, NULL);
-    }
+    int rc = sq_vfs_open(s->path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                         SQ_VFS_CHECKPOINTER); /* the writeback trickle: sqlite_vfs.c */
     if (rc == SQLITE_OK) {
         sq_conn_setup(c->db);
         rc = sqlite3_exec(c->db, "PRAGMA synchronous = FULL; PRAGMA schema_version", NULL, NULL,

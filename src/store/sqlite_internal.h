@@ -232,6 +232,9 @@ typedef enum { SQ_VFS_WRITER, SQ_VFS_CHECKPOINTER } sq_vfs_role;
 /* Registers the VFSes (once; never the default) and returns the name of the
  * role's, or NULL if the default VFS cannot carry them. */
 const char *sq_vfs(sq_vfs_role role);
+/* sqlite3_open_v2() of path on the role's VFS; if that VFS is missing or the
+ * open fails (a nolock=1 file, say), on the default VFS instead. */
+int sq_vfs_open(const char *path, sqlite3 **db, int flags, sq_vfs_role role);
 /* Test hooks, counts in this process: writeback starts, gathered WAL writes. */
 uint64_t sq_vfs_writeback_starts(void);
 uint64_t sq_vfs_wal_writes(void);

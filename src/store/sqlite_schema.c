@@ -367,15 +367,9 @@ fail:
 int sq_schema_open(sq_store *s, bool migrate, char *err, size_t errlen)
 {
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (migrate ? SQLITE_OPEN_CREATE : 0);
-    /* Through the store's VFS (sqlite_vfs.c: WAL writes gathered, checkpoints
-     * trickled), which needs synchronous=FULL, set below before any write. */
-    const char *vfs = sq_vfs(SQ_VFS_WRITER);
-    int rc = sqlite3_open_v2(s->path, &s->wdb, flags, vfs);
-    if (rc != SQLITE_OK && vfs) { /* then on the default VFS */
-        sqlite3_close(s->wdb);
-        s->wdb = NULL;
-        rc = sqlite3_open_v2(s->path, &s->wdb, flags, NULL);
-    }
+    /* Through the writer's VFS (sqlite_vfs.c: a commit's WAL writes
+     * gathered), which needs synchronous=FULL, set below before any write. */
+    int rc = sq_vfs_open(s->path, &s->wdb, flags, SQ_VFS_WRITER);
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "cannot open database %s: %s%s", s->path,
                  s->wdb ? sqlite3_errmsg(s->wdb) : sqlite3_errstr(rc),

@@ -431,6 +431,18 @@ const char *sq_vfs(sq_vfs_role role)
     return registered ? vfs_of[role].zName : NULL;
 }
 
+int sq_vfs_open(const char *path, sqlite3 **db, int flags, sq_vfs_role role)
+{
+    const char *vfs = sq_vfs(role);
+    int rc = sqlite3_open_v2(path, db, flags, vfs);
+    if (rc != SQLITE_OK && vfs) { /* then on the default VFS */
+        sqlite3_close(*db);
+        *db = NULL;
+        rc = sqlite3_open_v2(path, db, flags, NULL);
+    }
+    return rc;
+}
+
 uint64_t sq_vfs_writeback_starts(void)
 {
     return atomic_load_explicit(&starts, memory_order_relaxed);
