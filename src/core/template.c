@@ -195,11 +195,11 @@ static otp_template_result scan(const char *body, char *err, size_t errlen)
     return OTP_TPL_OK;
 }
 
-/* Checks a body on its own: size, UTF-8, syntax, {{code}}. */
-/* utf8: also check that the body is UTF-8. Rendering skips that pass (a
- * fifth of a render): every byte of the body outside placeholders is copied
- * into the message, values are UTF-8 and cannot complete a sequence the body
- * left open, so the message's own check (measure) refuses such a body too. */
+/* Checks a body on its own: size, UTF-8 (when utf8), syntax, {{code}}.
+ * Rendering skips the UTF-8 pass (a fifth of a render): every byte of the
+ * body outside placeholders is copied into the message, values are UTF-8 and
+ * cannot complete a sequence the body left open, so the message's own check
+ * (measure) refuses such a body too. */
 static otp_template_result check_body(const char *body, bool utf8, char *err, size_t errlen)
 {
     if (!body)
