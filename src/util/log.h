@@ -55,8 +55,9 @@ void otp_log_end(otp_log_line *l);
 /* Request lines in blocks (util/log_batch.c). One write(2) per request costs
  * ~6% of a verify's CPU, so while batching runs, otp_log_end_batched() appends
  * the line to a block of the calling thread and the block is written (one
- * write(2), whole lines, at most PIPE_BUF bytes, so never interleaved with
- * another thread's) when it is full or, by a flusher thread, once the first
+ * write(2) of whole lines, never interleaved with another thread's: at most
+ * PIPE_BUF bytes unless the log is a regular file, checked at the start) when
+ * it is full or, by a flusher thread, once the first
  * line in it has waited OTP_LOG_BATCH_MS. Lines of different threads may
  * therefore reach the log up to that much out of time order; one thread's
  * stay in order (otp_log() writes the thread's block first). A crash loses

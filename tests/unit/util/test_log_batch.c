@@ -1,14 +1,18 @@
 /* tests/unit/util/test_log_batch.c — request lines written in blocks
  * (util/log_batch.c): every line arrives once and whole from many threads, a
  * lone line arrives without a stop (the flusher), otp_log() keeps a thread's
- * order, and after the stop lines are written at once. */
+ * order, after the stop lines are written at once, and blocks fill to
+ * PIPE_BUF on a pipe but further on a regular file. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,12 +167,77 @@ static void test_direct_lines_keep_the_thread_order_and_stop_unbatches(void **st
     back_to_stderr(f);
 }
 
+/* Logs lines of one thread until at least `bytes` went in; returns how many
+ * bytes that was (each line is under 100 bytes). */
+static size_t lines_of_at_least(size_t bytes)
+{
+    size_t total = 0;
+    for (int i = 0; total < bytes; i++) {
+        otp_log_line l;
+        assert_true(otp_log_begin(&l, OTP_LOG_INFO));
+        otp_log_str(&l, "event=request thread=3 n=");
+        otp_log_int(&l, i);
+        otp_log_str(&l, " end=1");
+        total += l.len + 1; /* its newline */
+        otp_log_end_batched(&l);
+    }
+    return total;
+}
+
+/* On a pipe a block is written once it holds PIPE_BUF bytes: the most one
+ * write(2) delivers whole there. So 5 x PIPE_BUF of lines are mostly in the
+ * pipe at once, without waiting for the flusher. */
+static void test_on_a_pipe_blocks_are_written_at_pipe_buf(void **state)
+{
+    (void)state;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+    otp_log_setup(OTP_LOG_INFO, p[1]);
+    assert_int_equal(otp_log_batch_start(), 0);
+
+    size_t total = lines_of_at_least(5 * PIPE_BUF);
+    static char buf[8 * PIPE_BUF];
+    ssize_t n = read(p[0], buf, sizeof(buf));
+    assert_true(n >= (ssize_t)(total - PIPE_BUF));
+
+    otp_log_batch_stop();
+    otp_log_setup(OTP_LOG_INFO, 2);
+    close(p[0]);
+    close(p[1]);
+}
+
+/* On a regular file the same lines stay in the thread's block, which holds
+ * far more than PIPE_BUF there: the file is still empty right after them.
+ * (Unless the flusher's OTP_LOG_BATCH_MS passed meanwhile, on a very busy
+ * machine: so any one of a few tries will do. With PIPE_BUF blocks no try
+ * can see an empty file.) Stopping writes them all, whole. */
+static void test_on_a_file_blocks_hold_more_than_pipe_buf(void **state)
+{
+    (void)state;
+    bool empty_once = false;
+    for (int try = 0; try < 5 && !empty_once; try++) {
+        FILE *f = log_to_temp_file();
+        size_t total = lines_of_at_least(5 * PIPE_BUF);
+        empty_once = lseek(fileno(f), 0, SEEK_END) == 0;
+        otp_log_batch_stop();
+        char *all = slurp(f);
+        assert_int_equal(strlen(all), total);
+        assert_true(all[total - 1] == '\n');
+        free(all);
+        back_to_stderr(f);
+    }
+    assert_true(empty_once);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_many_threads_every_line_once_and_whole),
         cmocka_unit_test(test_a_lone_line_is_written_by_the_flusher),
         cmocka_unit_test(test_direct_lines_keep_the_thread_order_and_stop_unbatches),
+        cmocka_unit_test(test_on_a_pipe_blocks_are_written_at_pipe_buf),
+        cmocka_unit_test(test_on_a_file_blocks_hold_more_than_pipe_buf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
