@@ -7,9 +7,10 @@
  * submit(), which only appends it to a queue under a mutex and returns; HTTP
  * threads never wait for the disk. One writer thread owns the one write
  * connection. It takes everything queued (at most max_batch txns), opens one
- * BEGIN IMMEDIATE transaction, runs the txns one after the other, COMMITs
- * once, and only then calls every txn's done(): a txn is acknowledged only once
- * it is durable, and the fsync is shared by the whole batch. The busier the
+ * BEGIN IMMEDIATE transaction, runs the txns one after the other (those queued
+ * meanwhile join at the end, up to max_batch in all), COMMITs once, and only
+ * then calls every txn's done(): a txn is acknowledged only once it is
+ * durable, and the fsync is shared by the whole batch. The busier the
  * service, the bigger the batches, so throughput grows with load instead of
  * collapsing under it; an idle service still commits a lone txn at once.
  *
@@ -112,16 +113,45 @@ static int timed_commit(sq_store *s)
     return rc;
 }
 
-/* One attempt at the batch (a NULL-terminated list) in one transaction; sets
- * every txn->err. Without savepoints, returns BATCH_REPLAY (after rolling back)
- * as soon as a txn fails after having written something. BATCH_LOST: nothing is
- * stored (the transaction could not start, SQLite lost it, or COMMIT failed). */
-static int attempt(sq_store *s, otp_txn *head, bool savepoints)
+/* Moves up to `room` queued txns to the end of the batch whose last txn is
+ * `last`; returns how many. */
+static int join_queued(sq_store *s, otp_txn *last, int room)
+{
+    int n = 0;
+    pthread_mutex_lock(&s->qlock);
+    otp_txn *t = s->qhead;
+    if (t && room > 0 && !s->paused) {
+        otp_txn *end = t;
+        for (n = 1; n < room && end->next; n++)
+            end = end->next;
+        s->qhead = end->next;
+        if (!s->qhead)
+            s->qtail = NULL;
+        end->next = NULL;
+        last->next = t;
+        s->batched_txns += (uint64_t)n;
+    }
+    pthread_mutex_unlock(&s->qlock);
+    return n;
+}
+
+/* One attempt at the batch (a NULL-terminated list of *n txns) in one
+ * transaction; sets every txn->err. Txns queued while the batch ran join it
+ * before the COMMIT (as many as max_batch allows, *n counts them): they would
+ * otherwise wait for this COMMIT and then pay one of their own. Without
+ * savepoints, returns BATCH_REPLAY (after rolling back) as soon as a txn fails
+ * after having written something. BATCH_LOST: nothing is stored (the
+ * transaction could not start, SQLite lost it, or COMMIT failed). */
+static int attempt(sq_store *s, otp_txn *head, int *n, bool savepoints)
 {
     if (control(s, W_BEGIN) != SQLITE_DONE)
         return BATCH_LOST;
     for (otp_txn *t = head; t; t = t->next) {
         bool keep = false;
+#if OTPD_TEST_HOOKS
+        if (s->test_before_txn)
+            s->test_before_txn(s->test_before_txn_arg, t);
+#endif
         if (savepoints && control(s, W_SAVEPOINT) != SQLITE_DONE)
             goto lost;
         int64_t before = sqlite3_total_changes64(s->wdb);
@@ -136,6 +166,8 @@ static int attempt(sq_store *s, otp_txn *head, bool savepoints)
         }
         if (savepoints && control(s, W_RELEASE) != SQLITE_DONE)
             goto lost;
+        if (!t->next && *n < s->max_batch)
+            *n += join_queued(s, t, s->max_batch - *n);
     }
     if (timed_commit(s) == SQLITE_DONE)
         return BATCH_COMMITTED;
@@ -147,9 +179,9 @@ lost:
 
 /* attempt(), then tells the in-memory pumping counters how the batch ended
  * (sqlite_traffic.c): their increments count only once committed. */
-static int try_batch(sq_store *s, otp_txn *head, bool savepoints)
+static int try_batch(sq_store *s, otp_txn *head, int *n, bool savepoints)
 {
-    int r = attempt(s, head, savepoints);
+    int r = attempt(s, head, n, savepoints);
     sq_traffic_batch_end(s, r == BATCH_COMMITTED);
     return r;
 }
@@ -159,9 +191,9 @@ static int try_batch(sq_store *s, otp_txn *head, bool savepoints)
  * partial writes behind, the batch is rolled back and run again with one
  * savepoint per txn, from the start: no done() has been called yet, so no
  * outcome of the first attempt has been seen by anyone. */
-static void run_batch(sq_store *s, otp_txn *head)
+static void run_batch(sq_store *s, otp_txn *head, int n)
 {
-    int r = try_batch(s, head, false);
+    int r = try_batch(s, head, &n, false);
     if (r == BATCH_REPLAY) {
         for (otp_txn *t = head; t; t = t->next) {
             sq_txn_discard(t);
@@ -170,7 +202,7 @@ static void run_batch(sq_store *s, otp_txn *head)
         pthread_mutex_lock(&s->qlock);
         s->replays++;
         pthread_mutex_unlock(&s->qlock);
-        r = try_batch(s, head, true);
+        r = try_batch(s, head, &n, true);
     }
     if (r != BATCH_COMMITTED)
         fail_batch(head, OTP_E_UNAVAILABLE);
@@ -206,7 +238,7 @@ static void *writer_main(void *arg)
         s->batched_txns += (uint64_t)n;
         pthread_mutex_unlock(&s->qlock);
 
-        run_batch(s, head);
+        run_batch(s, head, n);
 
         /* done() may free its txn (or reuse it): read next first, touch nothing after. */
         for (otp_txn *t = head, *next; t; t = next) {
@@ -401,6 +433,15 @@ void otp_sqlite_test_pause(otp_store *base, bool paused)
     s->paused = paused;
     pthread_mutex_unlock(&s->qlock);
     pthread_cond_signal(&s->qcond);
+}
+
+void otp_sqlite_test_before_txn(otp_store *base, void (*fn)(void *arg, otp_txn *t), void *arg)
+{
+    sq_store *s = (sq_store *)base;
+    pthread_mutex_lock(&s->qlock);
+    s->test_before_txn = fn;
+    s->test_before_txn_arg = arg;
+    pthread_mutex_unlock(&s->qlock);
 }
 
 void otp_sqlite_test_fail_commits(otp_store *base, int n)

@@ -117,6 +117,9 @@ typedef struct sq_store {
     bool closing;     /* set by close(): submit() refuses, the writer drains and exits */
     bool writer_idle; /* the writer waits on qcond */
     bool paused;      /* test hook: the writer leaves the queue alone */
+    /* Test hook: called on the writer before each txn runs. */
+    void (*test_before_txn)(void *arg, otp_txn *t);
+    void *test_before_txn_arg;
     uint64_t batches, batched_txns, replays; /* counters, under qlock */
     /* Each batch's COMMIT time (store.h's otp_commit_stats), written by the
      * writer only, read by /metrics. */
@@ -314,6 +317,9 @@ void sq_readers_close(sq_store *s);
 /* While paused, the writer thread leaves queued txns alone (close() still
  * drains them), so a test can put many txns into one batch. */
 void otp_sqlite_test_pause(otp_store *s, bool paused);
+/* fn(arg, txn) runs on the writer thread before each txn of a batch (NULL:
+ * nothing); set it before submitting the txns it should see. */
+void otp_sqlite_test_before_txn(otp_store *s, void (*fn)(void *arg, otp_txn *t), void *arg);
 /* The next n COMMITs of batches fail (through a commit hook, so SQLite rolls
  * them back for real). */
 void otp_sqlite_test_fail_commits(otp_store *s, int n);

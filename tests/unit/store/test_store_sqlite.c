@@ -551,6 +551,76 @@ static void t_group_commit_batches(void **state)
     batches_for(1, 5, 5);
 }
 
+/* The hook of t_late_txns_join_the_batch: while the first txn of a batch
+ * runs, the second is submitted, as an HTTP thread would. */
+typedef struct late {
+    otp_store *s;
+    otp_txn *first, *second;
+} late;
+
+static void submit_second(void *arg, otp_txn *t)
+{
+    late *l = arg;
+    if (t == l->first)
+        l->s->ops->submit(l->s, l->second);
+}
+
+/* A txn queued while a batch runs joins it before the COMMIT instead of
+ * waiting for the next batch: one batch, one COMMIT, both txns stored. With
+ * max_batch 1 there is no room, and it gets a batch of its own. */
+static void late_txn_joins(int max_batch, uint64_t want_batches)
+{
+    char url[600];
+    fresh_url(url, sizeof(url));
+    otp_store *s = open_migrated(url, max_batch);
+    otp_txn txns[2];
+    counter c = {.done = 0};
+    pthread_mutex_init(&c.lock, NULL);
+    pthread_cond_init(&c.cond, NULL);
+    for (int i = 0; i < 2; i++) {
+        memset(&txns[i], 0, sizeof(txns[i]));
+        txns[i].kind = OTP_TXN_ACCOUNT_CREATE;
+        snprintf(txns[i].u.account_create.public_id, OTP_ID_SIZE, "acc_late%d", i);
+        snprintf(txns[i].u.account_create.name, OTP_NAME_SIZE, "late%d", i);
+        txns[i].done = count_done;
+        txns[i].user = &c;
+    }
+    late l = {.s = s, .first = &txns[0], .second = &txns[1]};
+    otp_sqlite_test_before_txn(s, submit_second, &l);
+    uint64_t b0, t0, r0, b1, t1, r1;
+    otp_commit_stats c0, c1;
+    s->ops->commit_stats(s, &c0);
+    otp_sqlite_test_counters(s, &b0, &t0, &r0);
+    s->ops->submit(s, &txns[0]);
+    pthread_mutex_lock(&c.lock);
+    while (c.done < 2)
+        pthread_cond_wait(&c.cond, &c.lock);
+    pthread_mutex_unlock(&c.lock);
+    otp_sqlite_test_before_txn(s, NULL, NULL);
+    otp_sqlite_test_counters(s, &b1, &t1, &r1);
+    s->ops->commit_stats(s, &c1);
+    assert_int_equal(c.ok, 2);
+    assert_int_equal(b1 - b0, want_batches);
+    assert_int_equal(t1 - t0, 2);
+    assert_int_equal(c1.batches - c0.batches, want_batches);
+    assert_int_equal(c1.txns - c0.txns, 2);
+    uint64_t timed = 0;
+    for (size_t b = 0; b <= OTP_COMMIT_BUCKETS; b++)
+        timed += c1.buckets[b] - c0.buckets[b];
+    assert_int_equal(timed, want_batches);
+    assert_true(txns[0].u.account_create.ret_id > 0);
+    assert_true(txns[1].u.account_create.ret_id > txns[0].u.account_create.ret_id);
+    otp_store_close(s);
+    pthread_mutex_destroy(&c.lock);
+    pthread_cond_destroy(&c.cond);
+}
+
+static void t_late_txns_join_the_batch(void **state)
+{
+    late_txn_joins(0, 1);
+    late_txn_joins(1, 2);
+}
+
 /* A txn failing after a write (a duplicate request id, found after the debit)
  * makes the writer replay its batch with savepoints: one replay, and only the
  * failed txn is left out. A refused send (no write) needs no replay. */
@@ -722,6 +792,7 @@ int main(void)
 #if OTPD_TEST_HOOKS
         cmocka_unit_test(t_group_commit_batches),
         cmocka_unit_test(t_replay_after_partial_write),
+        cmocka_unit_test(t_late_txns_join_the_batch),
 #endif
         cmocka_unit_test(t_erased_text_not_in_file),
     };
