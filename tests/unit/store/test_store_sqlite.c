@@ -495,6 +495,28 @@ static void count_done(otp_txn *t)
     pthread_mutex_unlock(&c->lock);
 }
 
+static void counter_init(counter *c)
+{
+    c->done = c->ok = 0;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->cond, NULL);
+}
+
+/* Waits until n txns counted by c are done. */
+static void counter_wait(counter *c, int n)
+{
+    pthread_mutex_lock(&c->lock);
+    while (c->done < n)
+        pthread_cond_wait(&c->cond, &c->lock);
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void counter_destroy(counter *c)
+{
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->cond);
+}
+
 /* Queues n key touches while the writer is paused, then lets it run: it must
  * commit them in ceil(n / max_batch) batches, and the commit histogram
  * (commit_stats, behind /metrics) counts one timed COMMIT per batch. */
@@ -504,9 +526,8 @@ static void batches_for(int max_batch, int n, uint64_t want)
     fresh_url(url, sizeof(url));
     otp_store *s = open_migrated(url, max_batch);
     otp_txn *txns = calloc((size_t)n, sizeof(*txns));
-    counter c = {.done = 0};
-    pthread_mutex_init(&c.lock, NULL);
-    pthread_cond_init(&c.cond, NULL);
+    counter c;
+    counter_init(&c);
     uint64_t b0, t0, r0, b1, t1, r1;
     otp_commit_stats c0, c1;
     s->ops->commit_stats(s, &c0);
@@ -521,10 +542,7 @@ static void batches_for(int max_batch, int n, uint64_t want)
         s->ops->submit(s, &txns[i]);
     }
     otp_sqlite_test_pause(s, false);
-    pthread_mutex_lock(&c.lock);
-    while (c.done < n)
-        pthread_cond_wait(&c.cond, &c.lock);
-    pthread_mutex_unlock(&c.lock);
+    counter_wait(&c, n);
     otp_sqlite_test_counters(s, &b1, &t1, &r1);
     s->ops->commit_stats(s, &c1);
     uint64_t timed = 0;
@@ -539,8 +557,7 @@ static void batches_for(int max_batch, int n, uint64_t want)
     assert_int_equal(t1 - t0, (uint64_t)n);
     assert_int_equal(r1, r0); /* nothing failed: no replay */
     otp_store_close(s);
-    pthread_mutex_destroy(&c.lock);
-    pthread_cond_destroy(&c.cond);
+    counter_destroy(&c);
     free(txns);
 }
 
@@ -574,9 +591,8 @@ static void late_txn_joins(int max_batch, uint64_t want_batches)
     fresh_url(url, sizeof(url));
     otp_store *s = open_migrated(url, max_batch);
     otp_txn txns[2];
-    counter c = {.done = 0};
-    pthread_mutex_init(&c.lock, NULL);
-    pthread_cond_init(&c.cond, NULL);
+    counter c;
+    counter_init(&c);
     for (int i = 0; i < 2; i++) {
         memset(&txns[i], 0, sizeof(txns[i]));
         txns[i].kind = OTP_TXN_ACCOUNT_CREATE;
@@ -592,10 +608,7 @@ static void late_txn_joins(int max_batch, uint64_t want_batches)
     s->ops->commit_stats(s, &c0);
     otp_sqlite_test_counters(s, &b0, &t0, &r0);
     s->ops->submit(s, &txns[0]);
-    pthread_mutex_lock(&c.lock);
-    while (c.done < 2)
-        pthread_cond_wait(&c.cond, &c.lock);
-    pthread_mutex_unlock(&c.lock);
+    counter_wait(&c, 2);
     otp_sqlite_test_before_txn(s, NULL, NULL);
     otp_sqlite_test_counters(s, &b1, &t1, &r1);
     s->ops->commit_stats(s, &c1);
@@ -611,8 +624,7 @@ static void late_txn_joins(int max_batch, uint64_t want_batches)
     assert_true(txns[0].u.account_create.ret_id > 0);
     assert_true(txns[1].u.account_create.ret_id > txns[0].u.account_create.ret_id);
     otp_store_close(s);
-    pthread_mutex_destroy(&c.lock);
-    pthread_cond_destroy(&c.cond);
+    counter_destroy(&c);
 }
 
 static void t_late_txns_join_the_batch(void **state)
@@ -642,9 +654,8 @@ static void t_replay_after_partial_write(void **state)
 
     static const uint8_t text[] = "sealed";
     otp_txn txns[4];
-    counter c = {.done = 0};
-    pthread_mutex_init(&c.lock, NULL);
-    pthread_cond_init(&c.cond, NULL);
+    counter c;
+    counter_init(&c);
     for (int i = 0; i < 4; i++) {
         memset(&txns[i], 0, sizeof(txns[i]));
         txns[i].kind = OTP_TXN_SEND;
@@ -668,10 +679,7 @@ static void t_replay_after_partial_write(void **state)
     for (int i = 0; i < 4; i++)
         s->ops->submit(s, &txns[i]);
     otp_sqlite_test_pause(s, false);
-    pthread_mutex_lock(&c.lock);
-    while (c.done < 4)
-        pthread_cond_wait(&c.cond, &c.lock);
-    pthread_mutex_unlock(&c.lock);
+    counter_wait(&c, 4);
     otp_sqlite_test_counters(s, &b1, &t1, &r1);
     assert_int_equal(b1 - b0, 1);
     assert_int_equal(r1 - r0, 1);
@@ -687,8 +695,7 @@ static void t_replay_after_partial_write(void **state)
     assert_int_equal(st.requests, 2);
     assert_int_equal(st.ledger_entries, 3);
     otp_store_close(s);
-    pthread_mutex_destroy(&c.lock);
-    pthread_cond_destroy(&c.cond);
+    counter_destroy(&c);
 }
 #endif
 
