@@ -257,15 +257,18 @@ ms() { awk -v u="$1" 'BEGIN { if (u == "") print "-"; else printf "%.2f", u / 10
 # Results, keyed "label|conns".
 declare -A R_RPS R_P50 R_P99 R_P999 R_ERR R_CPU R_RSS R_OTHER R_NOTE R_THREADS R_COMMITS
 
-# commit_counts URL: the store writer's commit histogram from otpd's /metrics
-# as "commits le_10ms le_100ms sum_s", or nothing (nginx, PostgreSQL).
+# commit_counts URL: the store writer's commit histogram and batch counters
+# from otpd's /metrics as "commits le_10ms le_100ms sum_s batches txns", or
+# nothing (nginx, PostgreSQL).
 commit_counts() {
     curl -s --max-time 2 "$1/metrics" 2>/dev/null | awk '
         /^otpd_store_commit_duration_seconds_bucket\{le="0.01"\} / { a = $2 }
         /^otpd_store_commit_duration_seconds_bucket\{le="0.1"\} / { b = $2 }
         /^otpd_store_commit_duration_seconds_sum / { s = $2 }
         /^otpd_store_commit_duration_seconds_count / { n = $2 }
-        END { if (n != "") print n, a, b, s }'
+        /^otpd_store_batches_total / { g = $2 }
+        /^otpd_store_batched_transactions_total / { t = $2 }
+        END { if (n != "") print n, a, b, s, g, t }'
 }
 ORDER=()
 
@@ -332,8 +335,10 @@ measure() {
     if [ -n "$k0" ] && [ -n "$k1" ]; then
         R_COMMITS[$key]=$(awk -v d="$DURATION" -v a="$k0" -v b="$k1" 'BEGIN {
             split(a, x, " "); split(b, y, " "); n = y[1] - x[1]
-            if (n > 0) printf "%d %.0f %.2f %d %d", n, n / d, (y[4] - x[4]) / n * 1000,
-                (y[1] - y[2]) - (x[1] - x[2]), (y[1] - y[3]) - (x[1] - x[3]) }')
+            g = y[5] - x[5]
+            if (n > 0) printf "%d %.0f %.2f %d %d %.1f", n, n / d, (y[4] - x[4]) / n * 1000,
+                (y[1] - y[2]) - (x[1] - x[2]), (y[1] - y[3]) - (x[1] - x[3]),
+                (g > 0 ? (y[6] - x[6]) / g : 0) }')
     fi
     if [ "$(field exhausted "$out")" = 1 ]; then
         R_NOTE[$key]="ran out of pending requests: req/s understated"

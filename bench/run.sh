@@ -273,13 +273,13 @@ print_table() {
     local any=
     for key in "${ORDER[@]}"; do [ -z "${R_COMMITS[$key]:-}" ] || any=1; done
     if [ -n "$any" ]; then
-        printf '\n%-12s %5s %8s %7s %8s %11s %12s   %s\n' 'store commit' conns commits 'per s' \
-            'mean ms' 'over 10 ms' 'over 100 ms' '(SQLite writer, from /metrics: a slow commit holds every request in its batch)'
+        printf '\n%-12s %5s %8s %7s %8s %11s %12s %9s   %s\n' 'store commit' conns commits 'per s' \
+            'mean ms' 'over 10 ms' 'over 100 ms' 'txns each' '(SQLite writer, from /metrics: a slow commit holds every request in its batch)'
         for key in "${ORDER[@]}"; do
             [ -n "${R_COMMITS[$key]:-}" ] || continue
-            read -r n ps mean o10 o100 <<<"${R_COMMITS[$key]}"
-            printf '%-12s %5s %8s %7s %8s %11s %12s\n' "${key%|*}" "${key#*|}" "$n" "$ps" "$mean" \
-                "$o10" "$o100"
+            read -r n ps mean o10 o100 per <<<"${R_COMMITS[$key]}"
+            printf '%-12s %5s %8s %7s %8s %11s %12s %9s\n' "${key%|*}" "${key#*|}" "$n" "$ps" "$mean" \
+                "$o10" "$o100" "$per"
         done
     fi
     if [ ${#DORDER[@]} -gt 0 ]; then
