@@ -128,12 +128,17 @@ stop_pid() {
     PIDS=("${keep[@]}")
 }
 
-# A TCP port nobody listens on (others run tests on this machine too).
+# A TCP port no socket uses (others run tests on this machine too), below the
+# kernel's ephemeral range: a port that a closed connection left in TIME-WAIT
+# cannot always be bound again (nginx failed so once).
 free_port() {
-    local p
+    local p lo
+    lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    [ "$lo" -gt 21000 ] || lo=50000
     for _ in $(seq 50); do
-        p=$((20000 + RANDOM % 30000))
-        if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then
+        p=$((20000 + RANDOM % (lo - 20000)))
+        if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null &&
+            [ -z "$(ss -Htan "( sport = :$p )" 2>/dev/null)" ]; then
             echo $p
             return
         fi
