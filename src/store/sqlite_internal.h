@@ -318,7 +318,8 @@ void sq_readers_close(sq_store *s);
  * drains them), so a test can put many txns into one batch. */
 void otp_sqlite_test_pause(otp_store *s, bool paused);
 /* fn(arg, txn) runs on the writer thread before each txn of a batch (NULL:
- * nothing); set it before submitting the txns it should see. */
+ * nothing), again for each when a batch is replayed; set and clear it only
+ * while no batch runs. */
 void otp_sqlite_test_before_txn(otp_store *s, void (*fn)(void *arg, otp_txn *t), void *arg);
 /* The next n COMMITs of batches fail (through a commit hook, so SQLite rolls
  * them back for real). */

@@ -568,24 +568,30 @@ static void t_group_commit_batches(void **state)
     batches_for(1, 5, 5);
 }
 
-/* The hook of t_late_txns_join_the_batch: while the first txn of a batch
- * runs, the second is submitted, as an HTTP thread would. */
+/* A test hook: while the first txn of a batch runs, the others are
+ * submitted, as HTTP threads would; once (a replay runs the hook again). */
 typedef struct late {
     otp_store *s;
-    otp_txn *first, *second;
+    otp_txn *first, *rest;
+    int n_rest;
+    bool submitted;
 } late;
 
-static void submit_second(void *arg, otp_txn *t)
+static void submit_rest(void *arg, otp_txn *t)
 {
     late *l = arg;
-    if (t == l->first)
-        l->s->ops->submit(l->s, l->second);
+    if (t != l->first || l->submitted)
+        return;
+    l->submitted = true;
+    for (int i = 0; i < l->n_rest; i++)
+        l->s->ops->submit(l->s, &l->rest[i]);
 }
 
 /* A txn queued while a batch runs joins it before the COMMIT instead of
  * waiting for the next batch: one batch, one COMMIT, both txns stored. With
- * max_batch 1 there is no room, and it gets a batch of its own. */
-static void late_txn_joins(int max_batch, uint64_t want_batches)
+ * max_batch 1 there is no room, and it gets a batch of its own. If the COMMIT
+ * fails, the joiner fails with the batch (and done() runs once for each). */
+static void late_txn_joins(int max_batch, uint64_t want_batches, bool fail_commit)
 {
     char url[600];
     fresh_url(url, sizeof(url));
@@ -601,8 +607,10 @@ static void late_txn_joins(int max_batch, uint64_t want_batches)
         txns[i].done = count_done;
         txns[i].user = &c;
     }
-    late l = {.s = s, .first = &txns[0], .second = &txns[1]};
-    otp_sqlite_test_before_txn(s, submit_second, &l);
+    late l = {.s = s, .first = &txns[0], .rest = &txns[1], .n_rest = 1};
+    otp_sqlite_test_before_txn(s, submit_rest, &l);
+    if (fail_commit)
+        otp_sqlite_test_fail_commits(s, 1);
     uint64_t b0, t0, r0, b1, t1, r1;
     otp_commit_stats c0, c1;
     s->ops->commit_stats(s, &c0);
@@ -612,7 +620,12 @@ static void late_txn_joins(int max_batch, uint64_t want_batches)
     otp_sqlite_test_before_txn(s, NULL, NULL);
     otp_sqlite_test_counters(s, &b1, &t1, &r1);
     s->ops->commit_stats(s, &c1);
-    assert_int_equal(c.ok, 2);
+    assert_int_equal(c.done, 2);
+    assert_int_equal(c.ok, fail_commit ? 0 : 2);
+    if (fail_commit) {
+        assert_int_equal(txns[0].err, OTP_E_UNAVAILABLE);
+        assert_int_equal(txns[1].err, OTP_E_UNAVAILABLE);
+    }
     assert_int_equal(b1 - b0, want_batches);
     assert_int_equal(t1 - t0, 2);
     assert_int_equal(c1.batches - c0.batches, want_batches);
@@ -621,22 +634,26 @@ static void late_txn_joins(int max_batch, uint64_t want_batches)
     for (size_t b = 0; b <= OTP_COMMIT_BUCKETS; b++)
         timed += c1.buckets[b] - c0.buckets[b];
     assert_int_equal(timed, want_batches);
-    assert_true(txns[0].u.account_create.ret_id > 0);
-    assert_true(txns[1].u.account_create.ret_id > txns[0].u.account_create.ret_id);
+    if (!fail_commit) {
+        assert_true(txns[0].u.account_create.ret_id > 0);
+        assert_true(txns[1].u.account_create.ret_id > txns[0].u.account_create.ret_id);
+    }
     otp_store_close(s);
     counter_destroy(&c);
 }
 
 static void t_late_txns_join_the_batch(void **state)
 {
-    late_txn_joins(0, 1);
-    late_txn_joins(1, 2);
+    late_txn_joins(0, 1, false);
+    late_txn_joins(1, 2, false);
+    late_txn_joins(0, 1, true);
 }
 
 /* A txn failing after a write (a duplicate request id, found after the debit)
  * makes the writer replay its batch with savepoints: one replay, and only the
- * failed txn is left out. A refused send (no write) needs no replay. */
-static void t_replay_after_partial_write(void **state)
+ * failed txn is left out. A refused send (no write) needs no replay. The same
+ * when txns 1-3 join the batch while txn 0 runs (late). */
+static void replay_after_partial_write(bool late_join)
 {
     char url[600];
     fresh_url(url, sizeof(url));
@@ -675,11 +692,19 @@ static void t_replay_after_partial_write(void **state)
     }
     uint64_t b0, t0, r0, b1, t1, r1;
     otp_sqlite_test_counters(s, &b0, &t0, &r0);
-    otp_sqlite_test_pause(s, true);
-    for (int i = 0; i < 4; i++)
-        s->ops->submit(s, &txns[i]);
-    otp_sqlite_test_pause(s, false);
+    late l = {.s = s, .first = &txns[0], .rest = &txns[1], .n_rest = 3};
+    if (late_join) {
+        otp_sqlite_test_before_txn(s, submit_rest, &l);
+        s->ops->submit(s, &txns[0]);
+    } else {
+        otp_sqlite_test_pause(s, true);
+        for (int i = 0; i < 4; i++)
+            s->ops->submit(s, &txns[i]);
+        otp_sqlite_test_pause(s, false);
+    }
     counter_wait(&c, 4);
+    otp_sqlite_test_before_txn(s, NULL, NULL);
+    assert_int_equal(c.done, 4);
     otp_sqlite_test_counters(s, &b1, &t1, &r1);
     assert_int_equal(b1 - b0, 1);
     assert_int_equal(r1 - r0, 1);
@@ -696,6 +721,12 @@ static void t_replay_after_partial_write(void **state)
     assert_int_equal(st.ledger_entries, 3);
     otp_store_close(s);
     counter_destroy(&c);
+}
+
+static void t_replay_after_partial_write(void **state)
+{
+    replay_after_partial_write(false);
+    replay_after_partial_write(true);
 }
 #endif
 
