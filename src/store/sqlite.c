@@ -113,24 +113,32 @@ static int timed_commit(sq_store *s)
     return rc;
 }
 
+/* Detaches up to `room` (>= 1) txns from the head of the queue, qlock held;
+ * returns them as a NULL-terminated list (NULL if none) and how many in *n. */
+static otp_txn *take_queued(sq_store *s, int room, int *n)
+{
+    otp_txn *head = s->qhead, *end = head;
+    *n = 0;
+    if (!head)
+        return NULL;
+    for (*n = 1; *n < room && end->next; (*n)++)
+        end = end->next;
+    s->qhead = end->next;
+    if (!s->qhead)
+        s->qtail = NULL;
+    end->next = NULL;
+    s->batched_txns += (uint64_t)*n;
+    return head;
+}
+
 /* Moves up to `room` queued txns to the end of the batch whose last txn is
  * `last`; returns how many. */
 static int join_queued(sq_store *s, otp_txn *last, int room)
 {
     int n = 0;
     pthread_mutex_lock(&s->qlock);
-    otp_txn *t = s->qhead;
-    if (t && room > 0 && !s->paused) {
-        otp_txn *end = t;
-        for (n = 1; n < room && end->next; n++)
-            end = end->next;
-        s->qhead = end->next;
-        if (!s->qhead)
-            s->qtail = NULL;
-        end->next = NULL;
-        last->next = t;
-        s->batched_txns += (uint64_t)n;
-    }
+    if (!s->paused)
+        last->next = take_queued(s, room, &n);
     pthread_mutex_unlock(&s->qlock);
     return n;
 }
@@ -219,23 +227,13 @@ static void *writer_main(void *arg)
             pthread_cond_wait(&s->qcond, &s->qlock);
             s->writer_idle = false;
         }
-        otp_txn *head = s->qhead;
+        int n;
+        otp_txn *head = take_queued(s, s->max_batch, &n);
         if (!head) { /* closing, and nothing left */
             pthread_mutex_unlock(&s->qlock);
             break;
         }
-        otp_txn *tail = head;
-        int n = 1;
-        while (n < s->max_batch && tail->next) {
-            tail = tail->next;
-            n++;
-        }
-        s->qhead = tail->next;
-        if (!s->qhead)
-            s->qtail = NULL;
-        tail->next = NULL;
         s->batches++;
-        s->batched_txns += (uint64_t)n;
         pthread_mutex_unlock(&s->qlock);
 
         run_batch(s, head, n);
