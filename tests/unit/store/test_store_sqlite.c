@@ -115,6 +115,28 @@ static void expect_open_error(const char *url, const char *want)
     assert_non_null(strstr(err, want));
 }
 
+/* The store turns SQLite's memory statistics off when it opens (one
+ * process-wide mutex around every allocation otherwise): with them off SQLite
+ * counts nothing, so the memory in use stays 0 while a store with open
+ * connections has just committed a transaction. First in main(), so nothing
+ * has initialized SQLite before the store does. */
+static void t_memory_statistics_off(void **state)
+{
+    (void)state;
+    char url[600];
+    fresh_url(url, sizeof(url));
+    otp_store *s = open_migrated(url, 0);
+    otp_txn t = {.kind = OTP_TXN_ACCOUNT_CREATE};
+    snprintf(t.u.account_create.public_id, OTP_ID_SIZE, "acc_memstat");
+    snprintf(t.u.account_create.name, OTP_NAME_SIZE, "memstat");
+    assert_int_equal(otp_store_exec(s, &t), OTP_OK);
+    sqlite3_int64 now = -1, peak = -1;
+    assert_int_equal(sqlite3_status64(SQLITE_STATUS_MEMORY_USED, &now, &peak, 0), SQLITE_OK);
+    assert_int_equal(now, 0);
+    assert_int_equal(peak, 0);
+    otp_store_close(s);
+}
+
 static void t_urls(void **state)
 {
     char url[600];
@@ -822,6 +844,7 @@ int main(void)
     if (tmpdir_make(dir) != 0)
         return 1;
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(t_memory_statistics_off),
         cmocka_unit_test(t_urls),
         cmocka_unit_test(t_files_and_wal),
         cmocka_unit_test(t_query_plans),
