@@ -103,6 +103,20 @@ static otp_store *open_migrated(const char *url, int max_batch)
     return s;
 }
 
+/* A new migrated store at a fresh url (written to url) with one account,
+ * named name (public id "acc_" name); *ret_account is its id. */
+static otp_store *store_with_account(char *url, size_t n, const char *name, int64_t *ret_account)
+{
+    fresh_url(url, n);
+    otp_store *s = open_migrated(url, 0);
+    otp_txn t = {.kind = OTP_TXN_ACCOUNT_CREATE};
+    snprintf(t.u.account_create.public_id, OTP_ID_SIZE, "acc_%s", name);
+    snprintf(t.u.account_create.name, OTP_NAME_SIZE, "%s", name);
+    assert_int_equal(otp_store_exec(s, &t), OTP_OK);
+    *ret_account = t.u.account_create.ret_id;
+    return s;
+}
+
 static void expect_open_error(const char *url, const char *want)
 {
     otp_store_options opt = {.migrate = true};
@@ -124,12 +138,9 @@ static void t_memory_statistics_off(void **state)
 {
     (void)state;
     char url[600];
-    fresh_url(url, sizeof(url));
-    otp_store *s = open_migrated(url, 0);
-    otp_txn t = {.kind = OTP_TXN_ACCOUNT_CREATE};
-    snprintf(t.u.account_create.public_id, OTP_ID_SIZE, "acc_memstat");
-    snprintf(t.u.account_create.name, OTP_NAME_SIZE, "memstat");
-    assert_int_equal(otp_store_exec(s, &t), OTP_OK);
+    int64_t acc;
+    otp_store *s = store_with_account(url, sizeof(url), "memstat", &acc);
+    assert_true(acc > 0);
     sqlite3_int64 now = -1, peak = -1;
     assert_int_equal(sqlite3_status64(SQLITE_STATUS_MEMORY_USED, &now, &peak, 0), SQLITE_OK);
     assert_int_equal(now, 0);
@@ -678,15 +689,9 @@ static void t_late_txns_join_the_batch(void **state)
 static void replay_after_partial_write(bool late_join)
 {
     char url[600];
-    fresh_url(url, sizeof(url));
-    otp_store *s = open_migrated(url, 0);
-    otp_txn t = {.kind = OTP_TXN_ACCOUNT_CREATE};
-    snprintf(t.u.account_create.public_id, OTP_ID_SIZE, "acc_r");
-    snprintf(t.u.account_create.name, OTP_NAME_SIZE, "r");
-    assert_int_equal(otp_store_exec(s, &t), OTP_OK);
-    int64_t acc = t.u.account_create.ret_id;
-    memset(&t, 0, sizeof(t));
-    t.kind = OTP_TXN_WALLET_CREDIT;
+    int64_t acc;
+    otp_store *s = store_with_account(url, sizeof(url), "r", &acc);
+    otp_txn t = {.kind = OTP_TXN_WALLET_CREDIT};
     t.u.wallet_credit.account_id = acc;
     t.u.wallet_credit.amount = 60;
     assert_int_equal(otp_store_exec(s, &t), OTP_OK);
@@ -789,15 +794,9 @@ static void t_erased_text_not_in_file(void **state)
     for (int i = 0; i < 16; i++)
         strcat(text, marker);
     char url[600];
-    fresh_url(url, sizeof(url));
-    otp_store *s = open_migrated(url, 0);
-    otp_txn t = {.kind = OTP_TXN_ACCOUNT_CREATE};
-    snprintf(t.u.account_create.public_id, OTP_ID_SIZE, "acc_x");
-    snprintf(t.u.account_create.name, OTP_NAME_SIZE, "x");
-    assert_int_equal(otp_store_exec(s, &t), OTP_OK);
-    int64_t acc = t.u.account_create.ret_id;
-    memset(&t, 0, sizeof(t));
-    t.kind = OTP_TXN_WALLET_CREDIT;
+    int64_t acc;
+    otp_store *s = store_with_account(url, sizeof(url), "x", &acc);
+    otp_txn t = {.kind = OTP_TXN_WALLET_CREDIT};
     t.u.wallet_credit.account_id = acc;
     t.u.wallet_credit.amount = 1000;
     assert_int_equal(otp_store_exec(s, &t), OTP_OK);
