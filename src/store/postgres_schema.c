@@ -1114,7 +1114,15 @@ static const char *const migration4[] = {
     NULL,
 };
 
-static const char *const *const migrations[] = {migration1, migration2, migration3, migration4};
+static const char *const migration5[] = {
+    /* 5: SQLite moved its message events into the messages row; PostgreSQL
+     * keeps its message_events table. The versions are shared. */
+    "SELECT 1",
+    NULL,
+};
+
+static const char *const *const migrations[] = {migration1, migration2, migration3, migration4,
+                                                migration5};
 
 /* The schema versions this backend can build. store.h's OTP_SCHEMA_VERSION may
  * move ahead of it while a new migration is written for SQLite first: the

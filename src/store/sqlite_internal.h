@@ -40,7 +40,6 @@ typedef enum {
     W_MONEY,
     W_REQ_INSERT,
     W_MSG_INSERT,
-    W_EVENT_INSERT,
     W_LEDGER_INSERT,
     W_REQ_FOR_VERIFY,
     W_REQ_SET_STATE,

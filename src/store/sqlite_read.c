@@ -106,9 +106,10 @@ static const char *const rsql[R__COUNT] = {
                   " FROM otp_requests WHERE public_id = ?1 AND account_id = ?2",
     [R_REQ_MESSAGES] = MESSAGE_COLS " WHERE r.public_id = ?1 AND r.account_id = ?2 ORDER BY m.id",
     [R_MSG_GET] = MESSAGE_COLS " WHERE m.public_id = ?1 AND m.account_id = ?2",
-    [R_MSG_EVENTS] = "SELECT e.status, e.at, coalesce(e.error, '')"
-                     " FROM message_events e JOIN messages m ON m.id = e.message_id"
-                     " WHERE m.public_id = ?1 AND m.account_id = ?2 ORDER BY e.id",
+    /* messages.events: JSON arrays [status, at, error] joined by commas. */
+    [R_MSG_EVENTS] = "SELECT e.value ->> 0, e.value ->> 1, coalesce(e.value ->> 2, '')"
+                     " FROM messages m, json_each('[' || m.events || ']') e"
+                     " WHERE m.public_id = ?1 AND m.account_id = ?2 ORDER BY e.key",
     [R_LEDGER] = sq_ledger_sql,
     /* A public id wins over a name that happens to look like one. */
     [R_TPL_FIND] = TEMPLATE_COLS " WHERE account_id = ?1 AND (public_id = ?2 OR name = ?2)"

@@ -93,12 +93,13 @@ static const char *const wsql[W__COUNT] = {
                      " created_at, expires_at, last_sent_at, template_id, app_name, app_hash,"
                      " code_sealed, region) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8,"
                      " ?8, ?9, ?10, ?11, ?10, ?12, ?13, ?14, ?15, ?16)",
+    /* Every statement that changes a message's status appends its event to
+     * messages.events (the schema's migration 5), in the same row write. */
     [W_MSG_INSERT] = "INSERT INTO messages (public_id, request_id, account_id, test, to_phone,"
                      " sealed_text, status, provider, segments, charge, next_attempt_at,"
-                     " created_at, updated_at, sender_id, dlt_template_id)"
-                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14)",
-    [W_EVENT_INSERT] = "INSERT INTO message_events (message_id, status, at, error)"
-                       " VALUES (?1, ?2, ?3, ?4)",
+                     " created_at, updated_at, sender_id, dlt_template_id, events)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14,"
+                     " json_array(?7, ?12, NULL))",
     [W_LEDGER_INSERT] = "INSERT INTO ledger (account_id, type, amount, balance_after, request_id,"
                         " message_id, note, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [W_REQ_FOR_VERIFY] = "SELECT id, status, attempts_left, expires_at, coalesce(verified_at, 0),"
@@ -120,13 +121,17 @@ static const char *const wsql[W__COUNT] = {
     [W_CREDIT] = "UPDATE accounts SET balance = balance + ?1 WHERE id = ?2",
     [W_OUTBOX_DUE] = sq_outbox_due_sql,
     [W_OUTBOX_LEASE] = "UPDATE messages SET status = 'sending', attempts = attempts + 1,"
-                       " lease_until = ?2, next_attempt_at = ?2, updated_at = ?3 WHERE id = ?1",
+                       " lease_until = ?2, next_attempt_at = ?2, updated_at = ?3,"
+                       " events = events || ',' || json_array('sending', ?3, NULL) WHERE id = ?1",
     [W_MSG_SENT] = "UPDATE messages SET status = 'sent', provider = ?2, provider_message_id = ?3,"
                    " sealed_text = NULL, lease_until = NULL, next_attempt_at = NULL,"
-                   " error = NULL, updated_at = ?4 WHERE id = ?1 AND status = 'sending'",
+                   " error = NULL, updated_at = ?4,"
+                   " events = events || ',' || json_array('sent', ?4, NULL)"
+                   " WHERE id = ?1 AND status = 'sending'",
     [W_MSG_FAILED] = "UPDATE messages SET status = 'failed', provider = coalesce(?2, provider),"
                      " error = ?3, sealed_text = NULL, lease_until = NULL,"
-                     " next_attempt_at = NULL, updated_at = ?4"
+                     " next_attempt_at = NULL, updated_at = ?4,"
+                     " events = events || ',' || json_array('failed', ?4, ?3)"
                      " WHERE id = ?1 AND status = 'sending'",
     [W_MSG_FOR_REFUND] = "SELECT m.account_id, m.charge, m.public_id, r.public_id"
                          " FROM messages m JOIN otp_requests r ON r.id = m.request_id"
@@ -134,7 +139,8 @@ static const char *const wsql[W__COUNT] = {
     [W_MSG_REFUND_MARK] = "UPDATE messages SET refunded = 1"
                           " WHERE id = ?1 AND refunded = 0 AND charge > 0",
     [W_MSG_REQUEUE] = "UPDATE messages SET status = 'queued', provider = coalesce(?2, provider),"
-                      " error = ?3, next_attempt_at = ?4, lease_until = NULL, updated_at = ?5"
+                      " error = ?3, next_attempt_at = ?4, lease_until = NULL, updated_at = ?5,"
+                      " events = events || ',' || json_array('queued', ?5, ?3)"
                       " WHERE id = ?1 AND status = 'sending'",
     [W_IDEM_GET] = "SELECT fingerprint, status, response FROM idempotency"
                    " WHERE account_id = ?1 AND key = ?2",
@@ -155,7 +161,8 @@ static const char *const wsql[W__COUNT] = {
     [W_MSG_QUEUED_NEXT] = "SELECT id FROM messages WHERE request_id = ?1 AND status = 'queued'"
                           " LIMIT 1",
     [W_MSG_SUPERSEDE] = "UPDATE messages SET status = 'failed', error = ?2, sealed_text = NULL,"
-                        " next_attempt_at = NULL, lease_until = NULL, updated_at = ?3"
+                        " next_attempt_at = NULL, lease_until = NULL, updated_at = ?3,"
+                        " events = events || ',' || json_array('failed', ?3, ?2)"
                         " WHERE id = ?1 AND status = 'queued'",
     [W_ACCOUNT_SET] = "UPDATE accounts SET"
                       " price_per_segment = CASE WHEN ?2 & 1 THEN ?3 ELSE price_per_segment END,"
@@ -178,7 +185,8 @@ static const char *const wsql[W__COUNT] = {
     [W_MSG_BY_PROVIDER_ID] = sq_dlr_lookup_sql,
     [W_MSG_DLR] = "UPDATE messages SET status = ?2, error = ?3,"
                   " sealed_text = CASE WHEN test = 1 THEN sealed_text END,"
-                  " next_attempt_at = NULL, lease_until = NULL, updated_at = ?4 WHERE id = ?1",
+                  " next_attempt_at = NULL, lease_until = NULL, updated_at = ?4,"
+                  " events = events || ',' || json_array(?2, ?4, ?3) WHERE id = ?1",
     /* Each purge statement is bounded by its LIMIT (?2); the IN subquery is
      * evaluated once, before the first row changes. */
     [W_PURGE_CODES] = "UPDATE otp_requests SET code_sealed = NULL WHERE id IN"
@@ -309,18 +317,6 @@ static int run_bound_id(sqlite3_stmt *st, int64_t id)
 
 /* Records a message's status change. OTP_OK or a store error (also for the
  * helpers below). */
-static otp_err event_add(sq_store *s, int64_t msg, const char *status, int64_t now,
-                         const char *error)
-{
-    sqlite3_stmt *st = s->w[W_EVENT_INSERT];
-    sqlite3_bind_int64(st, 1, msg);
-    bind_text(st, 2, status);
-    sqlite3_bind_int64(st, 3, now);
-    bind_text_opt(st, 4, error);
-    int rc = run(st);
-    return rc == SQLITE_DONE ? OTP_OK : sq_err(rc);
-}
-
 /* amount is signed (debit < 0); see the schema. */
 static otp_err ledger_add(sq_store *s, int64_t account, const char *type, int64_t amount,
                           int64_t balance_after, const char *request_id, const char *message_id,
@@ -509,9 +505,7 @@ static otp_err msg_insert(sq_store *s, const new_msg *m)
     bind_text_opt(st, 13, m->sender_id);
     bind_text_opt(st, 14, m->dlt_template_id);
     int rc = run(st);
-    if (rc != SQLITE_DONE)
-        return sq_err(rc);
-    return event_add(s, sqlite3_last_insert_rowid(s->wdb), status, m->now, NULL);
+    return rc == SQLITE_DONE ? OTP_OK : sq_err(rc);
 }
 
 /* A sealed text the schema and the statements can hold. */
@@ -1295,8 +1289,6 @@ static otp_err tx_outbox_claim(sq_store *s, otp_txn_outbox_claim *in)
         rc = run(st);
         if (rc != SQLITE_DONE)
             e = sq_err(rc);
-        else
-            e = event_add(s, msgs[i].id, "sending", in->now_ms, NULL);
     }
     if (e) {
         otp_outbox_msgs_free(msgs, n);
@@ -1356,12 +1348,8 @@ static otp_err report_one(sq_store *s, const otp_outbox_report *r, int64_t now)
         bind_text_opt(st, 2, r->provider);
         bind_text_opt(st, 3, r->provider_message_id);
         sqlite3_bind_int64(st, 4, now);
-        rc = run(st);
-        if (rc != SQLITE_DONE)
-            return sq_err(rc);
-        if (sqlite3_changes(s->wdb) != 1)
-            return OTP_OK; /* no longer sending: a late or repeated report */
-        return event_add(s, r->id, "sent", now, NULL);
+        rc = run(st); /* changes nothing if no longer sending: a late or repeated report */
+        return rc == SQLITE_DONE ? OTP_OK : sq_err(rc);
 
     case OTP_MSG_FAILED: {
         st = s->w[W_MSG_FAILED];
@@ -1374,8 +1362,7 @@ static otp_err report_one(sq_store *s, const otp_outbox_report *r, int64_t now)
             return sq_err(rc);
         if (sqlite3_changes(s->wdb) != 1)
             return OTP_OK; /* no longer sending: never refund twice */
-        otp_err e = event_add(s, r->id, "failed", now, r->error);
-        return e ? e : refund(s, r->id, now);
+        return refund(s, r->id, now);
     }
 
     case OTP_MSG_QUEUED:
@@ -1386,11 +1373,7 @@ static otp_err report_one(sq_store *s, const otp_outbox_report *r, int64_t now)
         sqlite3_bind_int64(st, 4, r->next_attempt_at_ms);
         sqlite3_bind_int64(st, 5, now);
         rc = run(st);
-        if (rc != SQLITE_DONE)
-            return sq_err(rc);
-        if (sqlite3_changes(s->wdb) != 1)
-            return OTP_OK;
-        return event_add(s, r->id, "queued", now, r->error);
+        return rc == SQLITE_DONE ? OTP_OK : sq_err(rc);
 
     default:
         return OTP_E_INVALID_REQUEST;
@@ -1520,8 +1503,8 @@ static otp_err fail_queued(sq_store *s, int64_t req, const char *why, int64_t no
             return sq_err(rc);
         if (sqlite3_changes(s->wdb) != 1) /* cannot happen under the write lock */
             return OTP_E_INTERNAL;
-        otp_err e = event_add(s, msg, "failed", now, why);
-        if (e || (e = refund(s, msg, now)))
+        otp_err e = refund(s, msg, now);
+        if (e)
             return e;
     }
 }
@@ -1898,10 +1881,7 @@ static otp_err tx_delivery_report(sq_store *s, otp_txn_delivery_report *in)
     rc = run(st);
     if (rc != SQLITE_DONE)
         return sq_err(rc);
-    otp_err e = event_add(s, id, status, in->now_ms, in->error);
-    if (!e && in->status == OTP_MSG_FAILED)
-        e = refund(s, id, in->now_ms);
-    return e;
+    return in->status == OTP_MSG_FAILED ? refund(s, id, in->now_ms) : OTP_OK;
 }
 
 /* ---- purge ---- */

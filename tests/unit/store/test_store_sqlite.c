@@ -511,6 +511,105 @@ static void t_upgrade_from_v2(void **state)
     upgrade_from_v2(true);
 }
 
+/* A version-4 database with one message and its three events in the old
+ * message_events table, the second one's error in need of JSON escaping. */
+static void make_v4(const char *url)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(
+        sqlite3_open_v2(path_of(url), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
+        SQLITE_OK);
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, "PRAGMA journal_mode = WAL", NULL, NULL, &msg);
+    for (int v = 1; rc == SQLITE_OK && v <= 4; v++)
+        rc = sqlite3_exec(db, sq_migration_sql(v), NULL, NULL, &msg);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(
+            db,
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
+            " applied_at INTEGER NOT NULL) STRICT;"
+            "INSERT INTO schema_migrations VALUES (1, 0), (2, 0), (3, 0), (4, 0);"
+            "INSERT INTO accounts (id, public_id, name, created_at) VALUES (1, 'acc_v4', 'v4', 1);"
+            "INSERT INTO otp_requests (id, public_id, account_id, phone, code_hash, code_length,"
+            " status, attempts_left, max_attempts, expires_in, created_at, expires_at)"
+            " VALUES (1, 'req_v4', 1, '+919876543210', zeroblob(32), 6, 'pending', 3, 3, 600,"
+            " 1700000000000, 1700000600000);"
+            "INSERT INTO messages (id, public_id, request_id, account_id, to_phone, status,"
+            " provider, provider_message_id, segments, created_at, updated_at) VALUES (1,"
+            " 'msg_v4', 1, 1, '+919876543210', 'sent', 'gw', 'gw-1', 1, 1700000000000,"
+            " 1700000000000);"
+            "INSERT INTO messages (id, public_id, request_id, account_id, to_phone, status,"
+            " segments, created_at, updated_at) VALUES (2, 'msg_none', 1, 1, '+919876543210',"
+            " 'queued', 1, 1700000000000, 1700000000000);"
+            /* ids out of time order on purpose: the id decides */
+            "INSERT INTO message_events (id, message_id, status, at, error) VALUES"
+            " (7, 1, 'queued', 1700000000000, NULL),"
+            " (8, 1, 'queued', 1700000000001, 'gateway said \"no\", then\n quit'),"
+            " (9, 1, 'sent', 1699999999999, NULL);",
+            NULL, NULL, &msg);
+    if (rc != SQLITE_OK)
+        print_error("make_v4: %s\n", msg ? msg : "?");
+    sqlite3_free(msg);
+    sqlite3_close(db);
+    assert_int_equal(rc, SQLITE_OK);
+}
+
+typedef struct events_seen {
+    int n;
+    otp_message_event items[4];
+} events_seen;
+
+static void on_event(const otp_message_event *e, void *p)
+{
+    events_seen *seen = p;
+    if (seen->n < 4)
+        seen->items[seen->n] = *e;
+    seen->n++;
+}
+
+/* Migration 5 moves every message's events from message_events into the
+ * message's row, in their order and with their errors, and drops the table;
+ * a message without events reads none, and new events follow the old ones. */
+static void t_upgrade_from_v4(void **state)
+{
+    (void)state;
+    char url[600];
+    fresh_url(url, sizeof(url));
+    make_v4(url);
+    otp_store *s = open_old(url, 4);
+    events_seen seen = {0};
+    assert_int_equal(s->ops->message_events(s, 1, "msg_v4", on_event, &seen), OTP_OK);
+    assert_int_equal(seen.n, 3);
+    assert_int_equal(seen.items[0].status, OTP_MSG_QUEUED);
+    assert_int_equal(seen.items[0].at_ms, 1700000000000);
+    assert_string_equal(seen.items[0].error, "");
+    assert_int_equal(seen.items[1].status, OTP_MSG_QUEUED);
+    assert_string_equal(seen.items[1].error, "gateway said \"no\", then\n quit");
+    assert_int_equal(seen.items[2].status, OTP_MSG_SENT);
+    assert_int_equal(seen.items[2].at_ms, 1699999999999);
+    seen.n = 0;
+    assert_int_equal(s->ops->message_events(s, 1, "msg_none", on_event, &seen), OTP_OK);
+    assert_int_equal(seen.n, 0);
+
+    /* a delivery report adds its event after the moved ones */
+    otp_txn t = {.kind = OTP_TXN_DELIVERY_REPORT};
+    snprintf(t.u.delivery_report.provider, OTP_PROVIDER_NAME_SIZE, "gw");
+    snprintf(t.u.delivery_report.provider_message_id, OTP_PROVIDER_MSGID_SIZE, "gw-1");
+    t.u.delivery_report.status = OTP_MSG_DELIVERED;
+    t.u.delivery_report.now_ms = 1700000000005;
+    assert_int_equal(otp_store_exec(s, &t), OTP_OK);
+    seen.n = 0;
+    assert_int_equal(s->ops->message_events(s, 1, "msg_v4", on_event, &seen), OTP_OK);
+    assert_int_equal(seen.n, 4);
+    assert_int_equal(seen.items[1].status, OTP_MSG_QUEUED);
+    assert_int_equal(seen.items[3].status, OTP_MSG_DELIVERED);
+    assert_int_equal(seen.items[3].at_ms, 1700000000005);
+    otp_store_close(s);
+    assert_int_equal(raw_int(url, "SELECT count(*) FROM sqlite_master"
+                                  " WHERE name LIKE 'message_events%'"),
+                     0);
+}
+
 #if OTPD_TEST_HOOKS
 typedef struct counter {
     pthread_mutex_t lock;
@@ -849,6 +948,7 @@ int main(void)
         cmocka_unit_test(t_query_plans),
         cmocka_unit_test(t_upgrade_from_v1),
         cmocka_unit_test(t_upgrade_from_v2),
+        cmocka_unit_test(t_upgrade_from_v4),
 #if OTPD_TEST_HOOKS
         cmocka_unit_test(t_group_commit_batches),
         cmocka_unit_test(t_replay_after_partial_write),
