@@ -264,7 +264,22 @@ static const char *const migrations[] = {
     " (SELECT json_array(e.status, e.at, e.error) AS j FROM message_events e"
     "  WHERE e.message_id = messages.id ORDER BY e.id))"
     " WHERE id IN (SELECT message_id FROM message_events);"
-    "DROP TABLE message_events;",
+    "DROP TABLE message_events;"
+    /* The pumping rule sums a window of traffic rows at every send: keyed by
+     * (account, scope, minute) itself, the table is read in one range scan of
+     * its own B-tree instead of a unique index and a row lookup per minute. */
+    "CREATE TABLE traffic_new ("
+    " account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    " scope TEXT NOT NULL,"
+    " minute INTEGER NOT NULL,"
+    " sends INTEGER NOT NULL DEFAULT 0,"
+    " verifies INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (account_id, scope, minute)"
+    ") STRICT, WITHOUT ROWID;"
+    "INSERT INTO traffic_new SELECT account_id, scope, minute, sends, verifies FROM traffic;"
+    "DROP TABLE traffic;"
+    "ALTER TABLE traffic_new RENAME TO traffic;"
+    "CREATE INDEX traffic_minute ON traffic(minute);",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == OTP_SCHEMA_VERSION,

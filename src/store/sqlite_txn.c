@@ -245,8 +245,9 @@ static const char *const wsql[W__COUNT] = {
                        " AND reason = 'lifted' AND until > ?3",
     [W_LIFT_PHONE] = "UPDATE phone_state SET fails = 0, fail_since = 0, streak = 0,"
                      " locked_until = 0, lock_kind = 0 WHERE account_id = ?1 AND phone = ?2",
-    [W_PURGE_TRAFFIC] = "DELETE FROM traffic WHERE rowid IN"
-                        " (SELECT rowid FROM traffic WHERE minute < ?1 ORDER BY minute LIMIT ?2)",
+    [W_PURGE_TRAFFIC] = "DELETE FROM traffic WHERE (account_id, scope, minute) IN"
+                        " (SELECT account_id, scope, minute FROM traffic WHERE minute < ?1"
+                        " ORDER BY minute LIMIT ?2)",
 };
 
 otp_err sq_err(int rc)

@@ -1172,6 +1172,35 @@ static void t_purge(void **state)
     assert_int_equal(purge(c, now, 0, &t), OTP_E_INVALID_REQUEST);
 }
 
+/* The pumping counters go once they are two days old, max_rows at a time;
+ * younger ones stay. */
+static void t_purge_traffic(void **state)
+{
+    ctx *c = *state;
+    otp_txn t;
+    int64_t now = T0 + 10 * DAY, cutoff = now / 60000 - 2 * 1440;
+    char sql[512];
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO traffic (account_id, scope, minute, sends, verifies) VALUES"
+             " (%" PRId64 ", 'IN', %" PRId64 ", 1, 0), (%" PRId64 ", 'IN', %" PRId64 ", 1, 0),"
+             " (%" PRId64 ", '+91987650', %" PRId64 ", 1, 0),"
+             " (%" PRId64 ", 'IN', %" PRId64 ", 1, 0), (%" PRId64 ", '+91987650', %" PRId64
+             ", 1, 1)",
+             c->acc, cutoff - 3, c->acc, cutoff - 2, c->acc, cutoff - 1, c->acc, cutoff, c->acc,
+             cutoff + 5);
+    assert_int_equal(B->raw_exec(c->url, sql), 0);
+    assert_int_equal(B->raw_int(c->url, "SELECT count(*) FROM traffic"), 5);
+
+    assert_int_equal(purge(c, now, 2, &t), OTP_OK);
+    assert_int_equal(B->raw_int(c->url, "SELECT count(*) FROM traffic"), 3);
+    assert_int_equal(purge(c, now, 2, &t), OTP_OK);
+    assert_int_equal(B->raw_int(c->url, "SELECT count(*) FROM traffic"), 2);
+    assert_int_equal(purge(c, now, 2, &t), OTP_OK);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM traffic WHERE minute >= %" PRId64, cutoff);
+    assert_int_equal(B->raw_int(c->url, sql), 2);
+    assert_int_equal(B->raw_int(c->url, "SELECT count(*) FROM traffic"), 2);
+}
+
 /* ---- reads ----------------------------------------------------------------------------- */
 
 static void t_request_and_message_reads(void **state)
@@ -1673,6 +1702,7 @@ int store_lifecycle_run(void)
         T(t_templates),
         T(t_delivery_reports),
         T(t_purge),
+        T(t_purge_traffic),
         T(t_request_and_message_reads),
         T(t_ledger_list),
         T(t_test_inbox),
