@@ -223,9 +223,13 @@ static void send_finish(otp_http_req *req, void *app)
 static void send_done(otp_txn *txn)
 {
     send_state *st = txn->user;
-    if (txn->err == OTP_OK && !txn->u.send.idem.replayed && !txn->u.send.test &&
-        st->api->dispatcher)
-        otp_dispatcher_wake(st->api->dispatcher);
+    const otp_txn_send *s = &txn->u.send;
+    if (txn->err == OTP_OK && !s->idem.replayed && !s->test && st->api->dispatcher) {
+        if (s->leased)
+            otp_dispatcher_handoff(st->api->dispatcher, s);
+        else
+            otp_dispatcher_wake(st->api->dispatcher);
+    }
     otp_http_resume(st->req);
 }
 
@@ -339,6 +343,8 @@ void otp_api_send(otp_http_req *req, void *app)
         goto out;
     }
 
+    /* Stored already leased to our dispatcher when it takes hand-offs. */
+    s->lease_ms = !s->test ? otp_dispatcher_handoff_lease(api->dispatcher) : 0;
     st->txn.kind = OTP_TXN_SEND;
     st->txn.done = send_done;
     st->txn.user = st;

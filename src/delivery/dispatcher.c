@@ -30,6 +30,20 @@
  * after every committed send, so it only takes the lock when it changes the
  * "woken" flag from false to true: at most once per round however many sends
  * arrive.
+ *
+ * Hand-offs. A claim costs the store's writer an outbox scan and a lease
+ * UPDATE per message, and the message row a rewrite. So a send can store its
+ * message already leased to us (status sending) and pass it over after the
+ * commit (otp_dispatcher_handoff); each round claims as before (retries,
+ * expired leases: up to a batch), then takes up to a batch of hand-offs. The
+ * only hazard is a hand-off the claim could also return: one whose lease has
+ * run out. Each round reads the clock after its claim and drops the hand-offs
+ * with less than half their lease left, so what it keeps cannot have been
+ * claimed, and what it drops is claimed once its lease is over. A crash loses
+ * the hand-offs in memory the same way it loses a claimed batch: they are
+ * claimed again when their leases end. stop() puts the ones not sent back in
+ * the outbox, due at once. handoff_lease() stops offering leases (the sends
+ * go to the outbox) while HANDOFF_BATCHES batches of them are waiting.
  */
 #include "util/random.h"
 #include "delivery/dispatcher.h"
@@ -53,6 +67,7 @@
 #define BREAKER_COOLDOWN_MS 30000LL       /* default first pause */
 #define BREAKER_MAX_MS (10 * 60 * 1000LL) /* longest pause after failed probes */
 #define REPORT_TRIES 3
+#define HANDOFF_BATCHES 4 /* hand-offs waiting, in batches, beyond which sends use the outbox */
 
 #define ERR_EXPIRED "expired before it could be sent"
 #define ERR_DECRYPT "cannot decrypt"
@@ -64,6 +79,12 @@ typedef struct breaker {
     bool probing;                  /* half-open: this batch is the probe */
     _Atomic int64_t open_until_us; /* otp_mono_us(); 0 = closed */
 } breaker;
+
+/* A message a send handed over, leased to us until lease_until_ms. */
+typedef struct handoff {
+    otp_outbox_msg m; /* owns m.sealed */
+    int64_t lease_until_ms;
+} handoff;
 
 struct otp_dispatcher {
     otp_store *store;
@@ -78,6 +99,9 @@ struct otp_dispatcher {
     pthread_cond_t cond; /* on CLOCK_MONOTONIC */
     atomic_bool woken;
     atomic_bool stopping;
+    handoff *handoffs; /* FIFO, under lock */
+    size_t n_handoffs, cap_handoffs;
+    atomic_size_t waiting; /* n_handoffs, for handoff_lease() without the lock */
 };
 
 /* Exponential from 1 s, doubling per attempt, capped at 5 min, with full jitter. */
@@ -215,8 +239,51 @@ static void report(otp_dispatcher *d, const otp_outbox_report *reports, size_t n
     }
 }
 
-/* Claims and handles one batch. Returns the number of messages claimed, or -1 if
- * the store or memory failed (the caller waits before trying again). */
+/* Appends up to a batch of hand-offs to the claimed *msgs (*n of them), in
+ * their order, dropping those with less than half their lease left (see the
+ * top). 0, or -1 if memory failed (the hand-offs taken are then dropped: the
+ * outbox claims them when their leases end). */
+static int take_handoffs(otp_dispatcher *d, otp_outbox_msg **msgs, size_t *n)
+{
+    pthread_mutex_lock(&d->lock);
+    size_t k = d->n_handoffs < d->opt.batch ? d->n_handoffs : d->opt.batch;
+    handoff *taken = NULL;
+    if (k > 0 && (taken = malloc(k * sizeof(*taken))) != NULL) {
+        memcpy(taken, d->handoffs, k * sizeof(*taken));
+        memmove(d->handoffs, d->handoffs + k, (d->n_handoffs - k) * sizeof(*taken));
+        d->n_handoffs -= k;
+        atomic_store(&d->waiting, d->n_handoffs);
+    }
+    pthread_mutex_unlock(&d->lock);
+    if (k == 0)
+        return 0;
+    if (!taken)
+        return -1; /* left in the queue for the next round */
+
+    otp_outbox_msg *all = realloc(*msgs, (*n + k) * sizeof(**msgs));
+    int64_t keep_after = otp_now_ms() + d->opt.lease_ms / 2;
+    size_t dropped = 0;
+    for (size_t i = 0; i < k; i++) {
+        if (!all || taken[i].lease_until_ms <= keep_after) {
+            free(taken[i].m.sealed);
+            dropped++;
+            continue;
+        }
+        all[(*n)++] = taken[i].m;
+    }
+    free(taken);
+    if (dropped > 0)
+        otp_log(OTP_LOG_WARN, "event=handoff_dropped messages=%zu reason=%s", dropped,
+                all ? "lease_half_gone" : "out_of_memory");
+    if (!all)
+        return -1;
+    *msgs = all;
+    return 0;
+}
+
+/* Claims and handles one batch, with the hand-offs waiting. Returns the number
+ * of messages handled, or -1 if the store or memory failed (the caller waits
+ * before trying again). */
 static long round_once(otp_dispatcher *d)
 {
     otp_txn claim = {.kind = OTP_TXN_OUTBOX_CLAIM};
@@ -229,6 +296,10 @@ static long round_once(otp_dispatcher *d)
         return -1;
     otp_outbox_msg *msgs = claim.u.outbox_claim.msgs;
     size_t n = claim.u.outbox_claim.n;
+    if (take_handoffs(d, &msgs, &n) != 0) {
+        otp_outbox_msgs_free(msgs, n); /* the claimed ones are claimed again */
+        return -1;
+    }
     if (n == 0) {
         otp_outbox_msgs_free(msgs, n);
         return 0;
@@ -344,7 +415,7 @@ static void *run(void *arg)
         /* Cleared before the claim, so a wake during the round is not lost. */
         atomic_store(&d->woken, false);
         long got = round_once(d);
-        if (got >= (long)d->opt.batch)
+        if (got >= (long)d->opt.batch || (got >= 0 && atomic_load(&d->waiting) > 0))
             continue;
         idle_wait(d);
     }
@@ -353,6 +424,9 @@ static void *run(void *arg)
 
 static void destroy(otp_dispatcher *d)
 {
+    for (size_t i = 0; i < d->n_handoffs; i++)
+        free(d->handoffs[i].m.sealed);
+    free(d->handoffs);
     pthread_cond_destroy(&d->cond);
     pthread_mutex_destroy(&d->lock);
     sodium_memzero(d->box_key, sizeof(d->box_key));
@@ -390,6 +464,7 @@ int otp_dispatcher_start(otp_store *store, otp_provider **providers, size_t n,
         d->opt.idle_ms = 1000;
     atomic_init(&d->woken, true);
     atomic_init(&d->stopping, false);
+    atomic_init(&d->waiting, 0);
 
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -421,6 +496,82 @@ void otp_dispatcher_wake(otp_dispatcher *d)
     pthread_mutex_unlock(&d->lock);
 }
 
+int64_t otp_dispatcher_handoff_lease(otp_dispatcher *d)
+{
+    if (!d || atomic_load(&d->stopping) ||
+        atomic_load(&d->waiting) >= HANDOFF_BATCHES * d->opt.batch)
+        return 0;
+    return d->opt.lease_ms;
+}
+
+void otp_dispatcher_handoff(otp_dispatcher *d, const otp_txn_send *committed)
+{
+    const otp_txn_send *s = committed;
+    if (!d || !s || !s->leased)
+        return;
+    /* The message as a claim would have returned it. */
+    handoff h = {.lease_until_ms = s->now_ms + s->lease_ms};
+    otp_outbox_msg *m = &h.m;
+    m->id = s->leased_msg_id;
+    memcpy(m->public_id, s->message_id, sizeof(m->public_id));
+    memcpy(m->request_id, s->request_id, sizeof(m->request_id));
+    m->account_id = s->account_id;
+    memcpy(m->to, s->phone, sizeof(m->to));
+    m->attempts = 1;
+    m->segments = s->segments;
+    m->created_at_ms = s->now_ms;
+    m->expires_at_ms = s->expires_at_ms;
+    memcpy(m->sender_id, s->sender_id, sizeof(m->sender_id));
+    memcpy(m->dlt_template_id, s->dlt_template_id, sizeof(m->dlt_template_id));
+    m->sealed = s->sealed_text_len ? malloc(s->sealed_text_len) : NULL;
+    if (s->sealed_text_len && !m->sealed)
+        goto dropped;
+    if (s->sealed_text_len)
+        memcpy(m->sealed, s->sealed_text, s->sealed_text_len);
+    m->sealed_len = s->sealed_text_len;
+
+    pthread_mutex_lock(&d->lock);
+    if (d->n_handoffs == d->cap_handoffs) {
+        size_t cap = d->cap_handoffs ? d->cap_handoffs * 2 : HANDOFF_BATCHES * d->opt.batch;
+        handoff *p = realloc(d->handoffs, cap * sizeof(*p));
+        if (!p) {
+            pthread_mutex_unlock(&d->lock);
+            free(m->sealed);
+            goto dropped;
+        }
+        d->handoffs = p;
+        d->cap_handoffs = cap;
+    }
+    d->handoffs[d->n_handoffs++] = h;
+    atomic_store(&d->waiting, d->n_handoffs);
+    if (!atomic_exchange(&d->woken, true))
+        pthread_cond_signal(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+    return;
+dropped: /* still leased in the store: claimed when the lease ends */
+    otp_log(OTP_LOG_WARN, "event=handoff_dropped messages=1 reason=out_of_memory");
+}
+
+/* After the thread has stopped: the hand-offs it did not get to go back to the
+ * outbox, due at once, so that the next start (or another node) sends them
+ * without waiting for their leases. If that fails they are claimed when their
+ * leases end. */
+static void requeue_handoffs(otp_dispatcher *d)
+{
+    size_t n = d->n_handoffs;
+    if (n == 0)
+        return;
+    otp_outbox_report *reports = calloc(n, sizeof(*reports));
+    if (!reports)
+        return;
+    int64_t now = otp_now_ms();
+    for (size_t i = 0; i < n; i++)
+        reports[i] = (otp_outbox_report){
+            .id = d->handoffs[i].m.id, .status = OTP_MSG_QUEUED, .next_attempt_at_ms = now};
+    report(d, reports, n);
+    free(reports);
+}
+
 bool otp_dispatcher_ready(otp_dispatcher *d)
 {
     int64_t now_us = otp_mono_us();
@@ -447,5 +598,6 @@ void otp_dispatcher_stop(otp_dispatcher *d)
     pthread_cond_signal(&d->cond);
     pthread_mutex_unlock(&d->lock);
     pthread_join(d->thread, NULL);
+    requeue_handoffs(d);
     destroy(d);
 }

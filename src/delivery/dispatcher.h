@@ -1,6 +1,7 @@
 /* delivery/dispatcher.h — moves messages from the durable outbox to providers.
  *
- * One thread: claims due messages from the store (a lease, so a crash between
+ * One thread: claims due messages from the store, or takes the ones a send
+ * handed over already leased (a lease either way, so a crash between
  * sending and recording only ever causes a resend: at-least-once), unseals their
  * text, hands them to the providers in priority order, and reports the outcome
  * back to the store, which erases the text once a message is sent or failed.
@@ -34,12 +35,24 @@ int otp_dispatcher_start(otp_store *store, otp_provider **providers, size_t n,
                          otp_dispatcher **ret);
 /* Wakes the thread now (a new message was committed). Cheap; any thread. */
 void otp_dispatcher_wake(otp_dispatcher *d);
+/* Hand-offs: a send can store its message already leased to this dispatcher
+ * (otp_txn_send.lease_ms) and pass it over after the commit, so that it is
+ * sent without a claim. handoff_lease() is the lease to ask for: > 0 while the
+ * dispatcher takes hand-offs (running, and fewer than a few batches of them
+ * waiting), 0 when the message should go to the outbox as before. handoff()
+ * takes a committed send that the store leased (otp_txn_send.leased): it
+ * copies its message (and sealed text) and wakes the thread. A hand-off whose lease
+ * is half gone when the thread gets to it is dropped, and the outbox claims it
+ * once the lease has run out, so it is never sent twice. Any thread. */
+int64_t otp_dispatcher_handoff_lease(otp_dispatcher *d);
+void otp_dispatcher_handoff(otp_dispatcher *d, const otp_txn_send *committed);
 /* True if at least one provider is ready and its circuit breaker is not open
  * (so /readyz is 503 when no provider is usable). Any thread. */
 bool otp_dispatcher_ready(otp_dispatcher *d);
 /* The provider named name ([provider.NAME]), or NULL. Any thread. */
 otp_provider *otp_dispatcher_provider(otp_dispatcher *d, const char *name);
-/* Finishes the batch in hand, reports it, joins the thread, frees. Accepts NULL. */
+/* Finishes the batch in hand, reports it, joins the thread, puts the hand-offs
+ * not sent yet back in the outbox (due at once), frees. Accepts NULL. */
 void otp_dispatcher_stop(otp_dispatcher *d);
 
 #endif

@@ -94,12 +94,16 @@ static const char *const wsql[W__COUNT] = {
                      " code_sealed, region) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8,"
                      " ?8, ?9, ?10, ?11, ?10, ?12, ?13, ?14, ?15, ?16)",
     /* Every statement that changes a message's status appends its event to
-     * messages.events (the schema's migration 5), in the same row write. */
+     * messages.events (the schema's migration 5), in the same row write. A
+     * message handed off to the dispatcher (?15 = its lease's end) is queued
+     * and leased at once: status 'sending', both events. */
     [W_MSG_INSERT] = "INSERT INTO messages (public_id, request_id, account_id, test, to_phone,"
                      " sealed_text, status, provider, segments, charge, next_attempt_at,"
-                     " created_at, updated_at, sender_id, dlt_template_id, events)"
-                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14,"
-                     " json_array(?7, ?12, NULL))",
+                     " created_at, updated_at, sender_id, dlt_template_id, attempts, lease_until,"
+                     " events) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13,"
+                     " ?14, ?15 IS NOT NULL, ?15, CASE WHEN ?15 IS NULL THEN json_array(?7, ?12,"
+                     " NULL) ELSE json_array('queued', ?12, NULL) || ',' ||"
+                     " json_array('sending', ?12, NULL) END)",
     [W_LEDGER_INSERT] = "INSERT INTO ledger (account_id, type, amount, balance_after, request_id,"
                         " message_id, note, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [W_REQ_FOR_VERIFY] = "SELECT id, status, attempts_left, expires_at, coalesce(verified_at, 0),"
@@ -479,14 +483,17 @@ typedef struct new_msg {
     const char *sender_id;
     const char *dlt_template_id;
     int64_t now;
+    int64_t lease_until; /* > 0: handed off, leased until then (live only) */
 } new_msg;
 
-/* Stores a message with its first event: in the outbox ("queued"), or, for a
- * test key, already "sent" by the pseudo-provider "test" with its text kept for
- * the test inbox (it never enters the outbox). */
+/* Stores a message with its first event: in the outbox ("queued"); handed off
+ * to the dispatcher ("queued" then "sending", leased until m->lease_until);
+ * or, for a test key, already "sent" by the pseudo-provider "test" with its
+ * text kept for the test inbox (it never enters the outbox). */
 static otp_err msg_insert(sq_store *s, const new_msg *m)
 {
-    const char *status = m->test ? "sent" : "queued";
+    bool leased = !m->test && m->lease_until > 0;
+    const char *status = m->test ? "sent" : leased ? "sending" : "queued";
     sqlite3_stmt *st = s->w[W_MSG_INSERT];
     bind_text(st, 1, m->public_id);
     sqlite3_bind_int64(st, 2, m->request);
@@ -501,10 +508,14 @@ static otp_err msg_insert(sq_store *s, const new_msg *m)
     if (m->test)
         sqlite3_bind_null(st, 11);
     else
-        sqlite3_bind_int64(st, 11, m->now);
+        sqlite3_bind_int64(st, 11, leased ? m->lease_until : m->now);
     sqlite3_bind_int64(st, 12, m->now);
     bind_text_opt(st, 13, m->sender_id);
     bind_text_opt(st, 14, m->dlt_template_id);
+    if (leased)
+        sqlite3_bind_int64(st, 15, m->lease_until);
+    else
+        sqlite3_bind_null(st, 15);
     int rc = run(st);
     return rc == SQLITE_DONE ? OTP_OK : sq_err(rc);
 }
@@ -867,6 +878,8 @@ static const char *send_region(const otp_txn_send *in)
 static otp_err tx_send(sq_store *s, otp_txn_send *in, bool *ret_keep)
 {
     abuse_reset(&in->abuse);
+    in->leased = false; /* a batch replayed runs this body again */
+    in->leased_msg_id = 0;
     if (in->abuse.use && !in->abuse.region[0] && TERMINATED(in->region))
         memcpy(in->abuse.region, in->region, sizeof(in->abuse.region));
     sqlite3_stmt *st;
@@ -944,10 +957,13 @@ static otp_err tx_send(sq_store *s, otp_txn_send *in, bool *ret_keep)
                  .charge = charged,
                  .sender_id = in->sender_id,
                  .dlt_template_id = in->dlt_template_id,
-                 .now = in->now_ms};
+                 .now = in->now_ms,
+                 .lease_until = in->lease_ms > 0 ? in->now_ms + in->lease_ms : 0};
     e = msg_insert(s, &m);
     if (e)
         return e;
+    in->leased = !in->test && m.lease_until > 0;
+    in->leased_msg_id = in->leased ? sqlite3_last_insert_rowid(s->wdb) : 0;
     if (charged > 0) {
         e = ledger_add(s, in->account_id, "debit", -charged, balance, in->request_id,
                        in->message_id, NULL, in->now_ms);

@@ -309,9 +309,16 @@ typedef struct otp_txn_send {
     size_t code_sealed_len;
     otp_idem idem;
     otp_abuse abuse;
+    /* A hand-off: > 0 asks that a live message be stored already leased for
+     * lease_ms to the caller's dispatcher (status sending, attempts 1), which
+     * takes it from memory (otp_dispatcher_handoff) instead of claiming it. A
+     * backend may decline (PostgreSQL does); `leased` says what it did. */
+    int64_t lease_ms;
     /* out */
     int64_t charged; /* paise */
     int64_t balance_after;
+    bool leased;
+    int64_t leased_msg_id; /* the message's otp_outbox_msg.id, when leased */
 } otp_txn_send;
 
 typedef struct otp_txn_verify {

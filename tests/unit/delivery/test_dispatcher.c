@@ -47,6 +47,7 @@ typedef struct fake {
     atomic_int msgs;
     char last_sender[OTP_SENDER_ID_SIZE]; /* "-" = NULL */
     char last_dlt[OTP_DLT_ID_SIZE];
+    int sleep_ms; /* how long each send() takes */
 } fake;
 
 static void fake_send(otp_provider *p, const otp_sms *msgs, size_t n, otp_send_result *res)
@@ -54,6 +55,10 @@ static void fake_send(otp_provider *p, const otp_sms *msgs, size_t n, otp_send_r
     fake *f = (fake *)p;
     atomic_fetch_add(&f->calls, 1);
     atomic_fetch_add(&f->msgs, (int)n);
+    if (f->sleep_ms > 0)
+        nanosleep(&(struct timespec){.tv_sec = f->sleep_ms / 1000,
+                                     .tv_nsec = (f->sleep_ms % 1000) * 1000000L},
+                  NULL);
     otp_send_outcome outcome = atomic_load(&f->outcome);
     if (n > 0) {
         snprintf(f->last_sender, sizeof(f->last_sender), "%s",
@@ -194,6 +199,10 @@ static void send_one(fx *f, const char *text, int64_t expires_in_ms, const uint8
     send_one_from(f, text, expires_in_ms, seal_key, NULL, NULL, msg_id);
 }
 
+/* Commits a send of text asking for a hand-off lease of lease_ms into *t;
+ * sealed (OTP_SEAL_OVERHEAD bytes more than text) holds its sealed text. */
+static void send_leased(fx *f, const char *text, int64_t lease_ms, otp_txn *t, uint8_t *sealed);
+
 static void send_one_from(fx *f, const char *text, int64_t expires_in_ms, const uint8_t *seal_key,
                           const char *sender, const char *dlt, char msg_id[OTP_ID_SIZE])
 {
@@ -224,6 +233,32 @@ static void send_one_from(fx *f, const char *text, int64_t expires_in_ms, const 
     assert_int_equal(otp_store_exec(f->store, &t), OTP_OK);
     free(sealed);
     snprintf(msg_id, OTP_ID_SIZE, "%s", s->message_id);
+}
+
+static void send_leased(fx *f, const char *text, int64_t lease_ms, otp_txn *t, uint8_t *sealed)
+{
+    int64_t now = otp_now_ms();
+    *t = (otp_txn){.kind = OTP_TXN_SEND};
+    otp_txn_send *s = &t->u.send;
+    s->account_id = f->account_id;
+    s->key_id = f->key_id;
+    otp_id_new("req_", now, s->request_id);
+    otp_id_new("msg_", now, s->message_id);
+    snprintf(s->phone, sizeof(s->phone), "+919876543210");
+    randombytes_buf(s->code_hash, sizeof(s->code_hash));
+    s->code_length = 6;
+    s->max_attempts = 3;
+    s->expires_in_s = 600;
+    s->now_ms = now;
+    s->expires_at_ms = now + 600000;
+    s->segments = 1;
+    size_t len = strlen(text);
+    otp_seal(f->key, s->message_id, text, len, sealed);
+    s->sealed_text = sealed;
+    s->sealed_text_len = len + OTP_SEAL_OVERHEAD;
+    s->lease_ms = lease_ms;
+    assert_int_equal(otp_store_exec(f->store, t), OTP_OK);
+    assert_true(s->leased);
 }
 
 typedef struct row {
@@ -590,6 +625,98 @@ static void test_wake_and_stop(void **state)
     assert_true(otp_mono_us() - t0 < 5 * 1000000LL);
 }
 
+/* A send handed over is sent from memory, once, without a claim: long before
+ * its lease (30 s) or the idle poll (60 s) could have brought it back. */
+static void test_handoff_sent_once(void **state)
+{
+    fx *f = *state;
+    otp_provider *providers[] = {f->file};
+    otp_dispatcher *d = start(f, providers, 1, 64, 60000);
+    pause_ms(200); /* the first (empty) round is over; the thread sleeps */
+    assert_int_equal(otp_dispatcher_handoff_lease(d), 30000);
+
+    otp_txn t;
+    uint8_t sealed[64];
+    send_leased(f, "code 424242", otp_dispatcher_handoff_lease(d), &t, sealed);
+    row r;
+    read_row(f, t.u.send.message_id, &r);
+    assert_string_equal(r.status, "sending");
+    assert_int_equal(r.attempts, 1);
+    assert_int_equal(r.next_attempt_at, t.u.send.now_ms + 30000);
+    int64_t t0 = otp_mono_us();
+    otp_dispatcher_handoff(d, &t.u.send);
+    wait_status(f, t.u.send.message_id, "sent");
+    assert_true(otp_mono_us() - t0 < 5 * 1000000LL);
+    otp_dispatcher_stop(d);
+
+    char got[64] = "";
+    assert_int_equal(count_lines(f, t.u.send.message_id, got, sizeof(got)), 1);
+    assert_string_equal(got, "code 424242");
+    read_row(f, t.u.send.message_id, &r);
+    assert_int_equal(r.attempts, 1); /* never claimed */
+    assert_false(r.has_text);
+    assert_int_equal(claim_due(f, 86400000, NULL), 0);
+}
+
+/* A hand-off with less than half its lease left when the thread gets to it is
+ * dropped, not sent: the outbox claims it once its lease is over, and it is
+ * sent once (a second attempt, the claim's). Here the store's lease is 1 s
+ * and the dispatcher's 30 s, so it is dropped at once. */
+static void test_handoff_late_is_claimed_once(void **state)
+{
+    fx *f = *state;
+    otp_provider *providers[] = {f->file};
+    otp_dispatcher *d = start(f, providers, 1, 64, 50);
+    otp_txn t;
+    uint8_t sealed[64];
+    send_leased(f, "code 515151", 1000, &t, sealed);
+    otp_dispatcher_handoff(d, &t.u.send);
+    pause_ms(300);
+    assert_int_equal(count_lines(f, t.u.send.message_id, NULL, 0), 0);
+    wait_status(f, t.u.send.message_id, "sent");
+    otp_dispatcher_stop(d);
+    assert_true(otp_now_ms() >= t.u.send.now_ms + 1000);
+    assert_int_equal(count_lines(f, t.u.send.message_id, NULL, 0), 1);
+    row r;
+    read_row(f, t.u.send.message_id, &r);
+    assert_int_equal(r.attempts, 2);
+}
+
+/* stop() puts the hand-offs the thread did not get to back in the outbox, due
+ * at once; the batch in hand is finished first. */
+static void test_stop_requeues_handoffs(void **state)
+{
+    fx *f = *state;
+    fake slow;
+    fake_init(&slow, "slow", OTP_SEND_ACCEPTED);
+    slow.sleep_ms = 500;
+    otp_provider *providers[] = {&slow.base};
+    otp_dispatcher *d = start(f, providers, 1, 64, 60000);
+    pause_ms(200);
+    otp_txn a, b;
+    uint8_t sealed_a[64], sealed_b[64];
+    send_leased(f, "code 111111", 30000, &a, sealed_a);
+    otp_dispatcher_handoff(d, &a.u.send);
+    for (int waited = 0; atomic_load(&slow.calls) == 0 && waited < WAIT_MS; waited += 5)
+        pause_ms(5);
+    assert_int_equal(atomic_load(&slow.calls), 1); /* a is with the provider */
+    send_leased(f, "code 222222", 30000, &b, sealed_b);
+    otp_dispatcher_handoff(d, &b.u.send);
+    otp_dispatcher_stop(d);
+
+    assert_int_equal(atomic_load(&slow.msgs), 1);
+    row r;
+    read_row(f, a.u.send.message_id, &r);
+    assert_string_equal(r.status, "sent");
+    read_row(f, b.u.send.message_id, &r);
+    assert_string_equal(r.status, "queued");
+    assert_int_equal(r.attempts, 1);
+    assert_true(r.next_attempt_at <= otp_now_ms());
+    int attempts = 0;
+    assert_int_equal(claim_due(f, 0, &attempts), 1);
+    assert_int_equal(attempts, 2);
+}
+
 /* The breaker opens after breaker_threshold failing batches, probes after the
  * cool-down, doubles the pause when the probe fails, closes when one succeeds;
  * a provider whose breaker is open does not count as ready. */
@@ -764,6 +891,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_expired, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cannot_decrypt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wake_and_stop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handoff_sent_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handoff_late_is_claimed_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_requeues_handoffs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_breaker_probe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ready_follows_breaker, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sender_and_dlt, setup, teardown),

@@ -1172,6 +1172,57 @@ static void t_purge(void **state)
     assert_int_equal(purge(c, now, 0, &t), OTP_E_INVALID_REQUEST);
 }
 
+/* A send may be stored already leased to the caller's dispatcher (a
+ * hand-off): then its message is "sending", with one attempt and both events,
+ * and the outbox claims it only once the lease has run out. A backend may
+ * decline (PostgreSQL does): then it is queued like any other. A test key's
+ * message is never leased. */
+static void t_send_handed_off(void **state)
+{
+    ctx *c = *state;
+    otp_txn t;
+    assert_int_equal(credit(c->s, c->acc, 1000, NULL), OTP_OK);
+    make_send(&t, c->acc, c->key, false, 1);
+    t.u.send.lease_ms = 5000;
+    assert_int_equal(otp_store_exec(c->s, &t), OTP_OK);
+    char mid[OTP_ID_SIZE];
+    memcpy(mid, t.u.send.message_id, OTP_ID_SIZE);
+    int64_t now = t.u.send.now_ms, id = t.u.send.leased_msg_id;
+    assert_int_equal(t.u.send.leased, strstr(B->name, "sqlite") != NULL);
+    otp_message_info m = get_message(c, mid);
+    otp_txn cl;
+    if (t.u.send.leased) {
+        assert_true(id > 0);
+        assert_int_equal(m.status, OTP_MSG_SENDING);
+        assert_int_equal(m.attempts, 1);
+        event_seen ev = events_of(c, mid);
+        assert_int_equal(ev.n, 2);
+        assert_int_equal(ev.items[0].status, OTP_MSG_QUEUED);
+        assert_int_equal(ev.items[1].status, OTP_MSG_SENDING);
+        assert_int_equal(ev.items[1].at_ms, now);
+        assert_int_equal(claim(c->s, now + 4999, 1000, 10, &cl), OTP_OK);
+        assert_int_equal(cl.u.outbox_claim.n, 0);
+        assert_int_equal(claim(c->s, now + 5000, 1000, 10, &cl), OTP_OK);
+        assert_int_equal(cl.u.outbox_claim.n, 1);
+        assert_int_equal(cl.u.outbox_claim.msgs[0].id, id);
+        assert_int_equal(cl.u.outbox_claim.msgs[0].attempts, 2);
+    } else {
+        assert_int_equal(m.status, OTP_MSG_QUEUED);
+        assert_int_equal(claim(c->s, now, 1000, 10, &cl), OTP_OK);
+        assert_int_equal(cl.u.outbox_claim.n, 1);
+        assert_int_equal(cl.u.outbox_claim.msgs[0].attempts, 1);
+    }
+    assert_string_equal(cl.u.outbox_claim.msgs[0].public_id, mid);
+    claim_free(&cl);
+
+    make_send(&t, c->acc, c->tkey, true, 1);
+    t.u.send.lease_ms = 5000;
+    assert_int_equal(otp_store_exec(c->s, &t), OTP_OK);
+    assert_false(t.u.send.leased);
+    assert_int_equal(get_message(c, t.u.send.message_id).status, OTP_MSG_SENT);
+    stats(c->s, c->acc);
+}
+
 /* The pumping counters go once they are two days old, max_rows at a time;
  * younger ones stay. */
 static void t_purge_traffic(void **state)
@@ -1703,6 +1754,7 @@ int store_lifecycle_run(void)
         T(t_delivery_reports),
         T(t_purge),
         T(t_purge_traffic),
+        T(t_send_handed_off),
         T(t_request_and_message_reads),
         T(t_ledger_list),
         T(t_test_inbox),
