@@ -188,54 +188,11 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Commits one send of text (sealed under seal_key) whose request expires in
- * expires_in_ms; writes the message's public id into msg_id. */
-static void send_one_from(fx *f, const char *text, int64_t expires_in_ms, const uint8_t *seal_key,
-                          const char *sender, const char *dlt, char msg_id[OTP_ID_SIZE]);
-
-static void send_one(fx *f, const char *text, int64_t expires_in_ms, const uint8_t *seal_key,
-                     char msg_id[OTP_ID_SIZE])
-{
-    send_one_from(f, text, expires_in_ms, seal_key, NULL, NULL, msg_id);
-}
-
-/* Commits a send of text asking for a hand-off lease of lease_ms into *t;
- * sealed (OTP_SEAL_OVERHEAD bytes more than text) holds its sealed text. */
-static void send_leased(fx *f, const char *text, int64_t lease_ms, otp_txn *t, uint8_t *sealed);
-
-static void send_one_from(fx *f, const char *text, int64_t expires_in_ms, const uint8_t *seal_key,
-                          const char *sender, const char *dlt, char msg_id[OTP_ID_SIZE])
-{
-    int64_t now = otp_now_ms();
-    otp_txn t = {.kind = OTP_TXN_SEND};
-    otp_txn_send *s = &t.u.send;
-    s->account_id = f->account_id;
-    s->key_id = f->key_id;
-    otp_id_new("req_", now, s->request_id);
-    otp_id_new("msg_", now, s->message_id);
-    snprintf(s->phone, sizeof(s->phone), "+919876543210");
-    randombytes_buf(s->code_hash, sizeof(s->code_hash));
-    s->code_length = 6;
-    s->max_attempts = 3;
-    s->expires_in_s = (int)(expires_in_ms / 1000);
-    s->now_ms = now;
-    s->expires_at_ms = now + expires_in_ms;
-    s->segments = 1;
-    if (sender)
-        snprintf(s->sender_id, sizeof(s->sender_id), "%s", sender);
-    if (dlt)
-        snprintf(s->dlt_template_id, sizeof(s->dlt_template_id), "%s", dlt);
-    size_t len = strlen(text);
-    uint8_t *sealed = malloc(len + OTP_SEAL_OVERHEAD);
-    otp_seal(seal_key ? seal_key : f->key, s->message_id, text, len, sealed);
-    s->sealed_text = sealed;
-    s->sealed_text_len = len + OTP_SEAL_OVERHEAD;
-    assert_int_equal(otp_store_exec(f->store, &t), OTP_OK);
-    free(sealed);
-    snprintf(msg_id, OTP_ID_SIZE, "%s", s->message_id);
-}
-
-static void send_leased(fx *f, const char *text, int64_t lease_ms, otp_txn *t, uint8_t *sealed)
+/* Fills *t as a live send of text, sealed under seal_key (NULL: the fixture's
+ * key) into sealed (strlen(text) + OTP_SEAL_OVERHEAD bytes), whose request
+ * expires in expires_in_ms. */
+static void fill_send(fx *f, otp_txn *t, const char *text, int64_t expires_in_ms,
+                      const uint8_t *seal_key, uint8_t *sealed)
 {
     int64_t now = otp_now_ms();
     *t = (otp_txn){.kind = OTP_TXN_SEND};
@@ -248,17 +205,50 @@ static void send_leased(fx *f, const char *text, int64_t lease_ms, otp_txn *t, u
     randombytes_buf(s->code_hash, sizeof(s->code_hash));
     s->code_length = 6;
     s->max_attempts = 3;
-    s->expires_in_s = 600;
+    s->expires_in_s = (int)(expires_in_ms / 1000);
     s->now_ms = now;
-    s->expires_at_ms = now + 600000;
+    s->expires_at_ms = now + expires_in_ms;
     s->segments = 1;
     size_t len = strlen(text);
-    otp_seal(f->key, s->message_id, text, len, sealed);
+    otp_seal(seal_key ? seal_key : f->key, s->message_id, text, len, sealed);
     s->sealed_text = sealed;
     s->sealed_text_len = len + OTP_SEAL_OVERHEAD;
-    s->lease_ms = lease_ms;
+}
+
+/* Commits one send of text (sealed under seal_key) whose request expires in
+ * expires_in_ms; writes the message's public id into msg_id. */
+static void send_one_from(fx *f, const char *text, int64_t expires_in_ms, const uint8_t *seal_key,
+                          const char *sender, const char *dlt, char msg_id[OTP_ID_SIZE])
+{
+    otp_txn t;
+    uint8_t *sealed = malloc(strlen(text) + OTP_SEAL_OVERHEAD);
+    assert_non_null(sealed);
+    fill_send(f, &t, text, expires_in_ms, seal_key, sealed);
+    otp_txn_send *s = &t.u.send;
+    if (sender)
+        snprintf(s->sender_id, sizeof(s->sender_id), "%s", sender);
+    if (dlt)
+        snprintf(s->dlt_template_id, sizeof(s->dlt_template_id), "%s", dlt);
+    assert_int_equal(otp_store_exec(f->store, &t), OTP_OK);
+    free(sealed);
+    snprintf(msg_id, OTP_ID_SIZE, "%s", s->message_id);
+}
+
+static void send_one(fx *f, const char *text, int64_t expires_in_ms, const uint8_t *seal_key,
+                     char msg_id[OTP_ID_SIZE])
+{
+    send_one_from(f, text, expires_in_ms, seal_key, NULL, NULL, msg_id);
+}
+
+/* Commits a send of text asking for a hand-off lease of lease_ms into *t (the
+ * store must grant it); sealed (OTP_SEAL_OVERHEAD bytes more than text) holds
+ * its sealed text. */
+static void send_leased(fx *f, const char *text, int64_t lease_ms, otp_txn *t, uint8_t *sealed)
+{
+    fill_send(f, t, text, 600000, NULL, sealed);
+    t->u.send.lease_ms = lease_ms;
     assert_int_equal(otp_store_exec(f->store, t), OTP_OK);
-    assert_true(s->leased);
+    assert_true(t->u.send.leased);
 }
 
 typedef struct row {

@@ -260,46 +260,60 @@ static void t_query_plans(void **state)
     assert_true(ok);
 }
 
-/* Builds a version-1 database the way an older otpd left it (migration 1 only),
- * with a little of everything in it. */
-static void make_v1(const char *url)
+/* Builds a database the way an otpd of schema `version` left it: migrations 1
+ * to version applied and recorded, then rows (and more_rows, unless NULL). */
+static void make_old(const char *url, int version, const char *rows, const char *more_rows)
 {
     sqlite3 *db = NULL;
     assert_int_equal(
         sqlite3_open_v2(path_of(url), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
         SQLITE_OK);
     char *msg = NULL;
-    int rc = sqlite3_exec(db, "PRAGMA journal_mode = WAL", NULL, NULL, &msg);
+    int rc = sqlite3_exec(db,
+                          "PRAGMA journal_mode = WAL;"
+                          "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
+                          " applied_at INTEGER NOT NULL) STRICT;",
+                          NULL, NULL, &msg);
+    for (int v = 1; rc == SQLITE_OK && v <= version; v++) {
+        rc = sqlite3_exec(db, sq_migration_sql(v), NULL, NULL, &msg);
+        char sql[80];
+        snprintf(sql, sizeof(sql), "INSERT INTO schema_migrations VALUES (%d, 0)", v);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    }
     if (rc == SQLITE_OK)
-        rc = sqlite3_exec(db, sq_migration_sql(1), NULL, NULL, &msg);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_exec(
-            db,
-            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
-            " applied_at INTEGER NOT NULL) STRICT;"
-            "INSERT INTO schema_migrations VALUES (1, 0);"
-            "INSERT INTO accounts (id, public_id, name, balance, created_at)"
-            " VALUES (1, 'acc_old', 'old', 75, 1);"
-            "INSERT INTO api_keys (id, public_id, account_id, hash, prefix, created_at)"
-            " VALUES (1, 'key_old', 1, zeroblob(32), 'otpd_live_ab', 1);"
-            "INSERT INTO otp_requests (id, public_id, account_id, key_id, phone, code_hash,"
-            " code_length, status, attempts_left, max_attempts, expires_in, created_at,"
-            " expires_at) VALUES (1, 'req_old', 1, 1, '+919876543210', zeroblob(32), 6,"
-            " 'pending', 3, 3, 600, 1700000000000, 1700000600000);"
-            "INSERT INTO messages (id, public_id, request_id, account_id, to_phone, sealed_text,"
-            " status, segments, charge, next_attempt_at, created_at, updated_at)"
-            " VALUES (1, 'msg_old', 1, 1, '+919876543210', x'00', 'queued', 1, 25,"
-            " 1700000000000, 1700000000000, 1700000000000);"
-            "INSERT INTO ledger (account_id, type, amount, balance_after, note, created_at)"
-            " VALUES (1, 'credit', 100, 100, 'top-up', 1);"
-            "INSERT INTO ledger (account_id, type, amount, balance_after, request_id,"
-            " message_id, created_at) VALUES (1, 'debit', -25, 75, 'req_old', 'msg_old', 1);",
-            NULL, NULL, &msg);
+        rc = sqlite3_exec(db, rows, NULL, NULL, &msg);
+    if (rc == SQLITE_OK && more_rows)
+        rc = sqlite3_exec(db, more_rows, NULL, NULL, &msg);
     if (rc != SQLITE_OK)
-        print_error("make_v1: %s\n", msg ? msg : "?");
+        print_error("make_old(%d): %s\n", version, msg ? msg : "?");
     sqlite3_free(msg);
     sqlite3_close(db);
     assert_int_equal(rc, SQLITE_OK);
+}
+
+/* Builds a version-1 database the way an older otpd left it (migration 1 only),
+ * with a little of everything in it. */
+static void make_v1(const char *url)
+{
+    make_old(url, 1,
+             "INSERT INTO accounts (id, public_id, name, balance, created_at)"
+             " VALUES (1, 'acc_old', 'old', 75, 1);"
+             "INSERT INTO api_keys (id, public_id, account_id, hash, prefix, created_at)"
+             " VALUES (1, 'key_old', 1, zeroblob(32), 'otpd_live_ab', 1);"
+             "INSERT INTO otp_requests (id, public_id, account_id, key_id, phone, code_hash,"
+             " code_length, status, attempts_left, max_attempts, expires_in, created_at,"
+             " expires_at) VALUES (1, 'req_old', 1, 1, '+919876543210', zeroblob(32), 6,"
+             " 'pending', 3, 3, 600, 1700000000000, 1700000600000);"
+             "INSERT INTO messages (id, public_id, request_id, account_id, to_phone, sealed_text,"
+             " status, segments, charge, next_attempt_at, created_at, updated_at)"
+             " VALUES (1, 'msg_old', 1, 1, '+919876543210', x'00', 'queued', 1, 25,"
+             " 1700000000000, 1700000000000, 1700000000000);"
+             "INSERT INTO ledger (account_id, type, amount, balance_after, note, created_at)"
+             " VALUES (1, 'credit', 100, 100, 'top-up', 1);"
+             "INSERT INTO ledger (account_id, type, amount, balance_after, request_id,"
+             " message_id, created_at) VALUES (1, 'debit', -25, 75, 'req_old', 'msg_old', 1);",
+             NULL);
 }
 
 /* url holds a database of an older schema version: opening it without
@@ -402,39 +416,19 @@ static const char old_abuse_sql[] =
  * pending request; with_abuse: also the abuse tables, with rows. */
 static void make_v2(const char *url, bool with_abuse)
 {
-    sqlite3 *db = NULL;
-    assert_int_equal(
-        sqlite3_open_v2(path_of(url), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
-        SQLITE_OK);
-    char *msg = NULL;
-    int rc = sqlite3_exec(db, "PRAGMA journal_mode = WAL", NULL, NULL, &msg);
-    for (int v = 1; rc == SQLITE_OK && v <= 2; v++)
-        rc = sqlite3_exec(db, sq_migration_sql(v), NULL, NULL, &msg);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_exec(
-            db,
-            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
-            " applied_at INTEGER NOT NULL) STRICT;"
-            "INSERT INTO schema_migrations VALUES (1, 0), (2, 0);"
-            "INSERT INTO accounts (id, public_id, name, balance, created_at)"
-            " VALUES (1, 'acc_v2', 'v2', 1000, 1);"
-            "INSERT INTO ledger (account_id, type, amount, balance_after, note, created_at)"
-            " VALUES (1, 'credit', 1000, 1000, 'top-up', 1);"
-            "INSERT INTO otp_requests (id, public_id, account_id, phone, code_hash, code_length,"
-            " status, attempts_left, max_attempts, expires_in, created_at, expires_at,"
-            " last_sent_at) VALUES (1, 'req_v2', 1, '+919876543210', zeroblob(32), 6,"
-            " 'pending', 3, 3, 600, 1700000000000, 1700000600000, 1700000000000);"
-            "INSERT INTO messages (id, public_id, request_id, account_id, to_phone, sealed_text,"
-            " status, segments, created_at, updated_at) VALUES (1, 'msg_v2', 1, 1,"
-            " '+919876543210', NULL, 'sent', 1, 1700000000000, 1700000000000);",
-            NULL, NULL, &msg);
-    if (rc == SQLITE_OK && with_abuse)
-        rc = sqlite3_exec(db, old_abuse_sql, NULL, NULL, &msg);
-    if (rc != SQLITE_OK)
-        print_error("make_v2: %s\n", msg ? msg : "?");
-    sqlite3_free(msg);
-    sqlite3_close(db);
-    assert_int_equal(rc, SQLITE_OK);
+    make_old(url, 2,
+             "INSERT INTO accounts (id, public_id, name, balance, created_at)"
+             " VALUES (1, 'acc_v2', 'v2', 1000, 1);"
+             "INSERT INTO ledger (account_id, type, amount, balance_after, note, created_at)"
+             " VALUES (1, 'credit', 1000, 1000, 'top-up', 1);"
+             "INSERT INTO otp_requests (id, public_id, account_id, phone, code_hash, code_length,"
+             " status, attempts_left, max_attempts, expires_in, created_at, expires_at,"
+             " last_sent_at) VALUES (1, 'req_v2', 1, '+919876543210', zeroblob(32), 6,"
+             " 'pending', 3, 3, 600, 1700000000000, 1700000600000, 1700000000000);"
+             "INSERT INTO messages (id, public_id, request_id, account_id, to_phone, sealed_text,"
+             " status, segments, created_at, updated_at) VALUES (1, 'msg_v2', 1, 1,"
+             " '+919876543210', NULL, 'sent', 1, 1700000000000, 1700000000000);",
+             with_abuse ? old_abuse_sql : NULL);
 }
 
 static void upgrade_from_v2(bool with_abuse)
@@ -515,43 +509,25 @@ static void t_upgrade_from_v2(void **state)
  * message_events table, the second one's error in need of JSON escaping. */
 static void make_v4(const char *url)
 {
-    sqlite3 *db = NULL;
-    assert_int_equal(
-        sqlite3_open_v2(path_of(url), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
-        SQLITE_OK);
-    char *msg = NULL;
-    int rc = sqlite3_exec(db, "PRAGMA journal_mode = WAL", NULL, NULL, &msg);
-    for (int v = 1; rc == SQLITE_OK && v <= 4; v++)
-        rc = sqlite3_exec(db, sq_migration_sql(v), NULL, NULL, &msg);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_exec(
-            db,
-            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
-            " applied_at INTEGER NOT NULL) STRICT;"
-            "INSERT INTO schema_migrations VALUES (1, 0), (2, 0), (3, 0), (4, 0);"
-            "INSERT INTO accounts (id, public_id, name, created_at) VALUES (1, 'acc_v4', 'v4', 1);"
-            "INSERT INTO otp_requests (id, public_id, account_id, phone, code_hash, code_length,"
-            " status, attempts_left, max_attempts, expires_in, created_at, expires_at)"
-            " VALUES (1, 'req_v4', 1, '+919876543210', zeroblob(32), 6, 'pending', 3, 3, 600,"
-            " 1700000000000, 1700000600000);"
-            "INSERT INTO messages (id, public_id, request_id, account_id, to_phone, status,"
-            " provider, provider_message_id, segments, created_at, updated_at) VALUES (1,"
-            " 'msg_v4', 1, 1, '+919876543210', 'sent', 'gw', 'gw-1', 1, 1700000000000,"
-            " 1700000000000);"
-            "INSERT INTO messages (id, public_id, request_id, account_id, to_phone, status,"
-            " segments, created_at, updated_at) VALUES (2, 'msg_none', 1, 1, '+919876543210',"
-            " 'queued', 1, 1700000000000, 1700000000000);"
-            /* ids out of time order on purpose: the id decides */
-            "INSERT INTO message_events (id, message_id, status, at, error) VALUES"
-            " (7, 1, 'queued', 1700000000000, NULL),"
-            " (8, 1, 'queued', 1700000000001, 'gateway said \"no\", then\n quit'),"
-            " (9, 1, 'sent', 1699999999999, NULL);",
-            NULL, NULL, &msg);
-    if (rc != SQLITE_OK)
-        print_error("make_v4: %s\n", msg ? msg : "?");
-    sqlite3_free(msg);
-    sqlite3_close(db);
-    assert_int_equal(rc, SQLITE_OK);
+    make_old(url, 4,
+             "INSERT INTO accounts (id, public_id, name, created_at) VALUES (1, 'acc_v4', 'v4', 1);"
+             "INSERT INTO otp_requests (id, public_id, account_id, phone, code_hash, code_length,"
+             " status, attempts_left, max_attempts, expires_in, created_at, expires_at)"
+             " VALUES (1, 'req_v4', 1, '+919876543210', zeroblob(32), 6, 'pending', 3, 3, 600,"
+             " 1700000000000, 1700000600000);"
+             "INSERT INTO messages (id, public_id, request_id, account_id, to_phone, status,"
+             " provider, provider_message_id, segments, created_at, updated_at) VALUES (1,"
+             " 'msg_v4', 1, 1, '+919876543210', 'sent', 'gw', 'gw-1', 1, 1700000000000,"
+             " 1700000000000);"
+             "INSERT INTO messages (id, public_id, request_id, account_id, to_phone, status,"
+             " segments, created_at, updated_at) VALUES (2, 'msg_none', 1, 1, '+919876543210',"
+             " 'queued', 1, 1700000000000, 1700000000000);"
+             /* ids out of time order on purpose: the id decides */
+             "INSERT INTO message_events (id, message_id, status, at, error) VALUES"
+             " (7, 1, 'queued', 1700000000000, NULL),"
+             " (8, 1, 'queued', 1700000000001, 'gateway said \"no\", then\n quit'),"
+             " (9, 1, 'sent', 1699999999999, NULL);",
+             NULL);
 }
 
 typedef struct events_seen {
