@@ -276,6 +276,16 @@ otp_err sq_traffic_add(sq_store *s, int64_t account, const char *scope, int64_t 
  * table as this txn sees it: add them to the table's sums. */
 void sq_traffic_pending(sq_store *s, int64_t account, const char *scope, int64_t from, int64_t to,
                         int64_t *ret_sends, int64_t *ret_verifies);
+/* The table's sums of (account, scope) in minutes [from, to) as the writer
+ * last read them, kept up to date (sqlite_traffic.c, "window sums"): true
+ * with them set, false if not known (read them and sq_traffic_sum_keep()). */
+bool sq_traffic_sum_known(sq_store *s, int64_t account, const char *scope, int64_t from, int64_t to,
+                          int64_t *ret_sends, int64_t *ret_verifies);
+void sq_traffic_sum_keep(sq_store *s, int64_t account, const char *scope, int64_t from, int64_t to,
+                         int64_t sends, int64_t verifies);
+/* The table's rows changed other than through the flush (the purge): forgets
+ * every sum kept. */
+void sq_traffic_sums_forget(sq_store *s);
 
 /* ---- sqlite_read.c ---- */
 

@@ -48,6 +48,17 @@
  * scope, minute). An upsert that fails undoes itself (statement atomicity); the
  * ones before it stay "flushed" and the rest stays "done" for the next flush.
  *
+ * Window sums. The rule sums a window of the table's rows twice per send (the
+ * number's prefix and its region), one SQL aggregate each. What the writer's
+ * connection sees of the table changes only through flush() (rows it adds),
+ * a batch undone (back to what was committed) and the purge (rows two days
+ * old, outside any window, but still). So the writer keeps the last table
+ * sum it read for each (account, scope), with its range of minutes, in a
+ * small direct-mapped cache: flush() adds what it writes to the sums whose
+ * range holds the minute, an undone batch or the purge forgets them all
+ * (one generation counter), and a sum is read again when its range moves
+ * (every minute) or its slot went to another scope.
+ *
  * Only the writer thread touches this state (or the thread that opens or closes
  * the store, while no writer runs).
  */
@@ -59,6 +70,7 @@
 
 #define FLUSH_MS 1000
 #define INITIAL_BUCKETS 256
+#define SUM_SLOTS 4096 /* window sums kept (a power of two) */
 
 typedef struct tr_count {
     int64_t sends, verifies;
@@ -96,12 +108,22 @@ typedef struct tr_list {
     size_t n, cap;
 } tr_list;
 
+/* A table sum as the writer read it: rows of (account, scope) in [from, to). */
+typedef struct tr_sum {
+    uint64_t gen; /* valid while equal to sq_traffic.sum_gen */
+    int64_t account, from, to;
+    tr_count table;
+    char scope[OTP_PREFIX_SIZE];
+} tr_sum;
+
 struct sq_traffic {
     tr_node **buckets;
     size_t nbuckets, count;
     tr_list txn, batch, done, flushed; /* nodes with counts in that state */
     int64_t last_flush_us;             /* monotonic */
     atomic_int flush_ms;
+    tr_sum *sums;     /* SUM_SLOTS, by hash_of() */
+    uint64_t sum_gen; /* starts at 1: a zeroed slot is not valid */
 };
 
 static tr_minute *minute_at(tr_node *n, int i)
@@ -215,6 +237,47 @@ static void tidy(sq_traffic *tr, tr_node *n)
     tr->count--;
 }
 
+static tr_sum *sum_slot(sq_traffic *tr, int64_t account, const char *scope, uint32_t hash)
+{
+    tr_sum *k = &tr->sums[hash & (SUM_SLOTS - 1)];
+    if (k->gen != tr->sum_gen || k->account != account || strcmp(k->scope, scope) != 0)
+        return NULL;
+    return k;
+}
+
+bool sq_traffic_sum_known(sq_store *s, int64_t account, const char *scope, int64_t from, int64_t to,
+                          int64_t *ret_sends, int64_t *ret_verifies)
+{
+    sq_traffic *tr = s->traffic;
+    tr_sum *k = tr ? sum_slot(tr, account, scope, hash_of(account, scope)) : NULL;
+    if (!k || k->from != from || k->to != to)
+        return false;
+    *ret_sends = k->table.sends;
+    *ret_verifies = k->table.verifies;
+    return true;
+}
+
+void sq_traffic_sum_keep(sq_store *s, int64_t account, const char *scope, int64_t from, int64_t to,
+                         int64_t sends, int64_t verifies)
+{
+    sq_traffic *tr = s->traffic;
+    if (!tr || strnlen(scope, OTP_PREFIX_SIZE) >= OTP_PREFIX_SIZE)
+        return;
+    tr_sum *k = &tr->sums[hash_of(account, scope) & (SUM_SLOTS - 1)];
+    k->gen = tr->sum_gen;
+    k->account = account;
+    k->from = from;
+    k->to = to;
+    k->table = (tr_count){sends, verifies};
+    strcpy(k->scope, scope);
+}
+
+void sq_traffic_sums_forget(sq_store *s)
+{
+    if (s->traffic)
+        s->traffic->sum_gen++;
+}
+
 void sq_traffic_pending(sq_store *s, int64_t account, const char *scope, int64_t from, int64_t to,
                         int64_t *ret_sends, int64_t *ret_verifies)
 {
@@ -283,6 +346,8 @@ void sq_traffic_batch_end(sq_store *s, bool committed)
     sq_traffic *tr = s->traffic;
     if (!tr)
         return;
+    if (!committed)
+        tr->sum_gen++; /* what flush() wrote in this batch is undone */
     /* A node on both lists is settled once, through the batch list: nothing
      * may be freed while a list still names it. */
     for (size_t i = 0; i < tr->batch.n; i++)
@@ -337,6 +402,11 @@ static bool flush(sq_store *s, sq_traffic *tr)
                 ok = sqlite3_step(st) == SQLITE_DONE;
                 sqlite3_reset(st);
                 if (ok) {
+                    tr_sum *sum = sum_slot(tr, n->account, n->scope, n->hash);
+                    if (sum && m->minute >= sum->from && m->minute < sum->to) {
+                        sum->table.sends += m->done.sends;
+                        sum->table.verifies += m->done.verifies;
+                    }
                     count_move(&m->flushed, &m->done);
                     list_push(&tr->flushed, n, IN_FLUSHED);
                 }
@@ -389,10 +459,14 @@ void sq_traffic_txn_end(sq_store *s, bool keep)
 int sq_traffic_open(sq_store *s)
 {
     sq_traffic *tr = calloc(1, sizeof(*tr));
-    if (!tr || !(tr->buckets = calloc(INITIAL_BUCKETS, sizeof(*tr->buckets)))) {
+    if (!tr || !(tr->buckets = calloc(INITIAL_BUCKETS, sizeof(*tr->buckets))) ||
+        !(tr->sums = calloc(SUM_SLOTS, sizeof(*tr->sums)))) {
+        if (tr)
+            free(tr->buckets);
         free(tr);
         return -1;
     }
+    tr->sum_gen = 1;
     tr->nbuckets = INITIAL_BUCKETS;
     tr->last_flush_us = otp_mono_us();
     atomic_init(&tr->flush_ms, FLUSH_MS);
@@ -427,6 +501,7 @@ void sq_traffic_close(sq_store *s)
             free(n);
         }
     free(tr->buckets);
+    free(tr->sums);
     free(tr->txn.v);
     free(tr->batch.v);
     free(tr->done.v);

@@ -574,11 +574,19 @@ static otp_err phone_state_put(sq_store *s, int64_t account, const char *phone,
     return rc == SQLITE_DONE ? OTP_OK : sq_err(rc);
 }
 
-/* Sends and verifications of scope in minutes [from, to): the table's rows and
- * the increments not written to it yet. */
+/* Sends and verifications of scope in minutes [from, to): the table's rows
+ * (read again only when the writer does not know their sums already) and the
+ * increments not written to it yet. */
 static otp_err traffic_sum(sq_store *s, int64_t account, const char *scope, int64_t from,
                            int64_t to, int64_t *ret_sends, int64_t *ret_verifies)
 {
+    int64_t sends = 0, verifies = 0; /* not written to the table yet */
+    sq_traffic_pending(s, account, scope, from, to, &sends, &verifies);
+    if (sq_traffic_sum_known(s, account, scope, from, to, ret_sends, ret_verifies)) {
+        *ret_sends += sends;
+        *ret_verifies += verifies;
+        return OTP_OK;
+    }
     sqlite3_stmt *st = s->w[W_TRAFFIC_SUM];
     sqlite3_bind_int64(st, 1, account);
     bind_text(st, 2, scope);
@@ -592,8 +600,7 @@ static otp_err traffic_sum(sq_store *s, int64_t account, const char *scope, int6
     sqlite3_reset(st);
     if (rc != SQLITE_ROW)
         return sq_err(rc);
-    int64_t sends = 0, verifies = 0; /* not written to the table yet */
-    sq_traffic_pending(s, account, scope, from, to, &sends, &verifies);
+    sq_traffic_sum_keep(s, account, scope, from, to, *ret_sends, *ret_verifies);
     *ret_sends += sends;
     *ret_verifies += verifies;
     return OTP_OK;
@@ -1943,6 +1950,8 @@ static otp_err tx_purge(sq_store *s, otp_txn_purge *in)
     int traffic = 0; /* pumping counters: two days are more than the rule reads */
     if (!e)
         e = purge_one(s, W_PURGE_TRAFFIC, in->now_ms / 60000 - 2 * 1440, in->max_rows, &traffic);
+    if (traffic > 0)
+        sq_traffic_sums_forget(s);
     return e;
 }
 
