@@ -241,8 +241,8 @@ static void report(otp_dispatcher *d, const otp_outbox_report *reports, size_t n
 
 /* Appends up to a batch of hand-offs to the claimed *msgs (*n of them), in
  * their order, dropping those with less than half their lease left (see the
- * top). 0, or -1 if memory failed (the hand-offs taken are then dropped: the
- * outbox claims them when their leases end). */
+ * top). 0, or -1 if memory failed (what was taken is dropped: the outbox
+ * claims it when its lease ends). */
 static int take_handoffs(otp_dispatcher *d, otp_outbox_msg **msgs, size_t *n)
 {
     pthread_mutex_lock(&d->lock);

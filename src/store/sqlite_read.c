@@ -106,9 +106,11 @@ static const char *const rsql[R__COUNT] = {
                   " FROM otp_requests WHERE public_id = ?1 AND account_id = ?2",
     [R_REQ_MESSAGES] = MESSAGE_COLS " WHERE r.public_id = ?1 AND r.account_id = ?2 ORDER BY m.id",
     [R_MSG_GET] = MESSAGE_COLS " WHERE m.public_id = ?1 AND m.account_id = ?2",
-    /* messages.events: JSON arrays [status, at, error] joined by commas. */
+    /* messages.events: JSON arrays [status, at, error] joined by commas; the
+     * first event appended to a row migrated without any leaves a leading
+     * comma. */
     [R_MSG_EVENTS] = "SELECT e.value ->> 0, e.value ->> 1, coalesce(e.value ->> 2, '')"
-                     " FROM messages m, json_each('[' || m.events || ']') e"
+                     " FROM messages m, json_each('[' || ltrim(m.events, ',') || ']') e"
                      " WHERE m.public_id = ?1 AND m.account_id = ?2 ORDER BY e.key",
     [R_LEDGER] = sq_ledger_sql,
     /* A public id wins over a name that happens to look like one. */

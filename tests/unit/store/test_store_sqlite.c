@@ -520,8 +520,8 @@ static void make_v4(const char *url)
              " 'msg_v4', 1, 1, '+919876543210', 'sent', 'gw', 'gw-1', 1, 1700000000000,"
              " 1700000000000);"
              "INSERT INTO messages (id, public_id, request_id, account_id, to_phone, status,"
-             " segments, created_at, updated_at) VALUES (2, 'msg_none', 1, 1, '+919876543210',"
-             " 'queued', 1, 1700000000000, 1700000000000);"
+             " segments, next_attempt_at, created_at, updated_at) VALUES (2, 'msg_none', 1, 1,"
+             " '+919876543210', 'queued', 1, 1700000000000, 1700000000000, 1700000000000);"
              /* ids out of time order on purpose: the id decides */
              "INSERT INTO message_events (id, message_id, status, at, error) VALUES"
              " (7, 1, 'queued', 1700000000000, NULL),"
@@ -580,6 +580,19 @@ static void t_upgrade_from_v4(void **state)
     assert_int_equal(seen.items[1].status, OTP_MSG_QUEUED);
     assert_int_equal(seen.items[3].status, OTP_MSG_DELIVERED);
     assert_int_equal(seen.items[3].at_ms, 1700000000005);
+
+    /* the first event of a message that came over without any */
+    memset(&t, 0, sizeof(t));
+    t.kind = OTP_TXN_OUTBOX_CLAIM;
+    t.u.outbox_claim = (otp_txn_outbox_claim){.now_ms = 1700000000006, .lease_ms = 1000, .max = 10};
+    assert_int_equal(otp_store_exec(s, &t), OTP_OK);
+    assert_int_equal(t.u.outbox_claim.n, 1);
+    otp_outbox_msgs_free(t.u.outbox_claim.msgs, t.u.outbox_claim.n);
+    seen.n = 0;
+    assert_int_equal(s->ops->message_events(s, 1, "msg_none", on_event, &seen), OTP_OK);
+    assert_int_equal(seen.n, 1);
+    assert_int_equal(seen.items[0].status, OTP_MSG_SENDING);
+    assert_int_equal(seen.items[0].at_ms, 1700000000006);
     otp_store_close(s);
     assert_int_equal(raw_int(url, "SELECT count(*) FROM sqlite_master"
                                   " WHERE name LIKE 'message_events%'"),
