@@ -92,7 +92,8 @@ static const setting settings[] = {
      "section in file order, or the built-in `file` provider writing <data_dir>/sms.jsonl "
      "when there is none."},
     {"delivery.lease", T_INT, 1, 3600, "30", NULL,
-     "Seconds a dispatcher holds claimed messages before another may take them."},
+     "Seconds a dispatcher holds claimed (or, with SQLite, handed-over) messages before "
+     "another claim may take them; after a crash, how long they wait to be sent again."},
     {"delivery.batch", T_INT, 1, 1000, "64", NULL, "Messages per outbox claim."},
     {"limits.defaults", T_STR, 0, 0, "", NULL,
      "Abuse limits of every account (SPEC 3), as name=value pairs over the built-in "
