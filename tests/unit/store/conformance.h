@@ -30,6 +30,20 @@ typedef struct store_backend {
     void (*fail_commits)(otp_store *s, int n); /* the next n commits fail */
 } store_backend;
 
+/* Collects up to 8 of anything a read hands to its callback. */
+#define COLLECT(type, name)                                                                        \
+    typedef struct {                                                                               \
+        int n;                                                                                     \
+        type items[8];                                                                             \
+    } name##_seen;                                                                                 \
+    static void on_##name(const type *x, void *p)                                                  \
+    {                                                                                              \
+        name##_seen *seen = p;                                                                     \
+        if (seen->n < 8)                                                                           \
+            seen->items[seen->n] = *x;                                                             \
+        seen->n++;                                                                                 \
+    }
+
 /* Runs every conformance test against b; returns the number of failures. */
 int store_conformance_run(const store_backend *b);
 

@@ -104,19 +104,6 @@ static otp_message_info get_message(ctx *c, const char *mid)
     return m;
 }
 
-/* Collects up to 8 of anything a read hands to its callback. */
-#define COLLECT(type, name)                                                                        \
-    typedef struct {                                                                               \
-        int n;                                                                                     \
-        type items[8];                                                                             \
-    } name##_seen;                                                                                 \
-    static void on_##name(const type *x, void *p)                                                  \
-    {                                                                                              \
-        name##_seen *seen = p;                                                                     \
-        if (seen->n < 8)                                                                           \
-            seen->items[seen->n] = *x;                                                             \
-        seen->n++;                                                                                 \
-    }
 COLLECT(otp_message_info, msg)
 COLLECT(otp_message_event, event)
 COLLECT(otp_ledger_entry, ledger)

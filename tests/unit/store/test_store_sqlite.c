@@ -530,18 +530,7 @@ static void make_v4(const char *url)
              NULL);
 }
 
-typedef struct events_seen {
-    int n;
-    otp_message_event items[4];
-} events_seen;
-
-static void on_event(const otp_message_event *e, void *p)
-{
-    events_seen *seen = p;
-    if (seen->n < 4)
-        seen->items[seen->n] = *e;
-    seen->n++;
-}
+COLLECT(otp_message_event, event)
 
 /* Migration 5 moves every message's events from message_events into the
  * message's row, in their order and with their errors, and drops the table;
@@ -553,7 +542,7 @@ static void t_upgrade_from_v4(void **state)
     fresh_url(url, sizeof(url));
     make_v4(url);
     otp_store *s = open_old(url, 4);
-    events_seen seen = {0};
+    event_seen seen = {0};
     assert_int_equal(s->ops->message_events(s, 1, "msg_v4", on_event, &seen), OTP_OK);
     assert_int_equal(seen.n, 3);
     assert_int_equal(seen.items[0].status, OTP_MSG_QUEUED);
