@@ -1,6 +1,6 @@
 /* api/guard.h — the cheap checks of SPEC 3 that run before the store: the
  * per-key token bucket and the country allow-list; the reply and the log line
- * of every refusal; and the counters GET /metrics shows (metrics.c). */
+ * of every refusal (counted through api/metrics.h). */
 #ifndef OTP_API_GUARD_H
 #define OTP_API_GUARD_H
 
@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "api/api.h"
+#include "api/metrics.h"
 #include "core/limits.h"
 #include "core/phone.h"
 
@@ -58,32 +59,5 @@ bool otp_guard_prepare(otp_http_req *req, otp_api *api, const otp_key_auth *auth
  * lock the txn made. Returns false when err is not an abuse refusal (the
  * handler replies as usual). */
 bool otp_guard_finish(otp_http_req *req, otp_err err, const otp_abuse *a);
-
-/* ---- metrics.c ---- */
-
-typedef enum {
-    OTP_REFUSE_KEY_RATE,
-    OTP_REFUSE_PHONE_INTERVAL,
-    OTP_REFUSE_PHONE_LIMIT,
-    OTP_REFUSE_PHONE_LOCKED,
-    OTP_REFUSE_COUNTRY,
-    OTP_REFUSE_SPEND_CAP,
-    OTP_REFUSE_PUMPING,
-    OTP_REFUSE_OTHER,
-    OTP_REFUSE__COUNT
-} otp_refusal;
-
-/* Counts one refusal. Thread-safe, lock-free. */
-void otp_metrics_refusal(otp_refusal r);
-/* Counts one pumping block. */
-void otp_metrics_pumping_block(void);
-/* Counts one phone lock (5 wrong codes, or the 24 h streak lock). */
-void otp_metrics_phone_lock(void);
-/* The refusal counter of a details.reason string. */
-otp_refusal otp_metrics_refusal_of(const char *reason);
-/* One finished HTTP request (the http/ observer; set by main). */
-void otp_metrics_request(const otp_route *route, int status, int64_t duration_us);
-/* GET /metrics: Prometheus text format. */
-void otp_api_metrics(otp_http_req *req, void *app);
 
 #endif

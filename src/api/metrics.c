@@ -2,20 +2,24 @@
  *
  * Counters are process-wide atomics bumped with relaxed ordering: a scrape sees
  * each counter's latest value, and counting costs one uncontended atomic add.
- * Series: abuse refusals by reason, SMS-pumping blocks, number locks, HTTP
- * requests by route and status, and request latency by route (a histogram),
- * fed by the HTTP layer's per-request observer; the store writer's batches and
- * commit times (a histogram), read from the store at each scrape (SQLite). More
- * series (sends, delivery by provider, queue depth) belong here as they come.
+ * Series: OTP requests created, verifications by outcome, wallet refusals,
+ * abuse refusals by reason, SMS-pumping blocks, number locks; HTTP requests by
+ * route and status, and request latency by route (a histogram), fed by the
+ * HTTP layer's per-request observer; delivery by provider (delivery/stats.h);
+ * and, read from the store at each scrape, the outbox's depth and (SQLite) the
+ * writer's batches and commit times. docs/api.md lists them.
  */
-#include "api/api.h"
-#include "api/guard.h"
+#include "api/metrics.h"
+#include "delivery/stats.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+static atomic_uint_fast64_t sends[2][2]; /* [resend][test] */
+static atomic_uint_fast64_t verifications[OTP_E__COUNT];
+static atomic_uint_fast64_t wallet_refusals;
 static atomic_uint_fast64_t refusals[OTP_REFUSE__COUNT];
 static atomic_uint_fast64_t pumping_blocks;
 static atomic_uint_fast64_t phone_locks;
@@ -45,6 +49,22 @@ void otp_metrics_pumping_block(void)
 void otp_metrics_phone_lock(void)
 {
     atomic_fetch_add_explicit(&phone_locks, 1, memory_order_relaxed);
+}
+
+void otp_metrics_send(bool resend, bool test)
+{
+    atomic_fetch_add_explicit(&sends[resend][test], 1, memory_order_relaxed);
+}
+
+void otp_metrics_verification(otp_err outcome)
+{
+    if ((unsigned)outcome < OTP_E__COUNT)
+        atomic_fetch_add_explicit(&verifications[outcome], 1, memory_order_relaxed);
+}
+
+void otp_metrics_wallet_refusal(void)
+{
+    atomic_fetch_add_explicit(&wallet_refusals, 1, memory_order_relaxed);
 }
 
 otp_refusal otp_metrics_refusal_of(const char *reason)
@@ -113,6 +133,136 @@ static void route_label(FILE *f, size_t r)
         fputs("method=\"\",route=\"-\"", f);
 }
 
+/* OTP requests created, verifications by outcome, wallet refusals. */
+static void otp_series(FILE *f)
+{
+    static const otp_err outcomes[] = {
+        OTP_OK,
+        OTP_E_OTP_INCORRECT,
+        OTP_E_OTP_ATTEMPTS_EXHAUSTED,
+        OTP_E_OTP_EXPIRED,
+        OTP_E_OTP_ALREADY_VERIFIED,
+        OTP_E_OTP_CANCELLED,
+        OTP_E_OTP_NOT_FOUND,
+        OTP_E_INVALID_OTP_CODE,
+        OTP_E_PHONE_LOCKED,
+    };
+    fputs("# HELP otpd_otp_sends_total OTP requests created (send) and codes sent again (resend), "
+          "by key mode; idempotent replays not counted.\n"
+          "# TYPE otpd_otp_sends_total counter\n",
+          f);
+    for (int resend = 0; resend < 2; resend++)
+        for (int test = 0; test < 2; test++)
+            fprintf(f, "otpd_otp_sends_total{kind=\"%s\",mode=\"%s\"} %llu\n",
+                    resend ? "resend" : "send", test ? "test" : "live",
+                    (unsigned long long)load(&sends[resend][test]));
+    fputs("# HELP otpd_otp_verifications_total Verifications by outcome: verified, or the error "
+          "code they were answered with.\n"
+          "# TYPE otpd_otp_verifications_total counter\n",
+          f);
+    for (int e = 0; e < OTP_E__COUNT; e++) {
+        bool listed = false;
+        for (size_t i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++)
+            listed = listed || outcomes[i] == (otp_err)e;
+        uint64_t v = load(&verifications[e]);
+        if (listed || v)
+            fprintf(f, "otpd_otp_verifications_total{outcome=\"%s\"} %llu\n",
+                    e == OTP_OK ? "verified" : otp_err_code((otp_err)e), (unsigned long long)v);
+    }
+    fprintf(f,
+            "# HELP otpd_wallet_refusals_total Sends and resends refused for want of balance "
+            "(402 insufficient_balance).\n"
+            "# TYPE otpd_wallet_refusals_total counter\n"
+            "otpd_wallet_refusals_total %llu\n",
+            (unsigned long long)load(&wallet_refusals));
+}
+
+/* ---- delivery: by provider (delivery/stats.h), the outbox (the store) ---- */
+
+static void delivery_handled(const otp_delivery_stats *s, void *ctx)
+{
+    static const otp_msg_status st[] = {OTP_MSG_SENT, OTP_MSG_FAILED, OTP_MSG_QUEUED};
+    for (size_t i = 0; i < sizeof(st) / sizeof(st[0]); i++)
+        fprintf(ctx, "otpd_delivery_messages_total{provider=\"%s\",status=\"%s\"} %llu\n",
+                s->provider, otp_msg_status_name(st[i]), (unsigned long long)s->handled[st[i]]);
+}
+
+static void delivery_reports(const otp_delivery_stats *s, void *ctx)
+{
+    static const otp_msg_status st[] = {OTP_MSG_DELIVERED, OTP_MSG_UNDELIVERABLE, OTP_MSG_FAILED};
+    if (strcmp(s->provider, OTP_DELIVERY_NO_PROVIDER) == 0)
+        return;
+    for (size_t i = 0; i < sizeof(st) / sizeof(st[0]); i++)
+        fprintf(ctx, "otpd_delivery_reports_total{provider=\"%s\",status=\"%s\"} %llu\n",
+                s->provider, otp_msg_status_name(st[i]), (unsigned long long)s->reports[st[i]]);
+}
+
+static void delivery_temporary(const otp_delivery_stats *s, void *ctx)
+{
+    if (strcmp(s->provider, OTP_DELIVERY_NO_PROVIDER) != 0)
+        fprintf(ctx, "otpd_delivery_temporary_failures_total{provider=\"%s\"} %llu\n", s->provider,
+                (unsigned long long)s->temporary);
+}
+
+static void delivery_latency(const otp_delivery_stats *s, void *ctx)
+{
+    FILE *f = ctx;
+    if (strcmp(s->provider, OTP_DELIVERY_NO_PROVIDER) == 0)
+        return;
+    uint64_t cum = 0;
+    for (size_t b = 0; b <= OTP_DELIVERY_LATENCY_BUCKETS; b++) {
+        cum += s->latency[b];
+        if (b < OTP_DELIVERY_LATENCY_BUCKETS)
+            fprintf(f, "otpd_delivery_latency_seconds_bucket{provider=\"%s\",le=\"%g\"} %llu\n",
+                    s->provider, otp_delivery_latency_bounds_s[b], (unsigned long long)cum);
+        else
+            fprintf(f, "otpd_delivery_latency_seconds_bucket{provider=\"%s\",le=\"+Inf\"} %llu\n",
+                    s->provider, (unsigned long long)cum);
+    }
+    fprintf(f,
+            "otpd_delivery_latency_seconds_sum{provider=\"%s\"} %.3f\n"
+            "otpd_delivery_latency_seconds_count{provider=\"%s\"} %llu\n",
+            s->provider, (double)s->latency_sum_ms / 1e3, s->provider, (unsigned long long)cum);
+}
+
+static void delivery_series(FILE *f, otp_store *store)
+{
+    fputs("# HELP otpd_delivery_messages_total Messages the dispatcher handled, by provider and "
+          "the status they moved to: sent (the provider took it), failed (refused for good; "
+          "provider \"-\": its request expired unsent, or its text did not unseal), queued (back "
+          "to the outbox for a retry; the last provider tried, \"-\" if none was usable).\n"
+          "# TYPE otpd_delivery_messages_total counter\n",
+          f);
+    otp_delivery_stats_each(delivery_handled, f);
+    fputs("# HELP otpd_delivery_temporary_failures_total Times a provider could not take a "
+          "message for now (the next provider is tried, then the outbox).\n"
+          "# TYPE otpd_delivery_temporary_failures_total counter\n",
+          f);
+    otp_delivery_stats_each(delivery_temporary, f);
+    fputs("# HELP otpd_delivery_reports_total Delivery reports that matched a message, by "
+          "provider and the status they report (a repeated report counts again).\n"
+          "# TYPE otpd_delivery_reports_total counter\n",
+          f);
+    otp_delivery_stats_each(delivery_reports, f);
+    fputs("# HELP otpd_delivery_latency_seconds From a message's creation to its provider "
+          "taking it.\n"
+          "# TYPE otpd_delivery_latency_seconds histogram\n",
+          f);
+    otp_delivery_stats_each(delivery_latency, f);
+
+    int64_t queued, sending;
+    if (!store || !store->ops->outbox_depth ||
+        store->ops->outbox_depth(store, &queued, &sending) != OTP_OK)
+        return;
+    fprintf(f,
+            "# HELP otpd_delivery_queue_depth Messages in the outbox (all accounts, all nodes): "
+            "waiting for a dispatcher (queued), or leased to one (sending).\n"
+            "# TYPE otpd_delivery_queue_depth gauge\n"
+            "otpd_delivery_queue_depth{status=\"queued\"} %lld\n"
+            "otpd_delivery_queue_depth{status=\"sending\"} %lld\n",
+            (long long)queued, (long long)sending);
+}
+
 /* The store writer's batches and commit times, where the backend has them. */
 static void store_series(FILE *f, otp_store *store)
 {
@@ -158,6 +308,7 @@ void otp_api_metrics(otp_http_req *req, void *app)
         otp_http_reply_error(req, OTP_E_INTERNAL, NULL, NULL);
         return;
     }
+    otp_series(f);
     fputs("# HELP otpd_refusals_total Requests refused by abuse protection, by reason.\n"
           "# TYPE otpd_refusals_total counter\n",
           f);
@@ -216,6 +367,7 @@ void otp_api_metrics(otp_http_req *req, void *app)
         route_label(f, r);
         fprintf(f, "} %llu\n", (unsigned long long)total);
     }
+    delivery_series(f, api ? api->store : NULL);
     store_series(f, api ? api->store : NULL);
     if (fclose(f) != 0 || !buf) {
         free(buf);

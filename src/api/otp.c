@@ -214,9 +214,12 @@ static void send_finish(otp_http_req *req, void *app)
     if (otp_guard_finish(req, st->txn.err, &st->txn.u.send.abuse))
         return;
     if (st->txn.err != OTP_OK) {
+        if (st->txn.err == OTP_E_INSUFFICIENT_BALANCE)
+            otp_metrics_wallet_refusal();
         otp_http_reply_error(req, st->txn.err, NULL, NULL);
         return;
     }
+    otp_metrics_send(false, st->txn.u.send.test);
     otp_http_reply_text(req, 201, "application/json", st->reply, st->reply_len);
 }
 
@@ -360,6 +363,7 @@ static void verify_finish(otp_http_req *req, void *app)
 {
     verify_state *st = (verify_state *)otp_http_state(req);
     (void)app;
+    otp_metrics_verification(st->txn.err);
     if (otp_guard_finish(req, st->txn.err, &st->txn.u.verify.abuse))
         return;
     switch (st->txn.err) {
@@ -417,10 +421,12 @@ void otp_api_verify(otp_http_req *req, void *app)
     request_id = json_string_value(rid);
     code = json_is_string(otp) ? json_string_value(otp) : NULL;
     if (!code || !otp_code_well_formed(code, &code_length)) {
+        otp_metrics_verification(OTP_E_INVALID_OTP_CODE);
         otp_http_reply_error(req, OTP_E_INVALID_OTP_CODE, NULL, NULL);
         goto out;
     }
     if (!otp_id_valid(request_id, "req_")) {
+        otp_metrics_verification(OTP_E_OTP_NOT_FOUND);
         otp_http_reply_error(req, OTP_E_OTP_NOT_FOUND, NULL, NULL);
         goto out;
     }

@@ -62,7 +62,12 @@ static void resend_finish(otp_http_req *req, void *app)
         return;
     switch (st->txn.err) {
     case OTP_OK:
+        otp_metrics_send(true, r->test);
         otp_http_reply_data(req, 200, json_incref(st->reply));
+        return;
+    case OTP_E_INSUFFICIENT_BALANCE:
+        otp_metrics_wallet_refusal();
+        otp_http_reply_error(req, st->txn.err, NULL, NULL);
         return;
     case OTP_E_RESEND_TOO_SOON:
         otp_http_reply_error(

@@ -47,6 +47,7 @@
  */
 #include "util/random.h"
 #include "delivery/dispatcher.h"
+#include "delivery/stats.h"
 #include "core/seal.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -182,10 +183,12 @@ static void offer(otp_dispatcher *d, size_t k, const otp_sms *sms_all, otp_outbo
 
     size_t kept = 0, temporary = 0, permanent = 0;
     const char *first_error = NULL;
+    int64_t now = otp_now_ms();
     for (size_t j = 0; j < n; j++) {
         otp_outbox_report *r = &reports[idx[j]];
         switch (res[j].outcome) {
         case OTP_SEND_ACCEPTED:
+            otp_delivery_latency(p->name, now - sms[j].created_at_ms);
             r->status = OTP_MSG_SENT;
             copy_str(r->provider, sizeof(r->provider), p->name);
             copy_str(r->provider_message_id, sizeof(r->provider_message_id),
@@ -211,6 +214,9 @@ static void offer(otp_dispatcher *d, size_t k, const otp_sms *sms_all, otp_outbo
         }
     }
     *n_pending = kept;
+    otp_delivery_handled(p->name, OTP_MSG_SENT, n - temporary - permanent);
+    otp_delivery_handled(p->name, OTP_MSG_FAILED, permanent);
+    otp_delivery_temporary(p->name, temporary);
 
     breaker_update(&d->breakers[k], p, n, temporary);
     if (temporary + permanent > 0) {
@@ -352,7 +358,9 @@ static long round_once(otp_dispatcher *d)
         idx[n_pending++] = i;
     }
 
+    otp_delivery_handled(OTP_DELIVERY_NO_PROVIDER, OTP_MSG_FAILED, n - n_pending);
     char last_error[OTP_ERROR_TEXT_SIZE] = ERR_NO_PROVIDER;
+    const char *last_tried = OTP_DELIVERY_NO_PROVIDER;
     int64_t now_us = otp_mono_us();
     for (size_t k = 0; k < d->n_providers && n_pending > 0; k++) {
         otp_provider *p = d->providers[k];
@@ -365,7 +373,9 @@ static long round_once(otp_dispatcher *d)
                     n_pending);
         }
         offer(d, k, sms_all, reports, idx, &n_pending, sms, res, last_error, sizeof(last_error));
+        last_tried = p->name;
     }
+    otp_delivery_handled(last_tried, OTP_MSG_QUEUED, n_pending);
     for (size_t j = 0; j < n_pending; j++) {
         const otp_outbox_msg *m = &msgs[idx[j]];
         otp_outbox_report *rep = &reports[idx[j]];
@@ -453,6 +463,9 @@ int otp_dispatcher_start(otp_store *store, otp_provider **providers, size_t n,
     d->store = store;
     d->providers = providers;
     d->n_providers = n;
+    for (size_t i = 0; i < n; i++)
+        otp_delivery_register(providers[i]->name);
+    otp_delivery_register(OTP_DELIVERY_NO_PROVIDER);
     memcpy(d->box_key, box_key, sizeof(d->box_key));
     if (opt)
         d->opt = *opt;

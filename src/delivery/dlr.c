@@ -5,6 +5,7 @@
  * but copy the outcome back and call it.
  */
 #include "delivery/dlr.h"
+#include "delivery/stats.h"
 #include "util/clock.h"
 
 #include <stdio.h>
@@ -26,6 +27,8 @@ static void txn_done(otp_txn *txn)
     dlr_txn *w = txn->user;
     otp_dlr *r = w->r;
     r->err = txn->err;
+    if (txn->err == OTP_OK)
+        otp_delivery_report(txn->u.delivery_report.provider, txn->u.delivery_report.status);
     snprintf(r->message_id, sizeof(r->message_id), "%s",
              txn->err == OTP_OK ? txn->u.delivery_report.message_id : "");
     free(w);

@@ -765,6 +765,7 @@ static const otp_store_ops postgres_ops = {
     .account_list = pg_account_list,
     .key_list = pg_key_list,
     .account_stats = pg_account_stats,
+    .outbox_depth = pg_outbox_depth,
     .request_get = pg_request_get,
     .request_messages = pg_request_messages,
     .message_get = pg_message_get,

@@ -66,6 +66,7 @@ typedef enum {
     S_ACC_LIST,
     S_KEY_LIST,
     S_STATS,
+    S_OUTBOX_DEPTH,
     S_REQ_GET,
     S_REQ_MESSAGES,
     S_MSG_GET,
@@ -235,6 +236,7 @@ otp_err pg_account_get(otp_store *s, int64_t account_id, otp_account *ret);
 otp_err pg_account_list(otp_store *s, otp_account_cb cb, void *ctx);
 otp_err pg_key_list(otp_store *s, int64_t account_id, otp_key_cb cb, void *ctx);
 otp_err pg_account_stats(otp_store *s, int64_t account_id, otp_account_stats *ret);
+otp_err pg_outbox_depth(otp_store *s, int64_t *ret_queued, int64_t *ret_sending);
 otp_err pg_request_get(otp_store *s, int64_t account_id, const char *request_id,
                        otp_request_info *ret);
 otp_err pg_request_messages(otp_store *s, int64_t account_id, const char *request_id,

@@ -53,6 +53,10 @@ const char *const pg_read_sql[S__COUNT] = {
                 " (SELECT count(*) FROM ledger WHERE account_id = a.id),"
                 " (SELECT coalesce(sum(amount), 0) FROM ledger WHERE account_id = a.id)"
                 " FROM accounts a WHERE a.id = $1",
+    /* Both counts from the partial index messages_outbox. */
+    [S_OUTBOX_DEPTH] = "SELECT count(*) FILTER (WHERE status = 'queued'),"
+                       " count(*) FILTER (WHERE status = 'sending')"
+                       " FROM messages WHERE status IN ('queued', 'sending')",
     [S_REQ_GET] = "SELECT id, public_id, account_id, test, phone, status, attempts_left,"
                   " max_attempts, code_length, expires_in, created_at, expires_at,"
                   " coalesce(verified_at, 0), resend_count, coalesce(last_sent_at, created_at),"
@@ -257,6 +261,23 @@ otp_err pg_account_stats(otp_store *s, int64_t account_id, otp_account_stats *re
     a.ledger_sum = pg_int(r, 0, 4);
     PQclear(r);
     *ret = a;
+    return OTP_OK;
+}
+
+otp_err pg_outbox_depth(otp_store *s, int64_t *ret_queued, int64_t *ret_sending)
+{
+    pg_params p = {0};
+    PGresult *r;
+    otp_err e = query(s, S_OUTBOX_DEPTH, &p, &r);
+    if (e)
+        return e;
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        return OTP_E_INTERNAL;
+    }
+    *ret_queued = pg_int(r, 0, 0);
+    *ret_sending = pg_int(r, 0, 1);
+    PQclear(r);
     return OTP_OK;
 }
 

@@ -345,6 +345,7 @@ static const otp_store_ops sqlite_ops = {
     .template_list = sq_template_list,
     .test_inbox = sq_test_inbox,
     .commit_stats = sq_commit_stats,
+    .outbox_depth = sq_outbox_depth,
     .limits_get = sq_limits_get,
     .block_list = sq_block_list,
 };

@@ -301,6 +301,7 @@ otp_err sq_account_get(otp_store *s, int64_t account_id, otp_account *ret);
 otp_err sq_account_list(otp_store *s, otp_account_cb cb, void *ctx);
 otp_err sq_key_list(otp_store *s, int64_t account_id, otp_key_cb cb, void *ctx);
 otp_err sq_account_stats(otp_store *s, int64_t account_id, otp_account_stats *ret);
+otp_err sq_outbox_depth(otp_store *s, int64_t *ret_queued, int64_t *ret_sending);
 otp_err sq_request_get(otp_store *s, int64_t account_id, const char *request_id,
                        otp_request_info *ret);
 otp_err sq_request_messages(otp_store *s, int64_t account_id, const char *request_id,

@@ -33,6 +33,7 @@ typedef enum {
     R_ACC_LIST,
     R_KEY_LIST,
     R_STATS,
+    R_OUTBOX_DEPTH,
     R_REQ_GET,
     R_REQ_MESSAGES,
     R_MSG_GET,
@@ -98,6 +99,10 @@ static const char *const rsql[R__COUNT] = {
                 " (SELECT count(*) FROM ledger WHERE account_id = a.id),"
                 " (SELECT coalesce(sum(amount), 0) FROM ledger WHERE account_id = a.id)"
                 " FROM accounts a WHERE a.id = ?1",
+    /* Both counts from the partial index messages_outbox. */
+    [R_OUTBOX_DEPTH] =
+        "SELECT coalesce(sum(status = 'queued'), 0), coalesce(sum(status = 'sending'), 0)"
+        " FROM messages WHERE status IN ('queued', 'sending')",
     [R_REQ_GET] = "SELECT id, public_id, account_id, test, phone, status, attempts_left,"
                   " max_attempts, code_length, expires_in, created_at, expires_at,"
                   " coalesce(verified_at, 0), resend_count, coalesce(last_sent_at, created_at),"
@@ -398,6 +403,21 @@ otp_err sq_account_stats(otp_store *s, int64_t account_id, otp_account_stats *re
         return OTP_OK;
     }
     return rc == SQLITE_DONE ? OTP_E_NOT_FOUND : sq_err(rc);
+}
+
+otp_err sq_outbox_depth(otp_store *s, int64_t *ret_queued, int64_t *ret_sending)
+{
+    otp_err e;
+    sqlite3_stmt *st = rstmt(s, R_OUTBOX_DEPTH, &e);
+    if (!st)
+        return e;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *ret_queued = sqlite3_column_int64(st, 0);
+        *ret_sending = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? OTP_OK : sq_err(rc);
 }
 
 /* ---- requests, messages, ledger, templates, test inbox ---- */

@@ -622,6 +622,9 @@ typedef struct otp_store_ops {
     /* ---- operations; NULL in a backend without them ---- */
     /* How the single writer's batches have committed so far (SQLite). */
     void (*commit_stats)(otp_store *s, otp_commit_stats *ret);
+    /* The outbox of all accounts now: messages waiting for a dispatcher
+     * (queued, retries included) and messages leased to one (sending). */
+    otp_err (*outbox_depth)(otp_store *s, int64_t *ret_queued, int64_t *ret_sending);
 
     /* ---- abuse protection (SPEC 3); NULL in a backend without them ---- */
     /* The account's limit overrides text into buf ("" if none). */

@@ -77,6 +77,19 @@ async function waitStatus(srv, key, messageId, want, timeoutMs = 10000) {
     }
 }
 
+/** otpd_delivery_reports_total of provider smsc, by status, from /metrics. */
+async function reportCounts(srv) {
+    const m = await srv.request('GET', '/metrics');
+    assert.equal(m.status, 200);
+    const out = {};
+    for (const st of ['delivered', 'undeliverable', 'failed']) {
+        const hit = new RegExp(`^otpd_delivery_reports_total\\{provider="smsc",status="${st}"\\} (\\d+)$`, 'm').exec(m.text);
+        assert.ok(hit, `reports of smsc, ${st}, in /metrics`);
+        out[st] = Number(hit[1]);
+    }
+    return out;
+}
+
 const codeOf = (text) => text.match(/\d{4,10}/)[0];
 
 describe('smpp provider against node-smpp', () => {
@@ -160,6 +173,7 @@ describe('smpp provider against node-smpp', () => {
         await waitStatus(srv, key, ma.messageId, 'sent');
         await waitStatus(srv, key, mb.messageId, 'sent');
         const before = await srv.accountShow('acme');
+        const reports0 = await reportCounts(srv);
 
         assert.equal(await smsc.receipt(sa.messageId, 'UNDELIV', { err: '001' }), 0);
         const ua = await waitStatus(srv, key, ma.messageId, 'undeliverable');
@@ -173,6 +187,11 @@ describe('smpp provider against node-smpp', () => {
         assert.equal(after.ledgerEntries, before.ledgerEntries + 1, 'one refund entry, not two');
         assert.equal(paise(after.balance), paise(before.balance) + 25);
         assert.equal(after.balance, after.ledgerSum);
+        const reports1 = await reportCounts(srv);
+        assert.deepEqual(
+            Object.fromEntries(Object.keys(reports1).map((k) => [k, reports1[k] - reports0[k]])),
+            { delivered: 0, undeliverable: 1, failed: 2 },
+            '/metrics counts the receipts that matched a message, the repeat included');
         const tx = await srv.request('GET', '/wallet/transactions?limit=10', { key });
         const refunds = tx.json.data.transactions.filter((e) => e.type === 'refund');
         assert.deepEqual(refunds.map((e) => e.messageId), [mb.messageId]);

@@ -4,6 +4,8 @@
  * and, when nobody takes them, go back to the outbox with backoff; permanent
  * failures, expired requests and undecryptable texts fail (and are refunded);
  * a provider that keeps failing is skipped; wake() and stop() are prompt.
+ * Along the way, the counters /metrics shows (delivery/stats.h) move with what
+ * happened, by provider.
  *
  * Fake providers are defined here. The message rows are read straight from the
  * SQLite file, because store.h has no call that reads a message back.
@@ -28,6 +30,7 @@
 #include "delivery/dispatcher.h"
 #include "delivery/dlr.h"
 #include "delivery/provider.h"
+#include "delivery/stats.h"
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/config.h"
@@ -108,6 +111,35 @@ static void fake_init(fake *f, const char *name, otp_send_outcome outcome)
     snprintf(f->base.name, sizeof(f->base.name), "%s", name);
     f->outcome = outcome;
     f->ready = true;
+}
+
+/* The delivery counters of provider now (zeros if it never counted). The
+ * counters are process-wide: tests compare two reads. */
+typedef struct stats_find {
+    const char *provider;
+    otp_delivery_stats found;
+} stats_find;
+
+static void stats_match(const otp_delivery_stats *s, void *ctx)
+{
+    stats_find *q = ctx;
+    if (strcmp(s->provider, q->provider) == 0)
+        q->found = *s;
+}
+
+static otp_delivery_stats stats_of(const char *provider)
+{
+    stats_find q = {.provider = provider};
+    otp_delivery_stats_each(stats_match, &q);
+    return q.found;
+}
+
+static uint64_t latency_count(const otp_delivery_stats *s)
+{
+    uint64_t n = 0;
+    for (size_t b = 0; b <= OTP_DELIVERY_LATENCY_BUCKETS; b++)
+        n += s->latency[b];
+    return n;
 }
 
 /* ---- Fixture: a store with one funded account, a file provider ---------- */
@@ -431,11 +463,21 @@ static void test_failover(void **state)
     send_one(f, "code 111111", 600000, NULL, a);
     send_one(f, "code 222222", 600000, NULL, b);
 
+    otp_delivery_stats flaky0 = stats_of("flaky"), gw0 = stats_of("gw"), down0 = stats_of("down");
     otp_provider *providers[] = {&down.base, &flaky.base, &gw.base, f->file};
     otp_dispatcher *d = start(f, providers, 4, 64, 20);
     wait_status(f, a, "sent");
     wait_status(f, b, "sent");
     otp_dispatcher_stop(d);
+    otp_delivery_stats flaky1 = stats_of("flaky"), gw1 = stats_of("gw"), down1 = stats_of("down");
+    assert_int_equal(flaky1.temporary - flaky0.temporary, 2);
+    assert_int_equal(flaky1.handled[OTP_MSG_SENT] - flaky0.handled[OTP_MSG_SENT], 0);
+    assert_int_equal(gw1.handled[OTP_MSG_SENT] - gw0.handled[OTP_MSG_SENT], 2);
+    assert_int_equal(gw1.temporary - gw0.temporary, 0);
+    assert_int_equal(latency_count(&gw1) - latency_count(&gw0), 2);
+    assert_string_equal(down1.provider, "down"); /* listed, though never asked */
+    assert_int_equal(down1.handled[OTP_MSG_SENT] - down0.handled[OTP_MSG_SENT], 0);
+    assert_int_equal(down1.temporary - down0.temporary, 0);
 
     assert_int_equal(atomic_load(&down.calls), 0);
     assert_int_equal(atomic_load(&flaky.msgs), 2);
@@ -500,6 +542,7 @@ static void test_all_temporary_requeues(void **state)
     fake_init(&flaky, "flaky", OTP_SEND_TEMPORARY);
     char a[OTP_ID_SIZE];
     send_one(f, "code 444444", 600000, NULL, a);
+    otp_delivery_stats s0 = stats_of("flaky");
     otp_provider *providers[] = {&flaky.base};
     /* A long idle: after its first round the thread sleeps until stopped. */
     otp_dispatcher *d = start(f, providers, 1, 64, 60000);
@@ -507,6 +550,9 @@ static void test_all_temporary_requeues(void **state)
         pause_ms(5);
     otp_dispatcher_stop(d); /* reports the batch in hand */
     assert_int_equal(atomic_load(&flaky.msgs), 1);
+    otp_delivery_stats s1 = stats_of("flaky");
+    assert_int_equal(s1.temporary - s0.temporary, 1);
+    assert_int_equal(s1.handled[OTP_MSG_QUEUED] - s0.handled[OTP_MSG_QUEUED], 1);
 
     row r;
     read_row(f, a, &r);
@@ -519,6 +565,34 @@ static void test_all_temporary_requeues(void **state)
     assert_int_equal(claim_due(f, 1001, &attempts), 1);
     assert_int_equal(attempts, 2);
     assert_int_equal(balance(f), CREDIT - PRICE);
+}
+
+/* No provider usable at all: back to the outbox, counted under no provider. */
+static void test_none_usable_requeues(void **state)
+{
+    fx *f = *state;
+    fake down;
+    fake_init(&down, "down", OTP_SEND_ACCEPTED);
+    down.ready = false;
+    char a[OTP_ID_SIZE];
+    send_one(f, "code 454545", 600000, NULL, a);
+    otp_delivery_stats s0 = stats_of(OTP_DELIVERY_NO_PROVIDER);
+    otp_provider *providers[] = {&down.base};
+    otp_dispatcher *d = start(f, providers, 1, 64, 60000);
+    otp_delivery_stats s1 = s0;
+    for (int waited = 0;
+         s1.handled[OTP_MSG_QUEUED] == s0.handled[OTP_MSG_QUEUED] && waited < WAIT_MS;
+         waited += 5) {
+        pause_ms(5);
+        s1 = stats_of(OTP_DELIVERY_NO_PROVIDER);
+    }
+    otp_dispatcher_stop(d);
+    assert_int_equal(s1.handled[OTP_MSG_QUEUED] - s0.handled[OTP_MSG_QUEUED], 1);
+    assert_int_equal(atomic_load(&down.calls), 0);
+    row r;
+    read_row(f, a, &r);
+    assert_string_equal(r.status, "queued");
+    assert_string_equal(r.error, "no provider available");
 }
 
 /* A provider whose whole batches keep failing is skipped after a few. */
@@ -551,11 +625,14 @@ static void test_expired(void **state)
     char a[OTP_ID_SIZE];
     send_one(f, "code 666666", 1000, NULL, a);
     otp_clock_advance_ms(1500);
+    otp_delivery_stats none0 = stats_of(OTP_DELIVERY_NO_PROVIDER);
     otp_provider *providers[] = {&gw.base};
     otp_dispatcher *d = start(f, providers, 1, 64, 20);
     wait_status(f, a, "failed");
     otp_dispatcher_stop(d);
     assert_int_equal(atomic_load(&gw.calls), 0);
+    otp_delivery_stats none1 = stats_of(OTP_DELIVERY_NO_PROVIDER);
+    assert_int_equal(none1.handled[OTP_MSG_FAILED] - none0.handled[OTP_MSG_FAILED], 1);
     row r;
     read_row(f, a, &r);
     assert_string_equal(r.error, "expired before it could be sent");
@@ -877,6 +954,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failover_to_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_permanent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_all_temporary_requeues, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_none_usable_requeues, setup, teardown),
         cmocka_unit_test_setup_teardown(test_circuit_breaker, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expired, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cannot_decrypt, setup, teardown),
