@@ -280,6 +280,13 @@ static const char *const migrations[] = {
     "DROP TABLE traffic;"
     "ALTER TABLE traffic_new RENAME TO traffic;"
     "CREATE INDEX traffic_minute ON traffic(minute);",
+    /* 6: the purge of the abuse tables (store.h, otp_txn_purge), each through an
+     * index: spend by day, blocks by their end, and the numbers' states that
+     * hold nothing (a success reset them, or a lock they ended with is over),
+     * which only numbers that had a wrong code ever get. */
+    "CREATE INDEX spend_day ON spend(day);"
+    "CREATE INDEX blocks_until ON blocks(until);"
+    "CREATE INDEX phone_state_idle ON phone_state(locked_until) WHERE streak = 0 AND fails = 0;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == OTP_SCHEMA_VERSION,

@@ -252,6 +252,18 @@ static const char *const wsql[W__COUNT] = {
     [W_PURGE_TRAFFIC] = "DELETE FROM traffic WHERE (account_id, scope, minute) IN"
                         " (SELECT account_id, scope, minute FROM traffic WHERE minute < ?1"
                         " ORDER BY minute LIMIT ?2)",
+    /* The purge of the other abuse tables, each through an index of its own
+     * (schema 6): spend by day, blocks by end, and the numbers' states that
+     * hold nothing (no streak, so no wrong code since the last success). */
+    [W_PURGE_SPEND] = "DELETE FROM spend WHERE (account_id, day, scope) IN"
+                      " (SELECT account_id, day, scope FROM spend WHERE day < ?1"
+                      " ORDER BY day LIMIT ?2)",
+    [W_PURGE_BLOCKS] = "DELETE FROM blocks WHERE rowid IN"
+                       " (SELECT rowid FROM blocks WHERE until < ?1 ORDER BY until LIMIT ?2)",
+    [W_PURGE_PHONE_STATE] = "DELETE FROM phone_state WHERE (account_id, phone) IN"
+                            " (SELECT account_id, phone FROM phone_state"
+                            " WHERE streak = 0 AND fails = 0 AND locked_until <= ?1"
+                            " ORDER BY locked_until LIMIT ?2)",
 };
 
 otp_err sq_err(int rc)
@@ -1932,9 +1944,10 @@ static otp_err purge_one(sq_store *s, sq_wstmt i, int64_t before, int max_rows, 
 /* PURGE: erases the sealed codes of expired requests (those that stopped being
  * pending lost theirs at that moment), then deletes old requests with their
  * messages and events (ON DELETE CASCADE; the ledger keeps its entries, which
- * name requests by public id) and old idempotency records; each step at most
- * max_rows rows. A request whose message is still in the outbox is kept until
- * the dispatcher has failed and refunded it. OTP_OK with the counts set;
+ * name requests by public id), old idempotency records, and what the abuse
+ * tables no longer need (see store.h); each step at most max_rows rows. A
+ * request whose message is still in the outbox is kept until the dispatcher
+ * has failed and refunded it. OTP_OK with the counts set;
  * OTP_E_INVALID_REQUEST (max_rows < 1, negative retention); or a store error. */
 static otp_err tx_purge(sq_store *s, otp_txn_purge *in)
 {
@@ -1952,6 +1965,13 @@ static otp_err tx_purge(sq_store *s, otp_txn_purge *in)
         e = purge_one(s, W_PURGE_TRAFFIC, in->now_ms / 60000 - 2 * 1440, in->max_rows, &traffic);
     if (traffic > 0)
         sq_traffic_sums_forget(s);
+    int other = 0;
+    if (!e) /* the caps read today only; yesterday stays for a clock a little behind */
+        e = purge_one(s, W_PURGE_SPEND, otp_day_of(in->now_ms) - 1, in->max_rows, &other);
+    if (!e) /* a lifted block is read for one pumping window (at most a day) after its end */
+        e = purge_one(s, W_PURGE_BLOCKS, in->now_ms - 2 * 86400000LL, in->max_rows, &other);
+    if (!e)
+        e = purge_one(s, W_PURGE_PHONE_STATE, in->now_ms, in->max_rows, &other);
     return e;
 }
 

@@ -450,7 +450,11 @@ typedef struct otp_txn_delivery_report {
  * idem_retention_ms. Erases sealed codes of requests no longer pending (VERIFY
  * and CANCEL erase them at once; the purge catches the expired ones, up to
  * max_rows). A request with a message still queued or sending is kept until the
- * dispatcher has failed and refunded it. */
+ * dispatcher has failed and refunded it. The abuse tables lose, up to max_rows
+ * each, what no limit reads any more: pumping counters older than two days,
+ * spend of days before yesterday (UTC), blocks that ended two days ago, and
+ * numbers' states with no wrong code since their last success and no lock in
+ * force (a number with a streak of wrong codes keeps it: SPEC 3's 100). */
 typedef struct otp_txn_purge {
     int64_t now_ms;
     int64_t request_retention_ms;
@@ -647,7 +651,7 @@ typedef struct otp_store_options {
 } otp_store_options;
 
 /* Latest schema version this binary knows. */
-#define OTP_SCHEMA_VERSION 5
+#define OTP_SCHEMA_VERSION 6
 
 /* Opens the store named by url: "sqlite:PATH" (or a bare path) or "postgres://…".
  * On error returns -1 and writes a one-line reason into err. */

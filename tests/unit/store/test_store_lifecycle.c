@@ -1239,6 +1239,62 @@ static void t_purge_traffic(void **state)
     assert_int_equal(B->raw_int(c->url, "SELECT count(*) FROM traffic"), 2);
 }
 
+/* The other abuse tables: the purge takes what no limit reads any more, at
+ * most max_rows of each per pass, and leaves everything a limit still needs:
+ * today's and yesterday's spend, blocks in force or lifted within two days,
+ * numbers with a streak of wrong codes or a lock in force. */
+static void t_purge_abuse_tables(void **state)
+{
+    ctx *c = *state;
+    otp_txn t;
+    int64_t now = T0 + 10 * DAY, today = now / DAY;
+    char sql[1024];
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO phone_state (account_id, phone, fails, fail_since, streak,"
+             " locked_until, lock_kind) VALUES"
+             " (%" PRId64 ", '+919800000001', 0, 0, 0, 0, 0),"           /* success: idle */
+             " (%" PRId64 ", '+919800000002', 0, 0, 0, %" PRId64 ", 2)," /* streak lock over */
+             " (%" PRId64 ", '+919800000003', 0, 0, 0, %" PRId64 ", 2)," /* streak lock on */
+             " (%" PRId64 ", '+919800000004', 1, %" PRId64 ", 3, 0, 0)," /* wrong codes */
+             " (%" PRId64 ", '+919800000005', 0, 0, 5, %" PRId64 ", 1)", /* lock over, streak */
+             c->acc, c->acc, now - 1, c->acc, now + 60000, c->acc, now - 5000, c->acc, now - 1);
+    assert_int_equal(B->raw_exec(c->url, sql), 0);
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO spend (account_id, day, scope, amount) VALUES"
+             " (%" PRId64 ", %" PRId64 ", '', 25), (%" PRId64 ", %" PRId64 ", 'IN', 25),"
+             " (%" PRId64 ", %" PRId64 ", '', 25), (%" PRId64 ", %" PRId64 ", '', 25)",
+             c->acc, today, c->acc, today - 1, c->acc, today - 2, c->acc, today - 5);
+    assert_int_equal(B->raw_exec(c->url, sql), 0);
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO blocks (account_id, target, reason, created_at, until) VALUES"
+             " (%" PRId64 ", '+9198000', 'suspected_sms_pumping', 0, %" PRId64 "),"
+             " (%" PRId64 ", '+9198001', 'lifted', 0, %" PRId64 "),"
+             " (%" PRId64 ", '+9198002', 'lifted', 0, %" PRId64 "),"
+             " (%" PRId64 ", 'IN', 'suspected_sms_pumping', 0, %" PRId64 ")",
+             c->acc, now + 60000, c->acc, now - 2 * DAY, c->acc, now - 2 * DAY - 1, c->acc,
+             now - 10 * DAY);
+    assert_int_equal(B->raw_exec(c->url, sql), 0);
+
+    /* One of each kind per pass with max_rows 1. */
+    assert_int_equal(purge(c, now, 1, &t), OTP_OK);
+    assert_int_equal(B->raw_int(c->url, "SELECT count(*) FROM phone_state"), 4);
+    assert_int_equal(B->raw_int(c->url, "SELECT count(*) FROM spend"), 3);
+    assert_int_equal(B->raw_int(c->url, "SELECT count(*) FROM blocks"), 3);
+    assert_int_equal(purge(c, now, 10, &t), OTP_OK);
+    assert_int_equal(purge(c, now, 10, &t), OTP_OK);
+    assert_int_equal(B->raw_int(c->url, "SELECT count(*) FROM phone_state WHERE phone IN"
+                                        " ('+919800000003', '+919800000004', '+919800000005')"),
+                     3);
+    assert_int_equal(B->raw_int(c->url, "SELECT count(*) FROM phone_state"), 3);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM spend WHERE day >= %" PRId64, today - 1);
+    assert_int_equal(B->raw_int(c->url, sql), 2);
+    assert_int_equal(B->raw_int(c->url, "SELECT count(*) FROM spend"), 2);
+    assert_int_equal(B->raw_int(c->url, "SELECT count(*) FROM blocks WHERE target IN"
+                                        " ('+9198000', '+9198001')"),
+                     2);
+    assert_int_equal(B->raw_int(c->url, "SELECT count(*) FROM blocks"), 2);
+}
+
 /* ---- reads ----------------------------------------------------------------------------- */
 
 static void t_request_and_message_reads(void **state)
@@ -1741,6 +1797,7 @@ int store_lifecycle_run(void)
         T(t_delivery_reports),
         T(t_purge),
         T(t_purge_traffic),
+        T(t_purge_abuse_tables),
         T(t_send_handed_off),
         T(t_request_and_message_reads),
         T(t_ledger_list),
