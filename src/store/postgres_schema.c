@@ -1123,8 +1123,9 @@ static const char *const migration5[] = {
 
 static const char *const migration6[] = {
     /* 6: the purge of the abuse tables, as SQLite's migration 6: an index each,
-     * and otp_purge() with three steps more (same parameters and results: older
-     * nodes calling it purge them too). Each step now takes its rows in a
+     * and otp_purge() with three steps more; and refunds lower the day's spend
+     * (otp_refund(), below). otp_purge() keeps its parameters and results
+     * (older nodes calling it purge them too). Each step now takes its rows in a
      * MATERIALIZED CTE: as a subquery joined to the table, its LIMIT could be
      * scanned again under a nested loop, and the rows this statement had
      * already locked and deleted were then passed over for more (measured: 2
@@ -1175,6 +1176,27 @@ static const char *const migration6[] = {
     "   WHERE streak = 0 AND fails = 0 AND locked_until <= p_now ORDER BY locked_until"
     "   LIMIT p_max FOR UPDATE SKIP LOCKED)"
     "  DELETE FROM phone_state t USING d WHERE t.account_id = d.account_id AND t.phone = d.phone;"
+    " END $$;",
+    /* A refund also takes its charge back from the day's spend it was added to
+     * (the message's creation), where the caps recorded one: money that came
+     * back was not spent. Same parameters. */
+    "CREATE OR REPLACE FUNCTION otp_refund(p_msg bigint, p_now bigint) RETURNS void"
+    " LANGUAGE plpgsql AS $$"
+    " DECLARE v_acc bigint; v_charge bigint; v_mpub text; v_rpub text; v_bal bigint;"
+    " v_created bigint; v_region text;"
+    " BEGIN"
+    "  UPDATE messages m SET refunded = 1 WHERE m.id = p_msg AND m.refunded = 0 AND m.charge > 0"
+    "   RETURNING m.account_id, m.charge, m.public_id, m.created_at,"
+    "    (SELECT r.public_id FROM otp_requests r WHERE r.id = m.request_id),"
+    "    (SELECT r.region FROM otp_requests r WHERE r.id = m.request_id)"
+    "   INTO v_acc, v_charge, v_mpub, v_created, v_rpub, v_region;"
+    "  IF NOT FOUND THEN RETURN; END IF;"
+    "  UPDATE accounts SET balance = balance + v_charge WHERE id = v_acc"
+    "   RETURNING balance INTO v_bal;"
+    "  INSERT INTO ledger (account_id, type, amount, balance_after, request_id, message_id,"
+    "   created_at) VALUES (v_acc, 'refund', v_charge, v_bal, v_rpub, v_mpub, p_now);"
+    "  UPDATE spend SET amount = GREATEST(amount - v_charge, 0) WHERE account_id = v_acc"
+    "   AND day = v_created / 86400000 AND scope IN ('', coalesce(v_region, ''));"
     " END $$;",
     NULL,
 };

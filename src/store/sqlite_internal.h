@@ -89,6 +89,7 @@ typedef enum {
     W_LIFT_BLOCKS,
     W_LIFT_PHONE,
     W_PURGE_TRAFFIC,
+    W_SPEND_REFUND,
     W_PURGE_SPEND,
     W_PURGE_BLOCKS,
     W_PURGE_PHONE_STATE,

@@ -137,7 +137,8 @@ static const char *const wsql[W__COUNT] = {
                      " next_attempt_at = NULL, updated_at = ?4,"
                      " events = events || ',' || json_array('failed', ?4, ?3)"
                      " WHERE id = ?1 AND status = 'sending'",
-    [W_MSG_FOR_REFUND] = "SELECT m.account_id, m.charge, m.public_id, r.public_id"
+    [W_MSG_FOR_REFUND] = "SELECT m.account_id, m.charge, m.public_id, r.public_id, m.created_at,"
+                         " r.region, r.phone"
                          " FROM messages m JOIN otp_requests r ON r.id = m.request_id"
                          " WHERE m.id = ?1",
     [W_MSG_REFUND_MARK] = "UPDATE messages SET refunded = 1"
@@ -225,6 +226,10 @@ static const char *const wsql[W__COUNT] = {
                       " DO UPDATE SET sends = sends + excluded.sends,"
                       " verifies = verifies + excluded.verifies",
     [W_SPEND_GET] = "SELECT amount FROM spend WHERE account_id = ?1 AND day = ?2 AND scope = ?3",
+    /* A refund takes its charge back from the day's spend it was added to (the
+     * message's creation), where the caps recorded one. */
+    [W_SPEND_REFUND] = "UPDATE spend SET amount = max(amount - ?4, 0)"
+                       " WHERE account_id = ?1 AND day = ?2 AND scope IN ('', ?3)",
     [W_SPEND_ADD] = "INSERT INTO spend (account_id, day, scope, amount) VALUES (?1, ?2, ?3, ?4)"
                     " ON CONFLICT (account_id, day, scope) DO UPDATE"
                     " SET amount = amount + excluded.amount",
@@ -1347,8 +1352,9 @@ static otp_err refund(sq_store *s, int64_t msg, int64_t now)
     if (sqlite3_changes(s->wdb) != 1)
         return OTP_OK; /* already refunded, or never charged */
 
-    int64_t account = 0, charge = 0;
+    int64_t account = 0, charge = 0, created = 0;
     char msg_public_id[OTP_ID_SIZE] = "", req_public_id[OTP_ID_SIZE] = "";
+    char region[3] = "", phone[OTP_PHONE_SIZE] = "";
     st = s->w[W_MSG_FOR_REFUND];
     sqlite3_bind_int64(st, 1, msg);
     rc = sqlite3_step(st);
@@ -1357,6 +1363,9 @@ static otp_err refund(sq_store *s, int64_t msg, int64_t now)
         charge = sqlite3_column_int64(st, 1);
         sq_col_text(st, 2, msg_public_id, sizeof(msg_public_id));
         sq_col_text(st, 3, req_public_id, sizeof(req_public_id));
+        created = sqlite3_column_int64(st, 4);
+        sq_col_text(st, 5, region, sizeof(region));
+        sq_col_text(st, 6, phone, sizeof(phone));
     }
     sqlite3_reset(st);
     if (rc != SQLITE_ROW)
@@ -1366,8 +1375,17 @@ static otp_err refund(sq_store *s, int64_t msg, int64_t now)
     otp_err e = add_balance(s, account, charge, &balance);
     if (e)
         return e == OTP_E_INVALID_REQUEST ? OTP_E_INTERNAL : e;
-    return ledger_add(s, account, "refund", charge, balance, req_public_id, msg_public_id, NULL,
-                      now);
+    e = ledger_add(s, account, "refund", charge, balance, req_public_id, msg_public_id, NULL, now);
+    if (e)
+        return e;
+    /* Money that came back was not spent: the daily caps count it no more. */
+    st = s->w[W_SPEND_REFUND];
+    sqlite3_bind_int64(st, 1, account);
+    sqlite3_bind_int64(st, 2, otp_day_of(created));
+    bind_text(st, 3, request_region(phone, region));
+    sqlite3_bind_int64(st, 4, charge);
+    rc = run(st);
+    return rc == SQLITE_DONE ? OTP_OK : sq_err(rc);
 }
 
 /* Applies one report to a message that is still sending; a message in any other

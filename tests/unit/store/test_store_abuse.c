@@ -351,6 +351,53 @@ static void t_spend_cap(void **state)
     }
 }
 
+/* Money that came back was not spent: a refund (here, the queued message of a
+ * cancelled request) lowers the day's spend of the account and of the region,
+ * so the caps let the next send through. The day is the send's, not the
+ * refund's. */
+static void t_refund_lowers_spend(void **state)
+{
+    fx *f = *state;
+    otp_txn t;
+    char first[OTP_ID_SIZE];
+    for (int cap = 0; cap < 2; cap++) { /* the account's cap, then the country's */
+        for (int i = 0; i < 3; i++) {
+            char phone[OTP_PHONE_SIZE];
+            snprintf(phone, sizeof(phone), "+9198765%05d", 200 + 10 * cap + i);
+            make_send(&t, f, phone, T0 + cap);
+            t.u.send.expires_at_ms = T0 + 2 * INT64_C(86400000); /* pending tomorrow */
+            if (cap == 0)
+                t.u.send.abuse.lim.daily_cap = 50; /* two sends at 25 paise */
+            else
+                t.u.send.abuse.lim.country_daily_cap = 100; /* the 2 before and 2 more */
+            otp_err e = otp_store_exec(f->s, &t);
+            if (i < 2) {
+                assert_int_equal(e, OTP_OK);
+                if (i == 0)
+                    memcpy(first, t.u.send.request_id, OTP_ID_SIZE);
+                continue;
+            }
+            assert_int_equal(e, OTP_E_RATE_LIMITED);
+            assert_string_equal(t.u.send.abuse.reason, "daily_spend_cap");
+
+            otp_txn c = {.kind = OTP_TXN_CANCEL};
+            c.u.cancel.account_id = f->acc;
+            memcpy(c.u.cancel.request_id, first, OTP_ID_SIZE);
+            c.u.cancel.now_ms = T0 + INT64_C(86400000); /* refunded the next day */
+            assert_int_equal(otp_store_exec(f->s, &c), OTP_OK);
+
+            make_send(&t, f, phone, T0 + cap);
+            if (cap == 0)
+                t.u.send.abuse.lim.daily_cap = 50;
+            else
+                t.u.send.abuse.lim.country_daily_cap = 100;
+            assert_int_equal(otp_store_exec(f->s, &t), OTP_OK);
+        }
+    }
+    assert_int_equal(raw_int(f, "SELECT min(amount) FROM spend"), 100);
+    assert_int_equal(raw_int(f, "SELECT count(*) FROM spend"), 2); /* '' and IN, one day */
+}
+
 static void t_limits_text(void **state)
 {
     fx *f = *state;
@@ -581,6 +628,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(t_lockout, setup, teardown),
         cmocka_unit_test_setup_teardown(t_pumping, setup, teardown),
         cmocka_unit_test_setup_teardown(t_spend_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_refund_lowers_spend, setup, teardown),
         cmocka_unit_test_setup_teardown(t_limits_text, setup, teardown),
         cmocka_unit_test_setup_teardown(t_region_of_old_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(t_traffic_survives_reopen, setup, teardown),
