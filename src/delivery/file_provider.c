@@ -207,8 +207,11 @@ static bool file_ready(otp_provider *base)
     return ((file_provider *)base)->fd >= 0;
 }
 
+static const char *const file_keys[] = {"path", NULL};
+
 const otp_provider_ops otp_provider_file_ops = {
     .type = "file",
+    .keys = file_keys,
     .create = file_create,
     .destroy = file_destroy,
     .send = file_send,

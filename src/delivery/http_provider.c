@@ -569,8 +569,13 @@ static int http_dlr_parse(otp_provider *base, const json_t *body, otp_dlr *r,
     return k; /* 1: an intermediate state, nothing to record */
 }
 
+static const char *const http_keys[] = {
+    "url",     "timeout",      "connections",      "headers",         "id_field",   "sender_id",
+    "ca_file", "dlr_id_field", "dlr_status_field", "dlr_error_field", "dlr_secret", NULL};
+
 const otp_provider_ops otp_provider_http_ops = {
     .type = "http",
+    .keys = http_keys,
     .create = http_create,
     .destroy = http_destroy,
     .send = http_send,

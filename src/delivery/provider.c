@@ -98,6 +98,31 @@ int otp_provider_str(const otp_config *cfg, const char *section, const char *key
     return 0;
 }
 
+typedef struct key_check {
+    const otp_provider_ops *ops;
+    const char *section;
+    char *err;
+    size_t errlen;
+    bool bad;
+} key_check;
+
+static void check_key(const char *key, const char *origin, void *ctx)
+{
+    static const char *const common[] = {"type", "breaker_threshold", "breaker_cooldown", NULL};
+    key_check *kc = ctx;
+    if (kc->bad)
+        return;
+    for (const char *const *k = common; *k; k++)
+        if (strcmp(*k, key) == 0)
+            return;
+    for (const char *const *k = kc->ops->keys; k && *k; k++)
+        if (strcmp(*k, key) == 0)
+            return;
+    snprintf(kc->err, kc->errlen, "%s.%s (from %s): unknown setting for a %s provider", kc->section,
+             key, origin, kc->ops->type);
+    kc->bad = true;
+}
+
 int otp_provider_init(otp_provider *p, const otp_provider_ops *ops, const otp_config *cfg,
                       const char *section, char *err, size_t errlen)
 {
@@ -115,6 +140,10 @@ int otp_provider_init(otp_provider *p, const otp_provider_ops *ops, const otp_co
                  otp_config_origin(cfg, k), ops->type);
         return -1;
     }
+    key_check kc = {.ops = ops, .section = section, .err = err, .errlen = errlen};
+    otp_config_each_key(cfg, section, check_key, &kc);
+    if (kc.bad)
+        return -1;
     long threshold, cooldown;
     if (otp_provider_int(cfg, section, "breaker_threshold", 3, 1, 1000, &threshold, err, errlen) ||
         otp_provider_int(cfg, section, "breaker_cooldown", 30000, 100, 3600000, &cooldown, err,

@@ -89,6 +89,10 @@ typedef struct otp_provider otp_provider;
 
 typedef struct otp_provider_ops {
     const char *type; /* "file", "http", "smpp" */
+    /* The keys its section may set besides those every provider has (type,
+     * breaker_threshold, breaker_cooldown); NULL-terminated. Any other key
+     * stops start-up (otp_provider_init): a typo must not pass unnoticed. */
+    const char *const *keys;
     /* Builds a provider from config section `section` (e.g. "provider.file").
      * dlr (may be NULL: reports are then dropped) must outlive the provider.
      * On a bad setting returns -1 with a message naming it in err. */
@@ -123,9 +127,10 @@ const otp_provider_ops *otp_provider_type(const char *type);
 const char *otp_provider_type_names(void);
 
 /* Starts a provider handle p for section "provider.NAME": checks the section
- * name and that its `type` (if set) is ops->type, and reads the keys every
- * provider has: breaker_threshold (default 3) and breaker_cooldown (ms,
- * default 30000). Returns 0, or -1 with a message naming the setting. */
+ * name, that its `type` (if set) is ops->type and that it sets no key this type
+ * does not know (ops->keys), and reads the keys every provider has:
+ * breaker_threshold (default 3) and breaker_cooldown (ms, default 30000).
+ * Returns 0, or -1 with a message naming the setting. */
 int otp_provider_init(otp_provider *p, const otp_provider_ops *ops, const otp_config *cfg,
                       const char *section, char *err, size_t errlen);
 

@@ -315,8 +315,34 @@ static void smpp_send(otp_provider *base, const otp_sms *msgs, size_t n, otp_sen
     free(idx);
 }
 
+static const char *const smpp_keys[] = {"host",
+                                        "port",
+                                        "tls",
+                                        "system_id",
+                                        "password",
+                                        "system_type",
+                                        "service_type",
+                                        "source_addr",
+                                        "source_ton",
+                                        "source_npi",
+                                        "dest_ton",
+                                        "dest_npi",
+                                        "data_coding",
+                                        "dlt_template_tlv",
+                                        "registered_delivery",
+                                        "window",
+                                        "enquire_link",
+                                        "send_timeout",
+                                        "response_timeout",
+                                        "throttle_delay",
+                                        "reconnect_min",
+                                        "reconnect_max",
+                                        "temporary_errors",
+                                        NULL};
+
 const otp_provider_ops otp_provider_smpp_ops = {
     .type = "smpp",
+    .keys = smpp_keys,
     .create = smpp_create,
     .destroy = smpp_destroy,
     .send = smpp_send,

@@ -638,6 +638,17 @@ void otp_config_each_section(const otp_config *c, const char *prefix,
             cb(c->sections[i], ctx);
 }
 
+void otp_config_each_key(const otp_config *c, const char *section,
+                         void (*cb)(const char *key, const char *origin, void *ctx), void *ctx)
+{
+    size_t slen = strlen(section);
+    for (size_t i = 0; i < c->n; i++) {
+        const entry *e = &c->entries[i];
+        if (strncmp(e->key, section, slen) == 0 && e->key[slen] == '.')
+            cb(e->key + slen + 1, e->origin, ctx);
+    }
+}
+
 void otp_config_describe(void *file)
 {
     FILE *f = file;

@@ -43,6 +43,10 @@ const char *otp_config_origin(const otp_config *c, const char *key);
  * file order, e.g. "provider.file". */
 void otp_config_each_section(const otp_config *c, const char *prefix,
                              void (*cb)(const char *section, void *ctx), void *ctx);
+/* Calls cb for each key stored under section ("provider.file": its "path"…),
+ * with the key's part after "section." and where its value came from. */
+void otp_config_each_key(const otp_config *c, const char *section,
+                         void (*cb)(const char *key, const char *origin, void *ctx), void *ctx);
 /* Prints the table of known settings (key, env name, default, meaning) to f. */
 void otp_config_describe(void *file);
 

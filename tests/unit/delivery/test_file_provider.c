@@ -177,6 +177,16 @@ static void test_create_errors(void **state)
     assert_int_equal(otp_provider_file_ops.create(f->cfg, "server", NULL, &p, err, sizeof(err)),
                      -1);
 
+    /* A key the file provider does not take (a typo of path) stops it. */
+    assert_int_equal(otp_config_set(f->cfg, "provider.out.paht", "/tmp/x.jsonl", "otpd.ini:12", err,
+                                    sizeof(err)),
+                     0);
+    assert_int_equal(
+        otp_provider_file_ops.create(f->cfg, "provider.out", NULL, &p, err, sizeof(err)), -1);
+    assert_string_equal(err, "provider.out.paht (from otpd.ini:12): unknown setting for a file "
+                             "provider");
+    assert_null(p);
+
     /* The default path follows data_dir. */
     char dir[128];
     snprintf(dir, sizeof(dir), "%s/missing", f->dir);

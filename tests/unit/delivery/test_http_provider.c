@@ -388,6 +388,10 @@ static void test_settings_errors(void **state)
     expect_error(f, "provider.gw.id_field", "", "provider.gw.id_field");
     expect_error(f, "provider.gw.breaker_cooldown", "5", "provider.gw.breaker_cooldown");
     expect_error(f, "provider.gw.type", "smpp", "not a http provider");
+    /* A misspelt key, or one of another provider type, stops start-up too. */
+    expect_error(f, "provider.gw.dlr_secert", "0123456789abcdefXYZ",
+                 "provider.gw.dlr_secert (from otpd.ini:3): unknown setting for a http provider");
+    expect_error(f, "provider.gw.system_id", "otpd", "provider.gw.system_id (from otpd.ini:3)");
     /* The secret is never echoed. */
     assert_null(strstr(f->err, "short"));
     otp_config_free(f->cfg);
