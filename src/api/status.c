@@ -92,25 +92,11 @@ static void reply_status(otp_http_req *req, otp_api *api, int64_t account_id,
         otp_http_reply_data(req, 200, o);
 }
 
-/* The literal /otp/… routes are POST-only; the router hands a GET of them to
- * the /otp/{} pattern, which must not make them look like unknown requests.
- * The router has already put the methods of the routes it passed over (listed
- * before /otp/{}) into the Allow header of a 405. */
-static bool is_post_route(const char *segment)
-{
-    return strcmp(segment, "send") == 0 || strcmp(segment, "verify") == 0 ||
-           strcmp(segment, "resend") == 0;
-}
-
 void otp_api_status(otp_http_req *req, void *app)
 {
     otp_api *api = app;
     otp_key_auth auth;
     const char *id = otp_http_param(req, 0);
-    if (is_post_route(id)) {
-        otp_http_reply_error(req, OTP_E_METHOD_NOT_ALLOWED, NULL, NULL);
-        return;
-    }
     if (!otp_api_authenticate(req, api, &auth))
         return;
     if (!OTP_API_HAS_READ(req, api, request_get) || !OTP_API_HAS_READ(req, api, request_messages))
