@@ -364,6 +364,11 @@ static void verify_finish(otp_http_req *req, void *app)
     verify_state *st = (verify_state *)otp_http_state(req);
     (void)app;
     otp_metrics_verification(st->txn.err);
+    if (st->txn.u.verify.phone[0]) {
+        char masked[OTP_PHONE_MASK_SIZE];
+        otp_phone_mask(st->txn.u.verify.phone, masked);
+        otp_http_log_phone(req, masked);
+    }
     if (otp_guard_finish(req, st->txn.err, &st->txn.u.verify.abuse))
         return;
     switch (st->txn.err) {

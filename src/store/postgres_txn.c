@@ -557,6 +557,7 @@ static otp_err decide(otp_txn_verify *in, PGresult *r, guess *g)
     int stored_len = (int)pg_int(r, 0, 6);
     pg_copy(r, 0, 7, g->phone, sizeof(g->phone));
     pg_copy(r, 0, 8, g->region, sizeof(g->region));
+    memcpy(in->phone, g->phone, sizeof(in->phone));
 
     in->attempts_left = g->state.attempts_left;
     if (otp_req_effective_status(&g->state, in->now_ms) != OTP_REQ_PENDING)

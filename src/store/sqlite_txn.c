@@ -1067,6 +1067,7 @@ static otp_err tx_verify(sq_store *s, otp_txn_verify *in, bool *ret_keep)
         stored_len = sqlite3_column_int(st, 6);
         sq_col_text(st, 7, phone, sizeof(phone));
         sq_col_text(st, 8, region, sizeof(region));
+        memcpy(in->phone, phone, sizeof(in->phone));
     }
     sqlite3_reset(st);
     if (rc == SQLITE_DONE) /* unknown, or another account's: the same answer */

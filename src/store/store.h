@@ -335,7 +335,8 @@ typedef struct otp_txn_verify {
      * one clears its count and counts as a conversion for the pumping rule. */
     otp_abuse abuse;
     /* out */
-    int attempts_left; /* after this guess */
+    int attempts_left;          /* after this guess */
+    char phone[OTP_PHONE_SIZE]; /* the request's number, for the log ("" if not found) */
 } otp_txn_verify;
 
 /* Errors, checked in this order: OTP_NOT_FOUND (unknown or another account's),

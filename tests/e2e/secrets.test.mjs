@@ -137,6 +137,15 @@ describe('secrets stay secret', () => {
         }
     });
 
+    it('a verify\'s log line has the masked number too (read from its request)', async () => {
+        const lines = srv.log().split('\n').filter((l) => /route=\/otp\/verify /.test(l) && /status=(200|400)/.test(l));
+        assert.ok(lines.length >= 16, `verify lines: ${lines.length}`);
+        for (const l of lines) assert.match(l, /phone=\+91\*{6}\d{4}(\s|$)/, l);
+        const masked = new Set(lines.map((l) => /phone=(\S+)/.exec(l)[1]));
+        const expected = new Set(sent.filter((s, i) => i % 3 !== 2).map((s) => `+91******${s.to.slice(-4)}`));
+        assert.deepEqual(masked, expected);
+    });
+
     it('the log holds no code, no wrong guess, no key and no full phone number', () => {
         const log = srv.log();
         for (const s of sent) {
