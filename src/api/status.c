@@ -10,6 +10,7 @@
  * client may retry a cancel whose answer it lost.
  */
 #include "api/api.h"
+#include "core/phone.h"
 #include "util/clock.h"
 #include "util/ids.h"
 
@@ -44,14 +45,17 @@ static void add_message(const otp_message_info *m, void *ctx)
                        "updatedAt", iso_or_null(m->updated_at_ms), "error", str_or_null(m->error)));
 }
 
-/* The GET /otp/{id} object of a request of this account. Returns OTP_OK and a
- * new reference, OTP_E_OTP_NOT_FOUND, or OTP_E_UNAVAILABLE. */
-static otp_err status_object(otp_api *api, int64_t account_id, const char *request_id, json_t **ret)
+/* The GET /otp/{id} object of a request of this account, and its number masked
+ * for the log line. Returns OTP_OK and a new reference, OTP_E_OTP_NOT_FOUND, or
+ * OTP_E_UNAVAILABLE. */
+static otp_err status_object(otp_api *api, int64_t account_id, const char *request_id, json_t **ret,
+                             char masked[OTP_PHONE_MASK_SIZE])
 {
     otp_request_info info;
     otp_err e = api->store->ops->request_get(api->store, account_id, request_id, &info);
     if (e)
         return e == OTP_E_OTP_NOT_FOUND ? e : OTP_E_UNAVAILABLE;
+    otp_phone_mask(info.phone, masked);
     json_t *messages = json_array();
     if (!messages)
         return OTP_E_INTERNAL;
@@ -85,11 +89,14 @@ static void reply_status(otp_http_req *req, otp_api *api, int64_t account_id,
                          const char *request_id)
 {
     json_t *o;
-    otp_err e = status_object(api, account_id, request_id, &o);
-    if (e)
+    char masked[OTP_PHONE_MASK_SIZE];
+    otp_err e = status_object(api, account_id, request_id, &o, masked);
+    if (e) {
         otp_http_reply_error(req, e, NULL, NULL);
-    else
-        otp_http_reply_data(req, 200, o);
+        return;
+    }
+    otp_http_log_phone(req, masked);
+    otp_http_reply_data(req, 200, o);
 }
 
 void otp_api_status(otp_http_req *req, void *app)

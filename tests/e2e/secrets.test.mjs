@@ -146,6 +146,16 @@ describe('secrets stay secret', () => {
         assert.deepEqual(masked, expected);
     });
 
+    it('so does a status read\'s', async () => {
+        const s = sent[2];
+        const r = await srv.request('GET', `/otp/${s.requestId}`, { key });
+        assert.equal(r.status, 200, r.text);
+        await sleep(200);
+        const [l] = srv.log().split('\n').filter((x) => x.includes(r.headers['x-request-id']));
+        assert.ok(l, 'the status read has its line');
+        assert.ok(l.includes(`phone=+91******${s.to.slice(-4)}`), l);
+    });
+
     it('the log holds no code, no wrong guess, no key and no full phone number', () => {
         const log = srv.log();
         for (const s of sent) {
