@@ -236,7 +236,11 @@ void otp_api_resend(otp_http_req *req, void *app)
     st->reply = json_pack("{s:s, s:s, s:i}", "requestId", r->request_id, "expiresAt", expires,
                           "attemptsLeft", info.max_attempts);
     r->idem = idem;
-    if (!otp_guard_prepare(req, api, &auth, NULL, info.phone, &r->abuse))
+    /* SPEC 3's country allow-list holds for a resend too (it may have narrowed
+     * since the send): the number is parsed again for its region. */
+    otp_phone phone;
+    bool parsed = otp_phone_parse(info.phone, &phone) == OTP_PHONE_OK;
+    if (!otp_guard_prepare(req, api, &auth, parsed ? &phone : NULL, info.phone, &r->abuse))
         goto out;
     if (!st->reply ||
         (r->idem.use && !otp_api_idem_set_reply(&r->idem, 200, st->reply, &st->idem_text))) {

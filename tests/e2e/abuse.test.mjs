@@ -201,6 +201,23 @@ describe('abuse: country allow-list', () => {
         assertData(await srv.send(srv.accounts.acme.key, { phoneNumber: '+12015550123' }), 201, SEND_KEYS, 'US');
         assert.match(srv.log(), /event=refused reason=country_not_allowed/);
     });
+
+    it('a resend after the list narrowed: 403 country_not_allowed, nothing charged or sent', async () => {
+        const key = srv.accounts.acme.key;
+        const sent = await srv.send(key, { phoneNumber: '+12015550124' });
+        assert.equal(sent.status, 201, sent.text);
+        await srv.cli(['limits', 'set', 'acme', 'countries=CA']);
+        await srv.advanceClock(31000); // past the resend spacing, and the limits cache
+        const before0 = await srv.accountShow('acme');
+        const r = await srv.request('POST', '/otp/resend', { key, body: { requestId: sent.json.data.requestId } });
+        assertError(r, 403, 'country_not_allowed');
+        const after0 = await srv.accountShow('acme');
+        assert.equal(after0.balance, before0.balance);
+        assert.equal(after0.ledgerEntries, before0.ledgerEntries);
+        const st = await srv.request('GET', `/otp/${sent.json.data.requestId}`, { key });
+        assert.equal(st.json.data.resendCount, 0);
+        assert.equal(st.json.data.messages.length, 1);
+    });
 });
 
 describe('abuse: SMS pumping', () => {
