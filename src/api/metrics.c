@@ -87,8 +87,9 @@ static const double bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
 #define N_BOUNDS (sizeof(bounds) / sizeof(bounds[0]))
 
 static atomic_uint_fast64_t requests[MAX_ROUTES][N_STATUS];
-static atomic_uint_fast64_t latency[MAX_ROUTES][N_BOUNDS + 1]; /* per bucket, not cumulative */
-static atomic_uint_fast64_t latency_sum_us[MAX_ROUTES];
+/* per bucket, not cumulative; the total per (route, status) is requests[][] */
+static atomic_uint_fast64_t latency[MAX_ROUTES][N_STATUS][N_BOUNDS + 1];
+static atomic_uint_fast64_t latency_sum_us[MAX_ROUTES][N_STATUS];
 
 /* The route's index in otp_api_routes, or otp_api_nroutes for none. */
 static size_t route_index(const otp_route *route)
@@ -113,8 +114,8 @@ void otp_metrics_request(const otp_route *route, int status, int64_t duration_us
     size_t b = 0;
     while (b < N_BOUNDS && sec > bounds[b])
         b++;
-    atomic_fetch_add_explicit(&latency[r][b], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&latency_sum_us[r], duration_us > 0 ? (uint64_t)duration_us : 0,
+    atomic_fetch_add_explicit(&latency[r][si][b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&latency_sum_us[r][si], duration_us > 0 ? (uint64_t)duration_us : 0,
                               memory_order_relaxed);
 }
 
@@ -123,14 +124,17 @@ static uint64_t load(atomic_uint_fast64_t *v)
     return (uint64_t)atomic_load_explicit(v, memory_order_relaxed);
 }
 
-/* Writes the route label of index r. */
-static void route_label(FILE *f, size_t r)
+/* The labels of route index r and status index si. */
+static void route_status_labels(char *out, size_t n, size_t r, size_t si)
 {
+    char status[8] = "other";
+    if (statuses[si])
+        snprintf(status, sizeof(status), "%d", statuses[si]);
     if (r < otp_api_nroutes && r < MAX_ROUTES - 1)
-        fprintf(f, "method=\"%s\",route=\"%s\"", otp_api_routes[r].method,
-                otp_api_routes[r].pattern);
+        snprintf(out, n, "method=\"%s\",route=\"%s\",status=\"%s\"", otp_api_routes[r].method,
+                 otp_api_routes[r].pattern, status);
     else
-        fputs("method=\"\",route=\"-\"", f);
+        snprintf(out, n, "method=\"\",route=\"-\",status=\"%s\"", status);
 }
 
 /* OTP requests created, verifications by outcome, wallet refusals. */
@@ -334,39 +338,38 @@ void otp_api_metrics(otp_http_req *req, void *app)
             uint64_t v = load(&requests[r][si]);
             if (!v)
                 continue;
-            fputs("otpd_http_requests_total{", f);
-            route_label(f, r);
-            if (statuses[si])
-                fprintf(f, ",status=\"%d\"} %llu\n", statuses[si], (unsigned long long)v);
-            else
-                fprintf(f, ",status=\"other\"} %llu\n", (unsigned long long)v);
+            char labels[160];
+            route_status_labels(labels, sizeof(labels), r, si);
+            fprintf(f, "otpd_http_requests_total{%s} %llu\n", labels, (unsigned long long)v);
         }
-    fputs("# HELP otpd_http_request_duration_seconds HTTP request latency by route.\n"
+    fputs("# HELP otpd_http_request_duration_seconds HTTP request latency by route and status.\n"
           "# TYPE otpd_http_request_duration_seconds histogram\n",
           f);
-    for (size_t r = 0; r < nr; r++) {
-        uint64_t total = 0;
-        for (size_t b = 0; b <= N_BOUNDS; b++)
-            total += load(&latency[r][b]);
-        if (!total)
-            continue;
-        uint64_t cum = 0;
-        for (size_t b = 0; b <= N_BOUNDS; b++) {
-            cum += load(&latency[r][b]);
-            fputs("otpd_http_request_duration_seconds_bucket{", f);
-            route_label(f, r);
-            if (b < N_BOUNDS)
-                fprintf(f, ",le=\"%g\"} %llu\n", bounds[b], (unsigned long long)cum);
-            else
-                fprintf(f, ",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+    for (size_t r = 0; r < nr; r++)
+        for (size_t si = 0; si < N_STATUS; si++) {
+            uint64_t total = 0;
+            for (size_t b = 0; b <= N_BOUNDS; b++)
+                total += load(&latency[r][si][b]);
+            if (!total)
+                continue;
+            char labels[160];
+            route_status_labels(labels, sizeof(labels), r, si);
+            uint64_t cum = 0;
+            for (size_t b = 0; b <= N_BOUNDS; b++) {
+                cum += load(&latency[r][si][b]);
+                if (b < N_BOUNDS)
+                    fprintf(f, "otpd_http_request_duration_seconds_bucket{%s,le=\"%g\"} %llu\n",
+                            labels, bounds[b], (unsigned long long)cum);
+                else
+                    fprintf(f, "otpd_http_request_duration_seconds_bucket{%s,le=\"+Inf\"} %llu\n",
+                            labels, (unsigned long long)cum);
+            }
+            fprintf(f,
+                    "otpd_http_request_duration_seconds_sum{%s} %.6f\n"
+                    "otpd_http_request_duration_seconds_count{%s} %llu\n",
+                    labels, (double)load(&latency_sum_us[r][si]) / 1e6, labels,
+                    (unsigned long long)total);
         }
-        fputs("otpd_http_request_duration_seconds_sum{", f);
-        route_label(f, r);
-        fprintf(f, "} %.6f\n", (double)load(&latency_sum_us[r]) / 1e6);
-        fputs("otpd_http_request_duration_seconds_count{", f);
-        route_label(f, r);
-        fprintf(f, "} %llu\n", (unsigned long long)total);
-    }
     delivery_series(f, api ? api->store : NULL);
     store_series(f, api ? api->store : NULL);
     if (fclose(f) != 0 || !buf) {

@@ -71,7 +71,11 @@ describe('abuse: per-number send limits under parallel sends', () => {
         assert.ok(line && Number(line.split(' ')[1]) >= 199, `metrics: ${line}`);
         const req429 = m.text.split('\n').find((l) => l.startsWith('otpd_http_requests_total{method="POST",route="/otp/send",status="429"}'));
         assert.ok(req429 && Number(req429.split(' ')[1]) >= 199, `metrics: ${req429}`);
-        assert.match(m.text, /^otpd_http_request_duration_seconds_count\{method="POST",route="\/otp\/send"\} \d+$/m);
+        // latency by route and status: the 429s have their own histogram, as many as counted
+        const lat429 = m.text.split('\n').find((l) => l.startsWith('otpd_http_request_duration_seconds_count{method="POST",route="/otp/send",status="429"}'));
+        assert.ok(lat429, 'a latency histogram for the 429s');
+        assert.equal(lat429.split(' ')[1], req429.split(' ')[1]);
+        assert.match(m.text, /^otpd_http_request_duration_seconds_count\{method="POST",route="\/otp\/send",status="201"\} \d+$/m);
     });
 });
 
