@@ -153,12 +153,14 @@ static int serve(otp_app *app)
     }
     otp_log_setup(level, 2);
 
-    long threads, max_conn, per_ip, timeout, max_body, max_header, max_batch, lease, batch;
+    long threads, max_conn, per_ip, timeout, request_timeout, max_body, max_header, max_batch,
+        lease, batch;
     bool migrate;
     if (int_setting(cfg, "server.threads", 1, 64, &threads) ||
         int_setting(cfg, "server.max_connections", 1, 100000, &max_conn) ||
         int_setting(cfg, "server.max_connections_per_ip", 0, 100000, &per_ip) ||
         int_setting(cfg, "server.connection_timeout", 1, 3600, &timeout) ||
+        int_setting(cfg, "server.request_timeout", 1, 3600, &request_timeout) ||
         int_setting(cfg, "server.max_body", 1024, 1048576, &max_body) ||
         int_setting(cfg, "server.max_header", 1024, 65536, &max_header) ||
         int_setting(cfg, "store.max_batch", 1, 10000, &max_batch) ||
@@ -240,6 +242,7 @@ static int serve(otp_app *app)
         .max_connections = (unsigned)max_conn,
         .max_connections_per_ip = (unsigned)per_ip,
         .connection_timeout_s = (unsigned)timeout,
+        .request_timeout_s = (unsigned)request_timeout,
         .max_body = (size_t)max_body,
         .max_header = (size_t)max_header,
     };

@@ -14,6 +14,7 @@
  * complete; that is also where all its memory is freed, in one place.
  */
 #include "http/server.h"
+#include "http/deadline.h"
 #include "http/router.h"
 #include "util/clock.h"
 #include "util/ids.h"
@@ -44,6 +45,7 @@ struct otp_http_server {
     size_t max_header;
     atomic_long inflight;
     atomic_bool draining;
+    otp_http_deadlines *deadlines; /* each request must arrive whole in time */
 };
 
 struct otp_http_req {
@@ -391,6 +393,38 @@ static void dispatch(otp_http_req *req, const char *url)
     }
 }
 
+/* ---- deadlines (deadline.h): the connection's slot is its socket context ---- */
+
+static otp_http_deadline *deadline_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    otp_http_server *srv = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = ci ? otp_http_deadline_open(srv->deadlines, ci->connect_fd) : NULL;
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        otp_http_deadline_close(srv->deadlines, *socket_context);
+        *socket_context = NULL;
+    }
+}
+
+/* Called once per request, when its request line has arrived. */
+static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    otp_http_server *srv = cls;
+    (void)uri;
+    otp_http_deadline_request(srv->deadlines, deadline_of(conn));
+    return NULL; /* on_request() still sees a NULL req_cls first */
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **req_cls)
@@ -430,6 +464,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (!req->dispatched) {
         req->dispatched = true;
+        otp_http_deadline_received(deadline_of(conn));
         if (req->too_large)
             otp_http_reply_error(req, OTP_E_PAYLOAD_TOO_LARGE, NULL, NULL);
         else
@@ -456,7 +491,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 {
     otp_http_server *srv = cls;
     otp_http_req *req = *req_cls;
-    (void)conn;
+    otp_http_deadline_answered(srv->deadlines, deadline_of(conn));
     if (!req)
         return;
     int64_t us = otp_mono_us() - req->start_us;
@@ -577,6 +612,14 @@ int otp_http_start(const otp_http_options *opt, const otp_route *routes, size_t 
      * max_header made of more than ~50 header lines (measured with the 8 KiB
      * default: 50 lines pass, 70 do not; a 4 KiB head passes with 110). */
     size_t pool = opt->max_header + 4096;
+    s->deadlines =
+        otp_http_deadlines_start(opt->max_connections, (int64_t)opt->connection_timeout_s * 1000,
+                                 (int64_t)opt->request_timeout_s * 1000);
+    if (!s->deadlines) {
+        snprintf(err, errlen, "cannot start the request deadline thread");
+        free(s);
+        return -1;
+    }
     s->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, NULL,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
@@ -584,9 +627,11 @@ int otp_http_start(const otp_http_options *opt, const otp_route *routes, size_t 
         opt->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, opt->max_connections_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, opt->connection_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_URI_LOG_CALLBACK,
+        on_request_line, s, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(err, errlen, "cannot listen on %s (address in use or not available)", opt->listen);
+        otp_http_deadlines_stop(s->deadlines);
         free(s);
         return -1;
     }
@@ -615,5 +660,6 @@ void otp_http_stop(otp_http_server *s)
         return;
     if (s->daemon)
         MHD_stop_daemon(s->daemon);
+    otp_http_deadlines_stop(s->deadlines);
     free(s);
 }

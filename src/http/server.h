@@ -3,7 +3,7 @@
  * Poll + thread pool because MEASURED.md found libmicrohttpd 0.9.75's epoll mode
  * stalling at >= 128 keep-alive connections. Every user-controlled resource has
  * a limit: connections (total and per IP), per-connection memory (which bounds
- * the request head), body size, idle time.
+ * the request head), body size, idle time, and the time to send a request.
  */
 #ifndef OTP_HTTP_SERVER_H
 #define OTP_HTTP_SERVER_H
@@ -19,7 +19,8 @@ typedef struct otp_http_options {
     unsigned threads;   /* worker threads */
     unsigned max_connections;
     unsigned max_connections_per_ip; /* 0 = unlimited */
-    unsigned connection_timeout_s;
+    unsigned connection_timeout_s;   /* idle */
+    unsigned request_timeout_s;      /* to send a whole request (deadline.h) */
     size_t max_body;
     size_t max_header;
 } otp_http_options;

@@ -69,6 +69,10 @@ static const setting settings[] = {
      "Open connections at most; more are refused."},
     {"server.max_connections_per_ip", T_INT, 0, 100000, "0", NULL,
      "Open connections per client IP at most (0 = no per-IP limit)."},
+    {"server.request_timeout", T_INT, 1, 3600, "10", NULL,
+     "Seconds a client may take to send one whole request (head and body) once its request "
+     "line has arrived; a connection may take server.connection_timeout more to start each "
+     "request. Slower clients are disconnected (slow clients cannot hold connections)."},
     {"server.connection_timeout", T_INT, 1, 3600, "30", NULL,
      "Seconds a connection may stay idle before it is closed."},
     {"server.max_body", T_INT, 1024, 1048576, "16384", NULL, "Largest request body, bytes."},

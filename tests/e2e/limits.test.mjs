@@ -130,3 +130,80 @@ describe('limits', () => {
         await srv.stop();
     });
 });
+
+// The idle timeout alone lets a client that keeps sending a byte now and then
+// hold its connection for ever. Each request must arrive whole within
+// server.request_timeout of its request line (and a connection must start a
+// request within connection_timeout + request_timeout).
+describe('limits: slow clients', () => {
+    let srv;
+    let key;
+    before(async () => {
+        srv = await startServer({
+            accounts: { acme: '100.00' },
+            env: { OTPD_SERVER_CONNECTION_TIMEOUT: '2', OTPD_SERVER_REQUEST_TIMEOUT: '2' },
+        });
+        key = srv.accounts.acme.key;
+    });
+    after(() => srv && srv.cleanup('limits-slow'));
+
+    /** Writes the pieces one every 700 ms (under the 2 s idle timeout) until the
+     * server closes; resolves the seconds it took, or null if it never did. */
+    async function dribble(pieces, first = '') {
+        const { sock, closed } = await rawConnect(srv.port);
+        const t0 = Date.now();
+        let done = false;
+        closed.then(() => (done = true));
+        if (first) sock.write(first);
+        for (const p of pieces) {
+            await sleep(700);
+            if (done) break;
+            sock.write(p);
+        }
+        const r = await within(closed, 3000);
+        sock.destroy();
+        return r ? (Date.now() - t0) / 1000 : null;
+    }
+
+    it('a head sent a line at a time is cut off at the request timeout, though never idle', async () => {
+        const lines = Array.from({ length: 14 }, (_, i) => `X-Slow-${i}: ${'a'.repeat(10)}\r\n`);
+        const secs = await dribble(lines, 'POST /otp/send HTTP/1.1\r\nHost: x\r\n');
+        assert.ok(secs !== null && secs < 5, `closed after ${secs} s (request timeout 2 s; the dribble lasts ~10 s)`);
+    });
+
+    it('a request line sent a byte at a time is cut off too (idle + request timeout)', async () => {
+        const secs = await dribble('GET /healthz HTTP/1.1'.split(''));
+        assert.ok(secs !== null && secs < 7, `closed after ${secs} s (2 s + 2 s; the dribble lasts ~15 s)`);
+    });
+
+    it('a body sent a byte at a time is cut off, and nothing is stored', async () => {
+        const body = '{"phoneNumber":"+919811100001"}';
+        const secs = await dribble(
+            body.split(''),
+            `POST /otp/send HTTP/1.1\r\nHost: x\r\nX-API-Key: ${key}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`,
+        );
+        assert.ok(secs !== null && secs < 5, `closed after ${secs} s`);
+        assert.equal((await srv.accountShow('acme')).requests, 0);
+    });
+
+    it('a kept-alive connection making a request every second is never cut off', async () => {
+        const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+        const sockets = new Set();
+        for (let i = 0; i < 6; i++) {
+            const r = await new Promise((resolve, reject) => {
+                const req = http.request({ host: '127.0.0.1', port: srv.port, path: '/healthz', agent }, (res) => {
+                    sockets.add(res.socket);
+                    res.resume();
+                    res.on('end', () => resolve(res.statusCode));
+                });
+                req.on('error', reject);
+                req.end();
+            });
+            assert.equal(r, 200);
+            await sleep(1000);
+        }
+        agent.destroy();
+        assert.equal(sockets.size, 1, 'one connection served all six, over more than the request timeout');
+        assert.match(srv.log(), /event=slow_clients_closed connections=\d+ request_timeout_ms=2000/);
+    });
+});
