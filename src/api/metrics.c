@@ -233,8 +233,8 @@ static void delivery_series(FILE *f, otp_store *store)
 {
     fputs("# HELP otpd_delivery_messages_total Messages the dispatcher handled, by provider and "
           "the status they moved to: sent (the provider took it), failed (refused for good; "
-          "provider \"-\": its request expired unsent, or its text did not unseal), queued (back "
-          "to the outbox for a retry; the last provider tried, \"-\" if none was usable).\n"
+          "provider (none): its request expired unsent, or its text did not unseal), queued (back "
+          "to the outbox for a retry; the last provider tried, (none) if none was usable).\n"
           "# TYPE otpd_delivery_messages_total counter\n",
           f);
     otp_delivery_stats_each(delivery_handled, f);

@@ -22,7 +22,8 @@
 
 #include "core/otp_state.h"
 
-#define OTP_DELIVERY_NO_PROVIDER "-"
+/* Not a provider NAME, which is made of [A-Za-z0-9_-]. */
+#define OTP_DELIVERY_NO_PROVIDER "(none)"
 #define OTP_DELIVERY_LATENCY_BUCKETS 14
 
 /* Upper bounds of the latency histogram's buckets, in seconds. */

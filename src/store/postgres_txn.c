@@ -538,6 +538,8 @@ static otp_err decide(otp_txn_verify *in, PGresult *r, guess *g)
     if (PQntuples(r) == 0) /* unknown, or another account's: the same answer */
         return OTP_E_OTP_NOT_FOUND;
     g->id = pg_int(r, 0, 0);
+    pg_copy(r, 0, 7, g->phone, sizeof(g->phone));
+    memcpy(in->phone, g->phone, sizeof(in->phone)); /* for the log line, whatever follows */
     if (!parse_req_status(pg_text(r, 0, 1), &g->state.status))
         return OTP_E_INTERNAL;
     g->state.attempts_left = (int)pg_int(r, 0, 2);
@@ -555,9 +557,7 @@ static otp_err decide(otp_txn_verify *in, PGresult *r, guess *g)
     if (!hash_ok)
         return OTP_E_INTERNAL;
     int stored_len = (int)pg_int(r, 0, 6);
-    pg_copy(r, 0, 7, g->phone, sizeof(g->phone));
     pg_copy(r, 0, 8, g->region, sizeof(g->region));
-    memcpy(in->phone, g->phone, sizeof(in->phone));
 
     in->attempts_left = g->state.attempts_left;
     if (otp_req_effective_status(&g->state, in->now_ms) != OTP_REQ_PENDING)

@@ -25,6 +25,7 @@ async function scrape(srv) {
         if (!line || line.startsWith('#')) continue;
         const m = /^([a-z_]+(?:\{(?:[a-z_]+="(?:[^"\\]|\\.)*",?)*\})?) (\S+)$/.exec(line);
         assert.ok(m, `a sample line: ${JSON.stringify(line)}`);
+        assert.ok(!(m[1] in out), `a series printed twice: ${m[1]}`);
         out[m[1]] = Number(m[2]);
     }
     out.text = r.text;
@@ -65,7 +66,7 @@ describe('metrics: OTP requests, verifications, wallet refusals', () => {
         assert.equal(m.otpd_wallet_refusals_total, 0);
         assert.ok('otpd_delivery_queue_depth{status="queued"}' in m, 'the outbox depth, on both backends');
         assert.ok('otpd_delivery_messages_total{provider="file",status="sent"}' in m, 'the default provider');
-        assert.doesNotMatch(m.text, /otpd_delivery_reports_total\{provider="-"/, 'no reports without a provider');
+        assert.doesNotMatch(m.text, /otpd_delivery_reports_total\{provider="\(none\)"/, 'no reports without a provider');
     });
 
     it('sends and resends by key mode; an idempotent replay is not a new one', async () => {
@@ -180,7 +181,7 @@ breaker_threshold = 1000
 
     it('sent, failed over, refused for good, reported: by provider, with the latency', async () => {
         const before = await scrape(srv);
-        for (const p of ['primary', 'backup', '-'])
+        for (const p of ['primary', 'backup', '(none)'])
             assert.ok(`otpd_delivery_messages_total{provider="${p}",status="sent"}` in before, `${p} from the start`);
         const toA = phone();
         const toB = phone();
