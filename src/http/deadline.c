@@ -2,19 +2,19 @@
  *
  * The hooks run on libmicrohttpd's threads: open and close take the lock (once
  * per connection), the three per-request ones only store a deadline
- * atomically. The watcher takes the lock four times a second and reads every
- * slot in use, a few microseconds for a full table.
+ * atomically. The watcher wakes four times a second (util/stop.h) and reads
+ * every slot under the lock, a few microseconds for a full table.
  */
 #include "http/deadline.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/stop.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #define WATCH_MS 250
 
@@ -25,9 +25,8 @@ struct otp_http_deadline {
 };
 
 struct otp_http_deadlines {
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    bool stopping;
+    pthread_mutex_t lock; /* the slots' fds and the free list */
+    otp_stop stop;
     pthread_t thread;
     int64_t idle_ms, request_ms;
     atomic_uint_fast64_t missed;
@@ -44,18 +43,11 @@ static int64_t mono_ms(void)
 static void *watch(void *arg)
 {
     otp_http_deadlines *d = arg;
-    pthread_mutex_lock(&d->lock);
-    while (!d->stopping) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += WATCH_MS * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&d->wake, &d->lock, &until);
+    pthread_setname_np(pthread_self(), "otpd-deadlines");
+    while (!otp_stop_wait_ms(&d->stop, WATCH_MS)) {
         int64_t now = mono_ms();
         unsigned missed = 0;
+        pthread_mutex_lock(&d->lock);
         for (size_t i = 0; i < d->n; i++) {
             otp_http_deadline *c = &d->slots[i];
             int64_t t = atomic_load_explicit(&c->until_ms, memory_order_relaxed);
@@ -65,6 +57,7 @@ static void *watch(void *arg)
             shutdown(c->fd, SHUT_RDWR); /* the connection is still libmicrohttpd's */
             missed++;
         }
+        pthread_mutex_unlock(&d->lock);
         if (missed > 0) {
             atomic_fetch_add(&d->missed, missed);
             otp_log(OTP_LOG_WARN,
@@ -72,7 +65,6 @@ static void *watch(void *arg)
                     (long long)d->request_ms);
         }
     }
-    pthread_mutex_unlock(&d->lock);
     return NULL;
 }
 
@@ -83,8 +75,15 @@ otp_http_deadlines *otp_http_deadlines_start(unsigned max_connections, int64_t i
     otp_http_deadlines *d = calloc(1, sizeof(*d) + n * sizeof(d->slots[0]));
     if (!d)
         return NULL;
-    pthread_mutex_init(&d->lock, NULL);
-    pthread_cond_init(&d->wake, NULL);
+    if (otp_stop_init(&d->stop) != 0) {
+        free(d);
+        return NULL;
+    }
+    if (pthread_mutex_init(&d->lock, NULL) != 0) {
+        otp_stop_destroy(&d->stop);
+        free(d);
+        return NULL;
+    }
     d->idle_ms = idle_ms;
     d->request_ms = request_ms;
     d->n = n;
@@ -95,7 +94,7 @@ otp_http_deadlines *otp_http_deadlines_start(unsigned max_connections, int64_t i
         d->free_list = &d->slots[i];
     }
     if (pthread_create(&d->thread, NULL, watch, d) != 0) {
-        pthread_cond_destroy(&d->wake);
+        otp_stop_destroy(&d->stop);
         pthread_mutex_destroy(&d->lock);
         free(d);
         return NULL;
@@ -107,12 +106,9 @@ void otp_http_deadlines_stop(otp_http_deadlines *d)
 {
     if (!d)
         return;
-    pthread_mutex_lock(&d->lock);
-    d->stopping = true;
-    pthread_cond_signal(&d->wake);
-    pthread_mutex_unlock(&d->lock);
+    otp_stop_signal(&d->stop);
     pthread_join(d->thread, NULL);
-    pthread_cond_destroy(&d->wake);
+    otp_stop_destroy(&d->stop);
     pthread_mutex_destroy(&d->lock);
     free(d);
 }

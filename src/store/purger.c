@@ -7,19 +7,19 @@
  * backend and each pass is one short txn in the writer's queue rather than a
  * long delete that would hold up sends. A full pass means more is waiting: the
  * next pass follows after pause_ms, long enough for the writer to serve the
- * txns queued behind it. Otherwise the thread sleeps for interval_ms on a
- * condition variable (monotonic clock) that otp_purger_stop() signals, so stopping
- * never waits for the interval. The ledger is never purged: its entries are the
- * money and must always sum to the balance.
+ * txns queued behind it. Otherwise the thread sleeps for interval_ms on its
+ * stop signal (util/stop.h), so stopping never waits for the interval. The
+ * ledger is never purged: its entries are the money and must always sum to
+ * the balance. The abuse tables lose what no limit reads any more (store.h,
+ * otp_txn_purge).
  */
 #include "store/purger.h"
 #include "util/clock.h"
+#include "util/stop.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
-#include <time.h>
 
 #define DEFAULT_INTERVAL_MS 60000
 #define DEFAULT_PAUSE_MS 20
@@ -30,37 +30,13 @@ struct otp_purger {
     otp_store *store;
     otp_purger_options opt;
     pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t cond; /* on CLOCK_MONOTONIC */
-    bool stopping;       /* under lock */
+    otp_stop stop;
 };
 
 static int64_t default_now(void *ctx)
 {
     (void)ctx;
     return otp_now_ms();
-}
-
-/* Waits up to ms or until stop; returns whether the purger is stopping. */
-static bool wait_ms(otp_purger *p, int64_t ms)
-{
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += (time_t)(ms / 1000);
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&p->lock);
-    while (!p->stopping) {
-        int rc = pthread_cond_timedwait(&p->cond, &p->lock, &until);
-        if (rc != 0 && rc != EINTR) /* ETIMEDOUT, or a clock error: do not spin */
-            break;
-    }
-    bool stopping = p->stopping;
-    pthread_mutex_unlock(&p->lock);
-    return stopping;
 }
 
 static void *purger_main(void *arg)
@@ -80,7 +56,7 @@ static void *purger_main(void *arg)
         bool full =
             e == OTP_OK && (r->purged_requests >= r->max_rows || r->purged_idem >= r->max_rows ||
                             r->erased_codes >= r->max_rows);
-        if (wait_ms(p, full ? p->opt.pause_ms : p->opt.interval_ms))
+        if (otp_stop_wait_ms(&p->stop, full ? p->opt.pause_ms : p->opt.interval_ms))
             break;
     }
     return NULL;
@@ -109,24 +85,12 @@ int otp_purger_start(otp_store *store, const otp_purger_options *opt, otp_purger
     if (!p->opt.now_ms)
         p->opt.now_ms = default_now;
 
-    pthread_condattr_t attr;
-    bool attr_ok = pthread_condattr_init(&attr) == 0;
-    bool cond_ok = attr_ok && pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) == 0 &&
-                   pthread_cond_init(&p->cond, &attr) == 0;
-    if (attr_ok)
-        pthread_condattr_destroy(&attr);
-    if (!cond_ok) {
-        free(p);
-        return -1;
-    }
-    if (pthread_mutex_init(&p->lock, NULL) != 0) {
-        pthread_cond_destroy(&p->cond);
+    if (otp_stop_init(&p->stop) != 0) {
         free(p);
         return -1;
     }
     if (pthread_create(&p->thread, NULL, purger_main, p) != 0) {
-        pthread_mutex_destroy(&p->lock);
-        pthread_cond_destroy(&p->cond);
+        otp_stop_destroy(&p->stop);
         free(p);
         return -1;
     }
@@ -138,12 +102,8 @@ void otp_purger_stop(otp_purger *p)
 {
     if (!p)
         return;
-    pthread_mutex_lock(&p->lock);
-    p->stopping = true;
-    pthread_cond_signal(&p->cond);
-    pthread_mutex_unlock(&p->lock);
+    otp_stop_signal(&p->stop);
     pthread_join(p->thread, NULL);
-    pthread_mutex_destroy(&p->lock);
-    pthread_cond_destroy(&p->cond);
+    otp_stop_destroy(&p->stop);
     free(p);
 }
