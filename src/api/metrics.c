@@ -347,16 +347,18 @@ void otp_api_metrics(otp_http_req *req, void *app)
           f);
     for (size_t r = 0; r < nr; r++)
         for (size_t si = 0; si < N_STATUS; si++) {
-            uint64_t total = 0;
+            /* One read of the buckets, so that +Inf and _count agree while
+             * requests go on. */
+            uint64_t buckets[N_BOUNDS + 1], total = 0;
             for (size_t b = 0; b <= N_BOUNDS; b++)
-                total += load(&latency[r][si][b]);
+                total += buckets[b] = load(&latency[r][si][b]);
             if (!total)
                 continue;
             char labels[160];
             route_status_labels(labels, sizeof(labels), r, si);
             uint64_t cum = 0;
             for (size_t b = 0; b <= N_BOUNDS; b++) {
-                cum += load(&latency[r][si][b]);
+                cum += buckets[b];
                 if (b < N_BOUNDS)
                     fprintf(f, "otpd_http_request_duration_seconds_bucket{%s,le=\"%g\"} %llu\n",
                             labels, bounds[b], (unsigned long long)cum);

@@ -17,10 +17,11 @@
 #include <sys/socket.h>
 
 #define WATCH_MS 250
+#define REAPED (-1) /* until_ms of a connection the watcher is cutting off */
 
 struct otp_http_deadline {
     int fd;                   /* -1: a free slot */
-    _Atomic int64_t until_ms; /* monotonic; 0: none */
+    _Atomic int64_t until_ms; /* monotonic; 0: none; REAPED */
     otp_http_deadline *next_free;
 };
 
@@ -29,7 +30,6 @@ struct otp_http_deadlines {
     otp_stop stop;
     pthread_t thread;
     int64_t idle_ms, request_ms;
-    atomic_uint_fast64_t missed;
     otp_http_deadline *free_list;
     size_t n;
     otp_http_deadline slots[];
@@ -50,16 +50,18 @@ static void *watch(void *arg)
         pthread_mutex_lock(&d->lock);
         for (size_t i = 0; i < d->n; i++) {
             otp_http_deadline *c = &d->slots[i];
-            int64_t t = atomic_load_explicit(&c->until_ms, memory_order_relaxed);
-            if (c->fd < 0 || t == 0 || now <= t)
+            int64_t t = atomic_load(&c->until_ms);
+            if (c->fd < 0 || t <= 0 || now <= t)
                 continue;
-            atomic_store_explicit(&c->until_ms, 0, memory_order_relaxed);
+            /* Claimed only if the request did not arrive whole meanwhile: a
+             * worker that finds REAPED drops the request (received()). */
+            if (!atomic_compare_exchange_strong(&c->until_ms, &t, REAPED))
+                continue;
             shutdown(c->fd, SHUT_RDWR); /* the connection is still libmicrohttpd's */
             missed++;
         }
         pthread_mutex_unlock(&d->lock);
         if (missed > 0) {
-            atomic_fetch_add(&d->missed, missed);
             otp_log(OTP_LOG_WARN,
                     "event=slow_clients_closed connections=%u request_timeout_ms=%lld", missed,
                     (long long)d->request_ms);
@@ -144,10 +146,9 @@ void otp_http_deadline_request(otp_http_deadlines *d, otp_http_deadline *c)
         atomic_store_explicit(&c->until_ms, mono_ms() + d->request_ms, memory_order_relaxed);
 }
 
-void otp_http_deadline_received(otp_http_deadline *c)
+bool otp_http_deadline_received(otp_http_deadline *c)
 {
-    if (c)
-        atomic_store_explicit(&c->until_ms, 0, memory_order_relaxed);
+    return !c || atomic_exchange(&c->until_ms, 0) != REAPED;
 }
 
 void otp_http_deadline_answered(otp_http_deadlines *d, otp_http_deadline *c)
@@ -155,9 +156,4 @@ void otp_http_deadline_answered(otp_http_deadlines *d, otp_http_deadline *c)
     if (c)
         atomic_store_explicit(&c->until_ms, mono_ms() + d->idle_ms + d->request_ms,
                               memory_order_relaxed);
-}
-
-uint64_t otp_http_deadlines_missed(otp_http_deadlines *d)
-{
-    return d ? atomic_load(&d->missed) : 0;
 }

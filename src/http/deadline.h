@@ -18,6 +18,7 @@
 #ifndef OTP_HTTP_DEADLINE_H
 #define OTP_HTTP_DEADLINE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct otp_http_deadlines otp_http_deadlines;
@@ -38,11 +39,11 @@ otp_http_deadline *otp_http_deadline_open(otp_http_deadlines *d, int fd);
 void otp_http_deadline_close(otp_http_deadlines *d, otp_http_deadline *c);
 /* A request line arrived: the rest of the request within request_ms. */
 void otp_http_deadline_request(otp_http_deadlines *d, otp_http_deadline *c);
-/* The request arrived whole: no deadline while it is handled. */
-void otp_http_deadline_received(otp_http_deadline *c);
+/* The request arrived whole: no deadline while it is handled. False if the
+ * watcher is cutting the connection off at this very moment: the request must
+ * then not be handled (its answer could not be sent). */
+bool otp_http_deadline_received(otp_http_deadline *c);
 /* The request was answered: the next one may take idle_ms + request_ms. */
 void otp_http_deadline_answered(otp_http_deadlines *d, otp_http_deadline *c);
-/* Connections shut down for missing their deadline so far. */
-uint64_t otp_http_deadlines_missed(otp_http_deadlines *d);
 
 #endif

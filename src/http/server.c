@@ -463,8 +463,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return ok ? MHD_YES : MHD_NO;
     }
     if (!req->dispatched) {
+        if (!otp_http_deadline_received(deadline_of(conn)))
+            return MHD_NO; /* past its deadline: being cut off, not handled */
         req->dispatched = true;
-        otp_http_deadline_received(deadline_of(conn));
         if (req->too_large)
             otp_http_reply_error(req, OTP_E_PAYLOAD_TOO_LARGE, NULL, NULL);
         else
