@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core/otp_code.h"
 #include "core/secrets.h"
 #include "core/sms_text.h"
 #include "core/template.h"
@@ -68,6 +69,16 @@ typedef struct otp_api_vars {
     const char *values[OTP_API_MAX_VARS];
     size_t n;
 } otp_api_vars;
+
+/* What a request keeps for its resends (keep.c): seals the code (NULL: none,
+ * under `rotate`) and the send's variables into out; returns the sealed length,
+ * 0 if there is nothing to keep. Variables that do not fit are not kept. */
+size_t otp_api_keep_seal(const otp_api *api, const char *request_id, const char *code,
+                         const otp_api_vars *vars, uint8_t out[OTP_CODE_SEALED_MAX]);
+/* Opens it: the code into code ("" if none) and the variables into *ret_vars (a
+ * new reference to a JSON object, or NULL). False if it does not open. */
+bool otp_api_keep_open(const otp_api *api, const char *request_id, const uint8_t *sealed,
+                       size_t len, char code[OTP_CODE_MAX_LEN + 1], json_t **ret_vars);
 
 /* Validates body.variables (absent or null: none) into *ret, borrowing its
  * strings. Returns false after replying invalid_request (details.field

@@ -303,14 +303,13 @@ void otp_api_send(otp_http_req *req, void *app)
     }
     otp_seal(api->secrets.box_key, s->message_id, text, len, st->sealed);
     sodium_memzero(text, sizeof(text));
-    if (auth.resend_strategy == OTP_RESEND_REUSE) {
-        /* Kept sealed so that a resend can send the same code (SPEC 1.5). */
-        char ad[OTP_ID_SIZE + 8];
-        snprintf(ad, sizeof(ad), "%s:code", s->request_id);
-        size_t clen = strlen(code);
-        otp_seal(api->secrets.box_key, ad, code, clen, st->code_sealed);
+    /* Kept sealed for resends (SPEC 1.5): the code under `reuse`, the variables. */
+    size_t kept = otp_api_keep_seal(api, s->request_id,
+                                    auth.resend_strategy == OTP_RESEND_REUSE ? code : NULL, &p.vars,
+                                    st->code_sealed);
+    if (kept) {
         s->code_sealed = st->code_sealed;
-        s->code_sealed_len = clen + OTP_SEAL_OVERHEAD;
+        s->code_sealed_len = kept;
     }
     sodium_memzero(code, sizeof(code));
 

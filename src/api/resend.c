@@ -13,12 +13,13 @@
  * working; `reuse` unseals the code kept (sealed under the server's box key) at
  * send time and sends it again, so a user typing the code of a slow first SMS
  * still succeeds. A request sent before the account chose `reuse` has no sealed
- * code and is rotated. The store does not keep the send's `variables`, so a
- * template that uses them needs them again in the resend's body.
+ * code and is rotated. The send's `variables` are kept with it too (keep.c):
+ * a resend without `variables` uses them, one with `variables` uses its own.
  */
 #include "api/api.h"
 #include "api/guard.h"
 #include "core/otp_code.h"
+#include "core/otp_state.h"
 #include "core/seal.h"
 #include "util/clock.h"
 #include "util/ids.h"
@@ -99,26 +100,32 @@ static void resend_done(otp_txn *txn)
     otp_http_resume(st->req);
 }
 
-/* The code to send: the sealed one under `reuse` (true in *ret_reused), else a
- * new one. */
-static void resend_code(otp_api *api, const otp_key_auth *auth, const otp_request_info *info,
+/* The code to send: the kept one under `reuse` (true in *ret_reused), else a
+ * new one. kept is what the request kept ("" if no code). */
+static void resend_code(const otp_key_auth *auth, const otp_request_info *info, const char *kept,
                         char *code, bool *ret_reused)
 {
-    *ret_reused = false;
-    if (auth->resend_strategy == OTP_RESEND_REUSE && info->code_sealed_len > OTP_SEAL_OVERHEAD &&
-        info->code_sealed_len <= OTP_SEAL_OVERHEAD + OTP_CODE_MAX_LEN) {
-        char ad[OTP_ID_SIZE + 8];
-        snprintf(ad, sizeof(ad), "%s:code", info->public_id);
-        int len;
-        if (otp_unseal(api->secrets.box_key, ad, info->code_sealed, info->code_sealed_len, code) ==
-                0 &&
-            otp_code_well_formed(code, &len) && len == info->code_length) {
-            *ret_reused = true;
-            return;
+    int len;
+    *ret_reused = auth->resend_strategy == OTP_RESEND_REUSE && otp_code_well_formed(kept, &len) &&
+                  len == info->code_length;
+    if (*ret_reused)
+        memcpy(code, kept, (size_t)len + 1);
+    else
+        otp_code_generate(info->code_length, code);
+}
+
+/* The send's variables, when the resend gives none: borrowed from kept. */
+static void kept_vars(json_t *kept, otp_api_vars *vars)
+{
+    const char *name;
+    json_t *value;
+    json_object_foreach(kept, name, value)
+    {
+        if (vars->n < OTP_API_MAX_VARS && json_is_string(value)) {
+            vars->names[vars->n] = name;
+            vars->values[vars->n++] = json_string_value(value);
         }
-        sodium_memzero(code, OTP_CODE_MAX_LEN + 1);
     }
-    otp_code_generate(info->code_length, code);
 }
 
 void otp_api_resend(otp_http_req *req, void *app)
@@ -136,6 +143,8 @@ void otp_api_resend(otp_http_req *req, void *app)
     size_t len;
     int segments;
     bool reused;
+    char kept_code[OTP_CODE_MAX_LEN + 1] = "";
+    json_t *kept = NULL; /* the send's variables, when kept */
 
     if (!otp_api_authenticate(req, api, &auth))
         return;
@@ -170,6 +179,17 @@ void otp_api_resend(otp_http_req *req, void *app)
     char masked[OTP_PHONE_MASK_SIZE];
     otp_phone_mask(info.phone, masked);
     otp_http_log_phone(req, masked);
+    /* A finished request answers as such before anything is rendered (the txn
+     * decides again, atomically): its kept variables are gone with it. */
+    otp_req_state rs = {.status = info.status,
+                        .attempts_left = info.attempts_left,
+                        .expires_at_ms = info.expires_at_ms,
+                        .verified_at_ms = info.verified_at_ms};
+    int64_t seen = otp_now_ms();
+    if (otp_req_effective_status(&rs, seen) != OTP_REQ_PENDING) {
+        otp_http_reply_error(req, otp_req_guess(&rs, false, seen, NULL), NULL, NULL);
+        goto out;
+    }
     /* A removed template falls back to the default rather than refusing. */
     e = otp_api_template(api, &auth, info.template_id[0] ? info.template_id : NULL, &tpl);
     if (e == OTP_E_NOT_FOUND)
@@ -193,7 +213,13 @@ void otp_api_resend(otp_http_req *req, void *app)
     memcpy(r->request_id, info.public_id, OTP_ID_SIZE);
     otp_id_new("msg_", now, r->message_id);
 
-    resend_code(api, &auth, &info, code, &reused);
+    if (info.code_sealed_len)
+        otp_api_keep_open(api, info.public_id, info.code_sealed, info.code_sealed_len, kept_code,
+                          &kept);
+    if (vars.n == 0 && kept)
+        kept_vars(kept, &vars);
+    resend_code(&auth, &info, kept_code, code, &reused);
+    sodium_memzero(kept_code, sizeof(kept_code));
     r->rotate = !reused;
     if (r->rotate)
         otp_code_hash(&api->secrets.code_mac, r->request_id, code, r->code_hash);
@@ -254,5 +280,7 @@ void otp_api_resend(otp_http_req *req, void *app)
     otp_http_suspend(req, resend_finish);
     api->store->ops->submit(api->store, &st->txn);
 out:
+    sodium_memzero(kept_code, sizeof(kept_code));
+    json_decref(kept);
     json_decref(body);
 }

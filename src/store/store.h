@@ -43,7 +43,7 @@
 #define OTP_DOMAIN_SIZE 128
 #define OTP_TEMPLATE_NAME_SIZE 64
 #define OTP_TEMPLATE_BODY_SIZE 1025 /* 1024 bytes of UTF-8 + NUL */
-#define OTP_CODE_SEALED_MAX 64      /* a sealed code: 10 digits + seal overhead */
+#define OTP_CODE_SEALED_MAX 4096    /* what a request keeps for its resends, sealed (api/keep.c) */
 
 typedef struct otp_store otp_store;
 typedef struct otp_txn otp_txn;

@@ -122,18 +122,41 @@ describe('templates', () => {
         assert.equal(text, `${codeFromText(text)} is the Acme Pay login code. Valid 10 min.\n${APP_HASH}`);
     });
 
-    it('a resend of a template with variables needs them again (they are not stored)', async () => {
+    it('a resend of a template with variables uses the send\'s (kept sealed), or its own when it gives them', async () => {
         const to = phone();
         const d = await sendOk(srv, key, { phoneNumber: to, templateId: 'order', variables: { user: 'Ravi', orderId: 'B-7' } });
         await srv.waitForSms(to); // a resend drops a message still queued: let the first go out
         await srv.advanceClock(31000);
-        const e = assertError(await srv.request('POST', '/otp/resend', { key, body: { requestId: d.requestId } }), 400, 'invalid_request');
-        assert.equal(e.details.field, 'variables');
+        assertData(await srv.request('POST', '/otp/resend', { key, body: { requestId: d.requestId } }), 200);
+        const second = (await srv.waitForSms(to, { count: 2 })).text;
+        assert.match(second, /^\d{6} confirms order B-7 for Ravi\.$/);
+        await srv.advanceClock(31000);
         assertData(
-            await srv.request('POST', '/otp/resend', { key, body: { requestId: d.requestId, variables: { user: 'Ravi', orderId: 'B-7' } } }),
+            await srv.request('POST', '/otp/resend', { key, body: { requestId: d.requestId, variables: { user: 'Ravi', orderId: 'C-9' } } }),
             200,
         );
-        assert.match((await srv.waitForSms(to, { count: 2 })).text, /^\d{6} confirms order B-7 for Ravi\.$/);
+        const third = (await srv.waitForSms(to, { count: 3 })).text;
+        assert.match(third, /^\d{6} confirms order C-9 for Ravi\.$/);
+        // rotate (the default): each resend's code is new, and the last one verifies
+        assert.notEqual(codeFromText(second), codeFromText(third));
+        assert.equal((await srv.verify(key, d.requestId, codeFromText(third))).status, 200);
+        // once verified, nothing is kept: a resend is refused as finished
+        assertError(await srv.request('POST', '/otp/resend', { key, body: { requestId: d.requestId } }), 409, 'otp_already_verified');
+    });
+
+    it('under `reuse`, the kept code and the kept variables go out together', async () => {
+        await srv.addAccount('reuser', { credit: '10.00' });
+        await srv.cli(['account', 'set', 'reuser', '--resend-strategy', 'reuse']);
+        await addTemplate('reuser', 'order', '{{code}} confirms order {{orderId}}.');
+        const pkey = srv.accounts.reuser.key;
+        const to = phone();
+        const d = await sendOk(srv, pkey, { phoneNumber: to, templateId: 'order', variables: { orderId: 'R-1' } });
+        const first = (await srv.waitForSms(to)).text;
+        await srv.advanceClock(31000);
+        assertData(await srv.request('POST', '/otp/resend', { key: pkey, body: { requestId: d.requestId } }), 200);
+        const second = (await srv.waitForSms(to, { count: 2 })).text;
+        assert.equal(second, first);
+        assert.match(second, /^\d{6} confirms order R-1\.$/);
     });
 
     it('a multi-segment GSM-7 template is charged segments × price', async () => {
