@@ -25,6 +25,8 @@
 size_t otp_api_keep_seal(const otp_api *api, const char *request_id, const char *code,
                          const otp_api_vars *vars, uint8_t out[OTP_CODE_SEALED_MAX])
 {
+    if (!code && (!vars || vars->n == 0))
+        return 0; /* `rotate` without variables, the common send: nothing to keep */
     json_t *o = json_object();
     json_t *v = vars && vars->n ? json_object() : NULL;
     size_t len = 0;
