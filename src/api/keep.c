@@ -3,12 +3,14 @@
  * template with placeholders of its own needs nothing but the request id.
  *
  * Both go in one blob, sealed under the server's box key with the request id
- * in the associated data, in the request's code_sealed column: the store
- * already erases that column when the request stops being pending and purges
- * it at expiry, which is the life these need. The sealed text is the JSON
- * {"c": code, "v": {name: value, …}}, either member absent. Requests of
- * earlier versions kept the code alone (associated data "<id>:code"); those
- * still open.
+ * in the associated data ("<id>:cv"), in the request's code_sealed column: the
+ * store already erases that column when the request stops being pending and
+ * purges it at expiry, which is the life these need. The sealed text is one
+ * byte, the code's length (0 under `rotate`: no code is ever kept then), the
+ * code, and the variables as a JSON object (or nothing). The code never passes
+ * through jansson, whose buffers are freed without being wiped; every buffer
+ * that held it here is wiped. Requests of earlier versions kept the code alone
+ * (associated data "<id>:code"); those still open.
  */
 #include "api/api.h"
 #include "core/otp_code.h"
@@ -22,46 +24,44 @@
 #define AD_SIZE (OTP_ID_SIZE + 8)
 #define TEXT_MAX (OTP_CODE_SEALED_MAX - OTP_SEAL_OVERHEAD)
 
+/* The variables as compact JSON (malloc'd), or NULL if none or out of memory. */
+static char *vars_json(const otp_api_vars *vars)
+{
+    if (!vars || vars->n == 0)
+        return NULL;
+    json_t *v = json_object();
+    for (size_t i = 0; v && i < vars->n; i++)
+        json_object_set_new(v, vars->names[i], json_string(vars->values[i]));
+    char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    json_decref(v);
+    return text;
+}
+
 size_t otp_api_keep_seal(const otp_api *api, const char *request_id, const char *code,
                          const otp_api_vars *vars, uint8_t out[OTP_CODE_SEALED_MAX])
 {
     if (!code && (!vars || vars->n == 0))
         return 0; /* `rotate` without variables, the common send: nothing to keep */
-    json_t *o = json_object();
-    json_t *v = vars && vars->n ? json_object() : NULL;
+    size_t clen = code ? strlen(code) : 0;
+    if (clen > OTP_CODE_MAX_LEN)
+        return 0;
+    char *vj = vars_json(vars);
+    size_t vlen = vj ? strlen(vj) : 0;
+    if (1 + clen + vlen > TEXT_MAX)
+        vlen = 0; /* the variables do not fit: a resend then needs them again */
     size_t len = 0;
-    if (!o || (vars && vars->n && !v))
-        goto out;
-    if (code)
-        json_object_set_new(o, "c", json_string(code));
-    for (size_t i = 0; v && i < vars->n; i++)
-        json_object_set_new(v, vars->names[i], json_string(vars->values[i]));
-    if (v && json_object_size(v) > 0)
-        json_object_set(o, "v", v);
-    if (json_object_size(o) == 0)
-        goto out;
-    char *text = json_dumps(o, JSON_COMPACT);
-    if (text && strlen(text) > TEXT_MAX && code) {
-        /* The variables do not fit: the code alone (a resend then needs them again). */
-        sodium_memzero(text, strlen(text));
-        free(text);
-        json_object_del(o, "v");
-        text = json_dumps(o, JSON_COMPACT);
-    }
-    if (text && strlen(text) <= TEXT_MAX) {
+    if (clen + vlen > 0) {
+        char text[TEXT_MAX];
+        text[0] = (char)clen;
+        memcpy(text + 1, code ? code : "", clen);
+        memcpy(text + 1 + clen, vj ? vj : "", vlen);
         char ad[AD_SIZE];
         snprintf(ad, sizeof(ad), "%s:cv", request_id);
-        len = strlen(text);
-        otp_seal(api->secrets.box_key, ad, text, len, out);
-        len += OTP_SEAL_OVERHEAD;
+        otp_seal(api->secrets.box_key, ad, text, 1 + clen + vlen, out);
+        len = 1 + clen + vlen + OTP_SEAL_OVERHEAD;
+        sodium_memzero(text, sizeof(text));
     }
-    if (text) {
-        sodium_memzero(text, strlen(text));
-        free(text);
-    }
-out:
-    json_decref(v);
-    json_decref(o);
+    free(vj);
     return len;
 }
 
@@ -85,18 +85,19 @@ bool otp_api_keep_open(const otp_api *api, const char *request_id, const uint8_t
         }
         return true;
     }
-    json_t *o = json_loads(text, 0, NULL);
-    sodium_memzero(text, sizeof(text));
-    if (!json_is_object(o)) {
-        json_decref(o);
-        return false;
+    size_t n = len - OTP_SEAL_OVERHEAD, clen = (unsigned char)text[0];
+    bool ok = clen <= OTP_CODE_MAX_LEN && 1 + clen <= n;
+    if (ok) {
+        memcpy(code, text + 1, clen);
+        code[clen] = '\0';
+        if (n > 1 + clen) {
+            json_t *v = json_loadb(text + 1 + clen, n - 1 - clen, 0, NULL);
+            if (json_is_object(v))
+                *ret_vars = v;
+            else
+                json_decref(v);
+        }
     }
-    const char *c = json_string_value(json_object_get(o, "c"));
-    if (c && strlen(c) <= OTP_CODE_MAX_LEN)
-        memcpy(code, c, strlen(c) + 1);
-    json_t *v = json_object_get(o, "v");
-    if (json_is_object(v))
-        *ret_vars = json_incref(v);
-    json_decref(o); /* the code's copy in the JSON goes with it */
-    return true;
+    sodium_memzero(text, sizeof(text));
+    return ok;
 }

@@ -7,8 +7,8 @@
  * transactions together; when ours is durable it records the outcome and
  * resumes us, and the reply is built back on an HTTP thread (send_finish /
  * verify_finish). The plaintext code lives only in this file's stack frames and
- * the sealed text (and, for accounts with the reuse resend strategy, a sealed
- * copy of the code), and is wiped after use.
+ * the sealed text (and, for accounts with the reuse resend strategy, the sealed
+ * blob kept for resends, api/keep.c), and is wiped after use.
  */
 #include "api/api.h"
 #include "api/guard.h"

@@ -179,17 +179,14 @@ void otp_api_resend(otp_http_req *req, void *app)
     char masked[OTP_PHONE_MASK_SIZE];
     otp_phone_mask(info.phone, masked);
     otp_http_log_phone(req, masked);
-    /* A finished request answers as such before anything is rendered (the txn
-     * decides again, atomically): its kept variables are gone with it. */
+    /* A finished request is answered by the txn (an idempotent replay first,
+     * then the key's kind, then its 409 or 410): no text is rendered for it,
+     * since the variables kept for it are gone with its pending state. */
     otp_req_state rs = {.status = info.status,
                         .attempts_left = info.attempts_left,
                         .expires_at_ms = info.expires_at_ms,
                         .verified_at_ms = info.verified_at_ms};
-    int64_t seen = otp_now_ms();
-    if (otp_req_effective_status(&rs, seen) != OTP_REQ_PENDING) {
-        otp_http_reply_error(req, otp_req_guess(&rs, false, seen, NULL), NULL, NULL);
-        goto out;
-    }
+    bool finished = otp_req_effective_status(&rs, otp_now_ms()) != OTP_REQ_PENDING;
     /* A removed template falls back to the default rather than refusing. */
     e = otp_api_template(api, &auth, info.template_id[0] ? info.template_id : NULL, &tpl);
     if (e == OTP_E_NOT_FOUND)
@@ -235,7 +232,11 @@ void otp_api_resend(otp_http_req *req, void *app)
         .values = vars.values,
         .nvars = vars.n,
     };
-    if (!otp_api_render(req, &tpl, &v, "variables", text, &len, &segments)) {
+    if (finished) { /* a text the txn never stores (see above) */
+        memcpy(text, "-", 2);
+        len = 1;
+        segments = 1;
+    } else if (!otp_api_render(req, &tpl, &v, "variables", text, &len, &segments)) {
         sodium_memzero(code, sizeof(code));
         goto out;
     }

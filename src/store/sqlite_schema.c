@@ -135,8 +135,9 @@ static const char *const migrations[] = {
     "ALTER TABLE accounts ADD COLUMN webotp_domain TEXT;"
 
     /* template_id is the public id given at send (NULL = the account's default
-     * at the time of each send); code_sealed is set only under the reuse
-     * strategy and erased as soon as the request stops being pending. */
+     * at the time of each send); code_sealed (what a request keeps for its
+     * resends, api/keep.c) is erased as soon as the request stops being
+     * pending. */
     "ALTER TABLE otp_requests ADD COLUMN last_sent_at INTEGER;"
     "UPDATE otp_requests SET last_sent_at = created_at;"
     "ALTER TABLE otp_requests ADD COLUMN template_id TEXT;"

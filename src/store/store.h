@@ -86,8 +86,9 @@ typedef struct otp_request_info {
     char template_id[OTP_ID_SIZE];    /* "" = the account's default template */
     char app_name[OTP_APP_NAME_SIZE]; /* as given at send ("" = account name) */
     char app_hash[OTP_APP_HASH_SIZE]; /* "" = none */
-    /* reuse strategy only: the code sealed under box_key, AD = "<requestId>:code";
-     * erased when the request stops being pending. 0 = none. */
+    /* What the request keeps for its resends, sealed under box_key (api/keep.c:
+     * the code under the reuse strategy, the send's variables); erased when the
+     * request stops being pending. 0 = none. */
     uint8_t code_sealed[OTP_CODE_SEALED_MAX];
     size_t code_sealed_len;
 } otp_request_info;
@@ -305,7 +306,7 @@ typedef struct otp_txn_send {
     char app_hash[OTP_APP_HASH_SIZE];
     char sender_id[OTP_SENDER_ID_SIZE];
     char dlt_template_id[OTP_DLT_ID_SIZE];
-    const uint8_t *code_sealed; /* reuse strategy: NULL otherwise; not copied */
+    const uint8_t *code_sealed; /* what it keeps for resends (api/keep.c) or NULL; not copied */
     size_t code_sealed_len;
     otp_idem idem;
     otp_abuse abuse;

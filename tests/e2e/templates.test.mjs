@@ -5,6 +5,7 @@
 // count (GSM-7 or UCS-2, e.g. Hindi) is stored and charged: segments × price.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { startServer, phones, sendOk, assertData, assertError, paise, codeFromText, sleep } from './lib/server.mjs';
 
 const phone = phones(34);
@@ -16,6 +17,14 @@ describe('templates', () => {
     const addTemplate = (account, name, body, extra = []) =>
         srv.cli(['template', 'add', account, '--name', name, '--body', body, ...extra, '--json']);
     const balance = async (name) => paise((await srv.accountShow(name)).balance);
+    /** Bytes the request keeps sealed for its resends (0 for none), from the database. */
+    const keptBytes = (requestId) => {
+        const sql = `SELECT coalesce(${srv.db ? 'octet_length' : 'length'}(code_sealed), 0) FROM otp_requests WHERE public_id = '${requestId}'`;
+        const out = srv.db
+            ? execFileSync('psql', ['-qAtX', '-d', srv.db, '-c', sql], { encoding: 'utf8' })
+            : execFileSync('sqlite3', [srv.dbFile, sql], { encoding: 'utf8' });
+        return Number(out.trim());
+    };
     const messageOf = async (to, count = 1) => {
         const sms = await srv.waitForSms(to, { count });
         const m = assertData(await srv.request('GET', `/messages/${sms.messageId}`, { key }), 200);
@@ -124,10 +133,14 @@ describe('templates', () => {
 
     it('a resend of a template with variables uses the send\'s (kept sealed), or its own when it gives them', async () => {
         const to = phone();
-        const d = await sendOk(srv, key, { phoneNumber: to, templateId: 'order', variables: { user: 'Ravi', orderId: 'B-7' } });
+        const variables = { user: 'Ravi', orderId: 'B-7' };
+        const d = await sendOk(srv, key, { phoneNumber: to, templateId: 'order', variables });
+        // under rotate (this account's) only the variables are kept: one length byte, no code, the JSON
+        assert.equal(keptBytes(d.requestId), 40 + 1 + JSON.stringify(variables).length);
         await srv.waitForSms(to); // a resend drops a message still queued: let the first go out
         await srv.advanceClock(31000);
-        assertData(await srv.request('POST', '/otp/resend', { key, body: { requestId: d.requestId } }), 200);
+        const again = { requestId: d.requestId, idempotencyKey: 'tpl-resend-1' };
+        const first = assertData(await srv.request('POST', '/otp/resend', { key, body: again }), 200);
         const second = (await srv.waitForSms(to, { count: 2 })).text;
         assert.match(second, /^\d{6} confirms order B-7 for Ravi\.$/);
         await srv.advanceClock(31000);
@@ -140,8 +153,11 @@ describe('templates', () => {
         // rotate (the default): each resend's code is new, and the last one verifies
         assert.notEqual(codeFromText(second), codeFromText(third));
         assert.equal((await srv.verify(key, d.requestId, codeFromText(third))).status, 200);
-        // once verified, nothing is kept: a resend is refused as finished
+        // once verified, nothing is kept: a resend is refused as finished...
+        assert.equal(keptBytes(d.requestId), 0);
         assertError(await srv.request('POST', '/otp/resend', { key, body: { requestId: d.requestId } }), 409, 'otp_already_verified');
+        // ...but the replay of an earlier resend is still its replay
+        assert.deepEqual(assertData(await srv.request('POST', '/otp/resend', { key, body: again }), 200), first);
     });
 
     it('under `reuse`, the kept code and the kept variables go out together', async () => {
