@@ -124,6 +124,27 @@ static uint64_t load(atomic_uint_fast64_t *v)
     return (uint64_t)atomic_load_explicit(v, memory_order_relaxed);
 }
 
+/* One histogram series from per-bucket counts (the last one +Inf): cumulative
+ * _bucket lines, _sum and _count. labels: "" or `a="b",…`. */
+static void histogram(FILE *f, const char *name, const char *labels, const double *upper,
+                      size_t n_bounds, const uint64_t *per_bucket, double sum)
+{
+    const char *sep = labels[0] ? "," : "";
+    uint64_t cum = 0;
+    for (size_t b = 0; b <= n_bounds; b++) {
+        cum += per_bucket[b];
+        if (b < n_bounds)
+            fprintf(f, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep, upper[b],
+                    (unsigned long long)cum);
+        else
+            fprintf(f, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep,
+                    (unsigned long long)cum);
+    }
+    const char *open = labels[0] ? "{" : "", *close = labels[0] ? "}" : "";
+    fprintf(f, "%s_sum%s%s%s %.6f\n%s_count%s%s%s %llu\n", name, open, labels, close, sum, name,
+            open, labels, close, (unsigned long long)cum);
+}
+
 /* The labels of route index r and status index si. */
 static void route_status_labels(char *out, size_t n, size_t r, size_t si)
 {
@@ -213,20 +234,10 @@ static void delivery_latency(const otp_delivery_stats *s, void *ctx)
     FILE *f = ctx;
     if (strcmp(s->provider, OTP_DELIVERY_NO_PROVIDER) == 0)
         return;
-    uint64_t cum = 0;
-    for (size_t b = 0; b <= OTP_DELIVERY_LATENCY_BUCKETS; b++) {
-        cum += s->latency[b];
-        if (b < OTP_DELIVERY_LATENCY_BUCKETS)
-            fprintf(f, "otpd_delivery_latency_seconds_bucket{provider=\"%s\",le=\"%g\"} %llu\n",
-                    s->provider, otp_delivery_latency_bounds_s[b], (unsigned long long)cum);
-        else
-            fprintf(f, "otpd_delivery_latency_seconds_bucket{provider=\"%s\",le=\"+Inf\"} %llu\n",
-                    s->provider, (unsigned long long)cum);
-    }
-    fprintf(f,
-            "otpd_delivery_latency_seconds_sum{provider=\"%s\"} %.3f\n"
-            "otpd_delivery_latency_seconds_count{provider=\"%s\"} %llu\n",
-            s->provider, (double)s->latency_sum_ms / 1e3, s->provider, (unsigned long long)cum);
+    char labels[OTP_PROVIDER_NAME_SIZE + 16];
+    snprintf(labels, sizeof(labels), "provider=\"%s\"", s->provider);
+    histogram(f, "otpd_delivery_latency_seconds", labels, otp_delivery_latency_bounds_s,
+              OTP_DELIVERY_LATENCY_BUCKETS, s->latency, (double)s->latency_sum_ms / 1e3);
 }
 
 static void delivery_series(FILE *f, otp_store *store)
@@ -286,20 +297,8 @@ static void store_series(FILE *f, otp_store *store)
             "write and sync, and any checkpoint the writer ran in it.\n"
             "# TYPE otpd_store_commit_duration_seconds histogram\n",
             (unsigned long long)cs.batches, (unsigned long long)cs.txns);
-    uint64_t cum = 0;
-    for (size_t b = 0; b <= OTP_COMMIT_BUCKETS; b++) {
-        cum += cs.buckets[b];
-        if (b < OTP_COMMIT_BUCKETS)
-            fprintf(f, "otpd_store_commit_duration_seconds_bucket{le=\"%g\"} %llu\n",
-                    otp_commit_bounds_s[b], (unsigned long long)cum);
-        else
-            fprintf(f, "otpd_store_commit_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
-                    (unsigned long long)cum);
-    }
-    fprintf(f,
-            "otpd_store_commit_duration_seconds_sum %.6f\n"
-            "otpd_store_commit_duration_seconds_count %llu\n",
-            (double)cs.sum_us / 1e6, (unsigned long long)cum);
+    histogram(f, "otpd_store_commit_duration_seconds", "", otp_commit_bounds_s, OTP_COMMIT_BUCKETS,
+              cs.buckets, (double)cs.sum_us / 1e6);
 }
 
 void otp_api_metrics(otp_http_req *req, void *app)
@@ -356,21 +355,8 @@ void otp_api_metrics(otp_http_req *req, void *app)
                 continue;
             char labels[160];
             route_status_labels(labels, sizeof(labels), r, si);
-            uint64_t cum = 0;
-            for (size_t b = 0; b <= N_BOUNDS; b++) {
-                cum += buckets[b];
-                if (b < N_BOUNDS)
-                    fprintf(f, "otpd_http_request_duration_seconds_bucket{%s,le=\"%g\"} %llu\n",
-                            labels, bounds[b], (unsigned long long)cum);
-                else
-                    fprintf(f, "otpd_http_request_duration_seconds_bucket{%s,le=\"+Inf\"} %llu\n",
-                            labels, (unsigned long long)cum);
-            }
-            fprintf(f,
-                    "otpd_http_request_duration_seconds_sum{%s} %.6f\n"
-                    "otpd_http_request_duration_seconds_count{%s} %llu\n",
-                    labels, (double)load(&latency_sum_us[r][si]) / 1e6, labels,
-                    (unsigned long long)total);
+            histogram(f, "otpd_http_request_duration_seconds", labels, bounds, N_BOUNDS, buckets,
+                      (double)load(&latency_sum_us[r][si]) / 1e6);
         }
     delivery_series(f, api ? api->store : NULL);
     store_series(f, api ? api->store : NULL);
