@@ -3,8 +3,11 @@
  * The per-key token bucket sits in front of every authenticated request, so it
  * must cost next to nothing: buckets live in memory in a hash map split into
  * 64 shards, each under its own mutex, keyed by the key's row id; a request
- * locks one shard for a few arithmetic operations. Buckets are per process: N
- * nodes behind a balancer give a key N buckets. The limits that must hold
+ * locks one shard for a few arithmetic operations. When the store is shared by
+ * several nodes (PostgreSQL: ops->key_take), the bucket is the store's and the
+ * map holds this node's lease on it (core/limits.h, otp_key_lease): a few
+ * tokens taken at a time, so N nodes enforce one limit, not N, with one
+ * database call per ~1/20 s of a key's rate. The other limits that must hold
  * across nodes (per number, spend, pumping) live in the database and are
  * decided inside the send and verify transactions.
  *
@@ -30,7 +33,8 @@
 
 typedef struct bucket_entry {
     int64_t key_id;
-    otp_bucket b;
+    otp_bucket b;        /* the bucket itself (one node holds the store) */
+    otp_key_lease lease; /* or this node's share of the store's bucket */
     struct bucket_entry *next;
 } bucket_entry;
 
@@ -137,7 +141,8 @@ static void log_refusal(const char *reason, const char *account, const char *pho
             account && *account ? account : "-", masked);
 }
 
-bool otp_guard_key(otp_http_req *req, const otp_key_auth *auth, const otp_limits *lim)
+bool otp_guard_key(otp_http_req *req, otp_api *api, const otp_key_auth *auth,
+                   const otp_limits *lim)
 {
     if (lim->key_rate <= 0)
         return true;
@@ -157,9 +162,35 @@ bool otp_guard_key(otp_http_req *req, const otp_key_auth *auth, const otp_limits
         e->next = sh->buckets[slot];
         sh->buckets[slot] = e;
     }
-    if (e)
-        wait = otp_bucket_take(&e->b, lim->key_rate, lim->key_burst, now);
+    otp_store *store = api->store;
+    if (!store->ops->key_take) {
+        if (e)
+            wait = otp_bucket_take(&e->b, lim->key_rate, lim->key_burst, now);
+    } else {
+        wait = e ? otp_key_lease_take(&e->lease, now) : -1;
+    }
     pthread_mutex_unlock(&sh->mu);
+    if (wait < 0) {
+        /* Not under the shard's lock: other keys' requests go on meanwhile. Two
+         * requests of this key may both ask; each keeps what it was given. */
+        int granted = 0;
+        int64_t wait_ms = 0;
+        if (store->ops->key_take(store, auth->key_id, lim->key_rate, lim->key_burst,
+                                 otp_key_lease_want(lim->key_rate, lim->key_burst), &granted,
+                                 &wait_ms) != OTP_OK) {
+            otp_http_reply_error(req, OTP_E_UNAVAILABLE, NULL, NULL);
+            return false;
+        }
+        now = otp_now_ms();
+        pthread_mutex_lock(&sh->mu);
+        if (e) /* entries live as long as the process */
+            wait = otp_key_lease_fill(&e->lease, granted, wait_ms, now);
+        else
+            wait = granted ? 0 : (int)((wait_ms + 999) / 1000);
+        pthread_mutex_unlock(&sh->mu);
+        if (wait < 0)
+            wait = 1;
+    }
     if (!wait)
         return true;
     otp_metrics_refusal(OTP_REFUSE_KEY_RATE);
@@ -207,7 +238,7 @@ bool otp_guard_request(otp_http_req *req, otp_api *api, const otp_key_auth *auth
         otp_http_reply_error(req, OTP_E_UNAVAILABLE, NULL, NULL);
         return false;
     }
-    return otp_guard_key(req, auth, &lim);
+    return otp_guard_key(req, api, auth, &lim);
 }
 
 bool otp_guard_prepare(otp_http_req *req, otp_api *api, const otp_key_auth *auth,

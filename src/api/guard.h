@@ -22,10 +22,12 @@ void otp_guard_configure(const otp_limits *defaults, int cache_ms);
  * the CLI takes effect within that time). Returns false on a store error. */
 bool otp_guard_limits(otp_api *api, int64_t account_id, otp_limits *ret);
 
-/* Takes a token from the key's bucket (in memory, per node). Returns true if
- * the request may go on; else replies 429 rate_limited with retryAfter,
- * logs the refusal and returns false. */
-bool otp_guard_key(otp_http_req *req, const otp_key_auth *auth, const otp_limits *lim);
+/* Takes a token from the key's bucket: in memory, or through this node's lease
+ * when the store shares the bucket between nodes. Returns true if the request
+ * may go on; else replies 429 rate_limited with retryAfter (503 if the store
+ * cannot be asked), logs a refusal and returns false. */
+bool otp_guard_key(otp_http_req *req, otp_api *api, const otp_key_auth *auth,
+                   const otp_limits *lim);
 
 /* Country allow-list on the region libphonenumber derived. Returns true if
  * allowed; else replies 403 country_not_allowed, logs, and returns false. */

@@ -271,6 +271,46 @@ int otp_bucket_take(otp_bucket *b, int rate, int burst, int64_t now_ms)
     return s < 1 ? 1 : (int)s;
 }
 
+int otp_key_lease_want(int rate, int burst)
+{
+    int want = rate / 20;
+    if (want > burst / 10)
+        want = burst / 10;
+    return want < 1 ? 1 : want;
+}
+
+int otp_key_lease_take(otp_key_lease *l, int64_t now_ms)
+{
+    if (now_ms < l->empty_until_ms) {
+        int64_t s = (l->empty_until_ms - now_ms + 999) / 1000;
+        return s < 1 ? 1 : (int)s;
+    }
+    if (l->tokens > 0 && now_ms < l->until_ms) {
+        l->tokens--;
+        return 0;
+    }
+    l->tokens = 0;
+    return -1;
+}
+
+int otp_key_lease_fill(otp_key_lease *l, int granted, int64_t wait_ms, int64_t now_ms)
+{
+    if (granted >= 1) {
+        /* Another request of this node may have filled the lease meanwhile:
+         * keep both, under the newer deadline. */
+        l->tokens += granted - 1;
+        l->until_ms = now_ms + OTP_KEY_LEASE_MS;
+        l->empty_until_ms = 0;
+        return 0;
+    }
+    if (wait_ms < 1)
+        wait_ms = 1;
+    l->tokens = 0;
+    l->empty_until_ms = now_ms + wait_ms;
+    int64_t s = (wait_ms + 999) / 1000;
+    return s < 1 ? 1 : (int)s;
+}
+
 /* ---- per destination number ---- */
 
 static int ceil_s(int64_t ms)

@@ -81,6 +81,37 @@ typedef struct otp_bucket {
  * seconds (>= 1) to wait before a token is there. rate <= 0: always 0. */
 int otp_bucket_take(otp_bucket *b, int rate, int burst, int64_t now_ms);
 
+/* A node's share of a bucket kept in a database that several nodes share
+ * (PostgreSQL, store.h's key_take). A node takes a few tokens at a time from
+ * the shared bucket and spends them locally, so the nodes together never accept
+ * more than the one bucket allows; tokens a node took and did not spend within
+ * OTP_KEY_LEASE_MS are dropped (never given back: nodes may refuse a little
+ * early, never accept too much). After a refusal the node refuses locally until
+ * the shared bucket can have refilled one token, so a client hammering a key
+ * past its rate costs no database call per request. */
+#define OTP_KEY_LEASE_MS 1000
+
+typedef struct otp_key_lease {
+    int64_t tokens;         /* taken from the shared bucket, not yet spent */
+    int64_t until_ms;       /* they are dropped then */
+    int64_t empty_until_ms; /* the shared bucket had no token before then */
+} otp_key_lease;
+
+/* How many tokens to ask the shared bucket for at a time: about 1/20 s of the
+ * rate, at most a tenth of the burst, at least 1. */
+int otp_key_lease_want(int rate, int burst);
+
+/* Spends a local token at now. Returns 0 when the request may go, -1 when the
+ * node must ask the shared bucket (then otp_key_lease_fill), or the whole
+ * seconds (>= 1) to wait when the shared bucket was found empty. */
+int otp_key_lease_take(otp_key_lease *l, int64_t now_ms);
+
+/* Records the shared bucket's answer at now, given for one request: granted
+ * tokens (one of them is that request's), or none and the ms until the bucket
+ * has one. Returns 0 when the request may go, else the whole seconds (>= 1) to
+ * wait. */
+int otp_key_lease_fill(otp_key_lease *l, int granted, int64_t wait_ms, int64_t now_ms);
+
 /* ---- per destination number ---- */
 
 /* The times of the number's most recent sends, newest first (at most

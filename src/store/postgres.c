@@ -775,6 +775,7 @@ static const otp_store_ops postgres_ops = {
     .template_list = pg_template_list,
     .test_inbox = pg_test_inbox,
     .limits_get = pg_limits_get,
+    .key_take = pg_key_take,
     .block_list = pg_block_list,
 };
 

@@ -77,6 +77,7 @@ typedef enum {
     S_TPL_LIST,
     S_TEST_INBOX,
     S_LIMITS_GET,
+    S_KEY_TAKE,
     S_BLOCKS,
     S__COUNT
 } pg_stmt;
@@ -253,6 +254,8 @@ otp_err pg_template_list(otp_store *s, int64_t account_id, otp_template_cb cb, v
 otp_err pg_test_inbox(otp_store *s, int64_t account_id, const char *phone, int limit,
                       otp_test_message_cb cb, void *ctx);
 otp_err pg_limits_get(otp_store *s, int64_t account_id, char *buf, size_t n);
+otp_err pg_key_take(otp_store *s, int64_t key_id, int rate, int burst, int want, int *ret_granted,
+                    int64_t *ret_wait_ms);
 otp_err pg_block_list(otp_store *s, int64_t account_id, int64_t now_ms, otp_block_cb cb, void *ctx);
 
 /* ---- test hooks (postgres.c), only in a -Dtest_hooks=true build ---- */

@@ -80,6 +80,9 @@ const char *const pg_read_sql[S__COUNT] = {
                      " WHERE m.account_id = $1 AND m.to_phone = $2 AND m.test = 1"
                      " ORDER BY m.id DESC LIMIT $3",
     [S_LIMITS_GET] = "SELECT text FROM account_limits WHERE account_id = $1",
+    /* Writes, but one statement with nothing to roll back: the read pool's
+     * autocommit serves it (an UNLOGGED table: no WAL to wait for). */
+    [S_KEY_TAKE] = "SELECT o_granted, o_wait_ms FROM otp_key_take($1, $2, $3, $4)",
     /* kind: 0 pumping block, 1 window lock, 2 streak lock */
     [S_BLOCKS] = "SELECT b.account_id, a.public_id, b.target, 0, b.created_at, b.until"
                  " FROM blocks b JOIN accounts a ON a.id = b.account_id"
@@ -607,6 +610,30 @@ otp_err pg_limits_get(otp_store *s, int64_t account_id, char *buf, size_t n)
         return e;
     if (PQntuples(r) == 1)
         pg_copy(r, 0, 0, buf, n);
+    PQclear(r);
+    return OTP_OK;
+}
+
+otp_err pg_key_take(otp_store *s, int64_t key_id, int rate, int burst, int want, int *ret_granted,
+                    int64_t *ret_wait_ms)
+{
+    *ret_granted = 0;
+    *ret_wait_ms = 0;
+    pg_params p = {0};
+    pg_p_int(&p, key_id);
+    pg_p_int(&p, rate);
+    pg_p_int(&p, burst);
+    pg_p_int(&p, want);
+    PGresult *r;
+    otp_err e = query(s, S_KEY_TAKE, &p, &r);
+    if (e)
+        return e;
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        return OTP_E_INTERNAL;
+    }
+    *ret_granted = (int)pg_int(r, 0, 0);
+    *ret_wait_ms = pg_int(r, 0, 1);
     PQclear(r);
     return OTP_OK;
 }

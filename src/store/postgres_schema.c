@@ -1201,8 +1201,41 @@ static const char *const migration6[] = {
     NULL,
 };
 
-static const char *const *const migrations[] = {migration1, migration2, migration3,
-                                                migration4, migration5, migration6};
+static const char *const migration7[] = {
+    /* 7: the API keys' token buckets, shared by every node (SPEC 3: two nodes
+     * enforce one limit). A node takes a few tokens at a time (core/limits.h,
+     * otp_key_lease), so this runs ~20 times a second per busy key and node.
+     * UNLOGGED: no WAL and no sync; a crash or a failover forgets the buckets,
+     * which then start full, as a restarted single node's do. The time is the
+     * server's, so nodes whose clocks differ still refill one bucket once. */
+    "CREATE UNLOGGED TABLE key_buckets ("
+    " key_id bigint PRIMARY KEY,"
+    " tokens_milli bigint NOT NULL,"
+    " at bigint NOT NULL);",
+    "CREATE FUNCTION otp_key_take(p_key bigint, p_rate integer, p_burst integer,"
+    " p_want integer, OUT o_granted integer, OUT o_wait_ms bigint)"
+    " LANGUAGE plpgsql AS $$"
+    " DECLARE v_now bigint := floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint;"
+    " v_cap bigint := greatest(p_burst, 1)::bigint * 1000; v_rate bigint := greatest(p_rate, 1);"
+    " v_tokens bigint; v_at bigint;"
+    " BEGIN"
+    "  INSERT INTO key_buckets (key_id, tokens_milli, at) VALUES (p_key, v_cap, v_now)"
+    "   ON CONFLICT (key_id) DO NOTHING;"
+    "  SELECT tokens_milli, at INTO v_tokens, v_at FROM key_buckets WHERE key_id = p_key"
+    "   FOR UPDATE;"
+    "  v_tokens := least(v_cap, v_tokens + greatest(v_now - v_at, 0) * v_rate);"
+    "  o_granted := least(greatest(p_want, 1)::bigint, v_tokens / 1000)::integer;"
+    "  v_tokens := v_tokens - o_granted::bigint * 1000;"
+    "  UPDATE key_buckets SET tokens_milli = v_tokens, at = greatest(v_at, v_now)"
+    "   WHERE key_id = p_key;"
+    "  o_wait_ms := CASE WHEN o_granted > 0 THEN 0"
+    "   ELSE (1000 - v_tokens + v_rate - 1) / v_rate END;"
+    " END $$;",
+    NULL,
+};
+
+static const char *const *const migrations[] = {migration1, migration2, migration3, migration4,
+                                                migration5, migration6, migration7};
 
 /* The schema versions this backend can build. store.h's OTP_SCHEMA_VERSION may
  * move ahead of it while a new migration is written for SQLite first: the

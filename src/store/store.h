@@ -635,6 +635,14 @@ typedef struct otp_store_ops {
     /* ---- abuse protection (SPEC 3); NULL in a backend without them ---- */
     /* The account's limit overrides text into buf ("" if none). */
     otp_err (*limits_get)(otp_store *s, int64_t account_id, char *buf, size_t n);
+    /* Takes up to want whole tokens (>= 1) from the API key's bucket shared by
+     * every node on the store (rate per second, burst tokens; a new bucket is
+     * full), on the store's own clock: *ret_granted of them, or 0 and in
+     * *ret_wait_ms how long until the bucket has one. NULL where one process
+     * holds the store (SQLite): the bucket is then in that process's memory
+     * (api/guard.c). */
+    otp_err (*key_take)(otp_store *s, int64_t key_id, int rate, int burst, int want,
+                        int *ret_granted, int64_t *ret_wait_ms);
     /* Locks and blocks in force at now, of one account (account_id > 0) or all. */
     otp_err (*block_list)(otp_store *s, int64_t account_id, int64_t now_ms, otp_block_cb cb,
                           void *ctx);
@@ -653,7 +661,7 @@ typedef struct otp_store_options {
 } otp_store_options;
 
 /* Latest schema version this binary knows. */
-#define OTP_SCHEMA_VERSION 6
+#define OTP_SCHEMA_VERSION 7
 
 /* Opens the store named by url: "sqlite:PATH" (or a bare path) or "postgres://…".
  * On error returns -1 and writes a one-line reason into err. */

@@ -93,7 +93,7 @@ describe('two nodes on one PostgreSQL', { skip: !E2E_DB && 'needs $OTPD_E2E_DB (
     let key;
     before(async () => {
         a = await startServer({
-            accounts: { acme: '5000.00', poor: '2.50', kill: '1000.00', limits: '100.00' },
+            accounts: { acme: '5000.00', poor: '2.50', kill: '1000.00', limits: '100.00', bucket: '1.00' },
             env: ENV,
         });
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'otpd-e2e-'));
@@ -186,6 +186,32 @@ describe('two nodes on one PostgreSQL', { skip: !E2E_DB && 'needs $OTPD_E2E_DB (
         // A third request of the number, never guessed at: locked on either node.
         assertError(await a.verify(lkey, ids[2], '123456'), 429, 'phone_locked', 'node A');
         assertError(await b.verify(lkey, ids[2], '123456'), 429, 'phone_locked', 'node B');
+    });
+
+    it('one API key over both nodes: one token bucket, not one per node', async () => {
+        const bkey = a.accounts.bucket.key;
+        await a.cli(['limits', 'set', 'bucket', 'key_rate=1', 'key_burst=20']);
+        await sleep(1200); // both nodes' limits caches (limits.cache_ms) expire
+        const t0 = Date.now();
+        const rs = await Promise.all(
+            Array.from({ length: 80 }, (_, i) => nodes[i % 2].request('GET', '/wallet', { key: bkey })),
+        );
+        const secs = (Date.now() - t0) / 1000;
+        const ok = rs.filter((r) => r.status === 200);
+        const refused = rs.filter((r) => r.status !== 200);
+        for (const r of refused) {
+            assertError(r, 429, 'rate_limited', 'past the bucket');
+            assert.equal(r.json.details.reason, 'key_rate');
+            assert.ok(r.json.details.retryAfter >= 1, JSON.stringify(r.json.details));
+            assert.equal(r.headers['retry-after'], String(r.json.details.retryAfter));
+        }
+        // The burst of 20 and 1/s, across both nodes; two buckets would give ~40.
+        assert.ok(ok.length >= 20 && ok.length <= 20 + Math.ceil(secs) + 1, `accepted ${ok.length} in ${secs} s`);
+        // Both nodes took part in it: each answered some and refused some.
+        for (const n of [0, 1]) {
+            const mine = rs.filter((_, i) => i % 2 === n);
+            assert.ok(mine.some((r) => r.status === 200) && mine.some((r) => r.status === 429), `node ${n}`);
+        }
     });
 
     it('10,000 sends through both nodes: each message delivered exactly once by the two dispatchers', async (t) => {

@@ -81,6 +81,89 @@ static void test_bucket(void **state)
     assert_int_equal(otp_bucket_take(&d, 1, 1, t), 1);
 }
 
+/* The shared bucket as PostgreSQL's otp_key_take() keeps it: grants up to want
+ * whole tokens, or none and the ms until one is there. */
+typedef struct shared_bucket {
+    int64_t milli, at;
+} shared_bucket;
+
+static int shared_take(shared_bucket *b, int rate, int burst, int want, int64_t now,
+                       int64_t *wait_ms)
+{
+    b->milli += (now - b->at) * rate;
+    if (b->milli > (int64_t)burst * 1000)
+        b->milli = (int64_t)burst * 1000;
+    b->at = now;
+    int g = (int)(b->milli / 1000) < want ? (int)(b->milli / 1000) : want;
+    b->milli -= (int64_t)g * 1000;
+    *wait_ms = g ? 0 : (1000 - b->milli + rate - 1) / rate;
+    return g;
+}
+
+/* One request on a node: the lease, then the shared bucket when it says so. */
+static int node_request(otp_key_lease *l, shared_bucket *b, int rate, int burst, int64_t now,
+                        int *calls)
+{
+    int r = otp_key_lease_take(l, now);
+    if (r >= 0)
+        return r;
+    (*calls)++;
+    int64_t wait = 0;
+    int g = shared_take(b, rate, burst, otp_key_lease_want(rate, burst), now, &wait);
+    return otp_key_lease_fill(l, g, wait, now);
+}
+
+static void test_key_lease(void **state)
+{
+    (void)state;
+    assert_int_equal(otp_key_lease_want(50, 100), 2);
+    assert_int_equal(otp_key_lease_want(1000000, 10000000), 50000);
+    assert_int_equal(otp_key_lease_want(10, 10), 1);
+    assert_int_equal(otp_key_lease_want(1000, 20), 2);
+
+    /* Two nodes, 100 requests/s each for 3 s, one bucket of 10/s with a burst
+     * of 20: together they accept what one node alone would, give or take the
+     * tokens a lease holds (want = 1 here: exactly). */
+    int64_t t = 5000000;
+    for (int rate = 10; rate <= 200; rate *= 20) {
+        int burst = 20;
+        shared_bucket b = {(int64_t)burst * 1000, t};
+        otp_key_lease a = {0}, c = {0};
+        int ok = 0, calls = 0;
+        for (int i = 0; i < 300; i++) {
+            ok += node_request(&a, &b, rate, burst, t + i * 10, &calls) == 0;
+            ok += node_request(&c, &b, rate, burst, t + i * 10 + 5, &calls) == 0;
+        }
+        int want = otp_key_lease_want(rate, burst);
+        int most = rate * 3 + burst; /* what one bucket allows in 3 s */
+        if (most > 600)
+            most = 600;
+        assert_in_range(ok, most - 2 * want - 1, most);
+        /* a refusal is decided locally until a token can be back (>= 1/rate
+         * s): per node at most one call per 100 ms refuses, never one per
+         * refused request (550 of them at 10/s) */
+        assert_true(calls <= ok + 2 * 31);
+    }
+
+    /* A refusal is kept until the bucket can have a token again. */
+    otp_key_lease l = {0};
+    assert_int_equal(otp_key_lease_take(&l, t), -1);
+    assert_int_equal(otp_key_lease_fill(&l, 0, 1500, t), 2);
+    assert_int_equal(otp_key_lease_take(&l, t + 100), 2);
+    assert_int_equal(otp_key_lease_take(&l, t + 1000), 1);
+    assert_int_equal(otp_key_lease_take(&l, t + 1500), -1);
+    /* granted 3: this request and two more */
+    assert_int_equal(otp_key_lease_fill(&l, 3, 0, t + 1500), 0);
+    assert_int_equal(otp_key_lease_take(&l, t + 1501), 0);
+    assert_int_equal(otp_key_lease_take(&l, t + 1502), 0);
+    assert_int_equal(otp_key_lease_take(&l, t + 1503), -1);
+    /* unspent tokens are dropped after OTP_KEY_LEASE_MS */
+    assert_int_equal(otp_key_lease_fill(&l, 5, 0, t + 2000), 0);
+    assert_int_equal(otp_key_lease_take(&l, t + 2000 + OTP_KEY_LEASE_MS - 1), 0);
+    assert_int_equal(otp_key_lease_take(&l, t + 2000 + OTP_KEY_LEASE_MS), -1);
+    assert_int_equal(l.tokens, 0);
+}
+
 static void test_phone_window(void **state)
 {
     (void)state;
@@ -229,6 +312,7 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_apply_and_merge),
         cmocka_unit_test(test_bucket),
+        cmocka_unit_test(test_key_lease),
         cmocka_unit_test(test_phone_window),
         cmocka_unit_test(test_lockout),
         cmocka_unit_test(test_brute_force_bound),

@@ -28,6 +28,7 @@
 #include "tmpdir.h"
 #include "store/postgres_internal.h"
 #include "store/sqlite_internal.h"
+#include "util/clock.h"
 #include "util/ids.h"
 
 #define T0 INT64_C(1700000000000)
@@ -606,6 +607,84 @@ static void t_traffic_written_within_a_second(void **state)
 #endif
 }
 
+/* ---- the API keys' shared token buckets (PostgreSQL) ---- */
+
+typedef struct taker {
+    otp_store *s;
+    int64_t key;
+    int n, granted;
+    otp_err err;
+} taker;
+
+static void *take_many(void *arg)
+{
+    taker *t = arg;
+    for (int i = 0; i < t->n && !t->err; i++) {
+        int g = 0;
+        int64_t wait = 0;
+        t->err = t->s->ops->key_take(t->s, t->key, 1, 50, 1, &g, &wait);
+        t->granted += g;
+    }
+    return NULL;
+}
+
+/* A key's bucket is the store's, on PostgreSQL: whole tokens up to what was
+ * asked, a wait when empty, refilled by time; two store handles (two nodes) and
+ * four threads taking at once take exactly the burst between them. SQLite has
+ * no shared bucket (one process: api/guard.c keeps it). */
+static void t_key_bucket_shared(void **state)
+{
+    fx *f = *state;
+    if (!pg_url) {
+        assert_null(f->s->ops->key_take);
+        return;
+    }
+    int g = -1;
+    int64_t wait = -1;
+    /* a new bucket is full: 12 tokens at 10/s, asked 5 at a time */
+    assert_int_equal(f->s->ops->key_take(f->s, 42, 10, 12, 5, &g, &wait), OTP_OK);
+    assert_int_equal(g, 5);
+    assert_int_equal(wait, 0);
+    assert_int_equal(f->s->ops->key_take(f->s, 42, 10, 12, 5, &g, &wait), OTP_OK);
+    assert_int_equal(g, 5);
+    assert_int_equal(f->s->ops->key_take(f->s, 42, 10, 12, 5, &g, &wait), OTP_OK);
+    assert_int_equal(g, 2);
+    assert_int_equal(f->s->ops->key_take(f->s, 42, 10, 12, 5, &g, &wait), OTP_OK);
+    assert_int_equal(g, 0);
+    assert_in_range(wait, 1, 100); /* one token at 10/s */
+    /* another key has its own bucket */
+    assert_int_equal(f->s->ops->key_take(f->s, 43, 10, 12, 1, &g, &wait), OTP_OK);
+    assert_int_equal(g, 1);
+    /* 250 ms later two tokens are back (three if the calls were slow) */
+    usleep(250 * 1000);
+    assert_int_equal(f->s->ops->key_take(f->s, 42, 10, 12, 5, &g, &wait), OTP_OK);
+    assert_in_range(g, 2, 3);
+    assert_int_equal(raw_int(f, "SELECT count(*) FROM key_buckets"), 2);
+
+    /* Two nodes, two threads each, 100 takes per thread at 1/s with a burst
+     * of 50: 50 granted between them, plus one a second at most. */
+    otp_store *other = NULL;
+    char err[256];
+    otp_store_options opt = {.migrate = false};
+    assert_int_equal(otp_store_open(f->path, &opt, &other, err, sizeof(err)), 0);
+    taker t[4];
+    pthread_t th[4];
+    int64_t t0 = otp_now_ms();
+    for (int i = 0; i < 4; i++) {
+        t[i] = (taker){.s = i % 2 ? other : f->s, .key = 44, .n = 100};
+        assert_int_equal(pthread_create(&th[i], NULL, take_many, &t[i]), 0);
+    }
+    int total = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(t[i].err, OTP_OK);
+        total += t[i].granted;
+    }
+    int64_t secs = (otp_now_ms() - t0) / 1000;
+    assert_in_range(total, 50, 50 + secs + 1);
+    otp_store_close(other);
+}
+
 /* Drops the schemas the PostgreSQL run made. */
 static void pg_drop(unsigned n)
 {
@@ -634,6 +713,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(t_traffic_survives_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(t_traffic_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(t_traffic_written_within_a_second, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_key_bucket_shared, setup, teardown),
     };
     int r = cmocka_run_group_tests_name("store_abuse_sqlite", tests, NULL, NULL);
     tmpdir_remove(dir);
