@@ -141,8 +141,7 @@ static void log_refusal(const char *reason, const char *account, const char *pho
             account && *account ? account : "-", masked);
 }
 
-bool otp_guard_key(otp_http_req *req, otp_api *api, const otp_key_auth *auth,
-                   const otp_limits *lim)
+bool otp_guard_key(otp_http_req *req, otp_api *api, const otp_key_auth *auth, const otp_limits *lim)
 {
     if (lim->key_rate <= 0)
         return true;
