@@ -1,9 +1,9 @@
 /* api/api.h — the HTTP API's handlers and what they share.
  *
  * One file per resource (otp.c: send and verify, resend.c, status.c: GET and
- * cancel of a request, messages.c, test_inbox.c, wallet.c, ops.c); auth.c turns
- * the X-API-Key header into an account; render.c builds an OTP's SMS text from
- * the account's templates; idempotency.c is SPEC 1.9's fingerprint and replay;
+ * cancel of a request, messages.c, test_inbox.c, wallet.c, ops.c, and admin.c:
+ * the operators' admin API); auth.c turns the X-API-Key header into an account; render.c builds an
+ * OTP's SMS text from the account's templates; idempotency.c is SPEC 1.9's fingerprint and replay;
  * routes.c is the route table handed to http/. Handlers validate input, call
  * core/ for the pure work (codes, hashes, texts, phones) and store/ for the
  * atomic part, and answer in the SPEC 1.2 envelope.
@@ -35,6 +35,12 @@ extern const size_t otp_api_nroutes;
 /* Authenticates the request's API key (X-API-Key or Authorization: Bearer).
  * Returns true and writes *ret; or replies 401 (or 503) and returns false. */
 bool otp_api_authenticate(otp_http_req *req, otp_api *api, otp_key_auth *ret);
+/* The key the request presents (X-API-Key, else Authorization: Bearer), or NULL. */
+const char *otp_api_presented_key(otp_http_req *req);
+
+/* A ledger entry's public id: "ltx_" and the base62 of its id (wallet.c). */
+#define OTP_API_LEDGER_ID_LEN 11
+void otp_api_ledger_id(int64_t id, char out[4 + OTP_API_LEDGER_ID_LEN + 1]);
 
 /* Replies invalid_request with details.field and a message naming the field. */
 void otp_api_invalid_field(otp_http_req *req, const char *field, const char *message);
@@ -128,6 +134,8 @@ void otp_api_message(otp_http_req *req, void *app);
 void otp_api_test_messages(otp_http_req *req, void *app);
 void otp_api_wallet(otp_http_req *req, void *app);
 void otp_api_wallet_transactions(otp_http_req *req, void *app);
+void otp_api_admin_account(otp_http_req *req, void *app); /* admin.c */
+void otp_api_admin_credit(otp_http_req *req, void *app);
 void otp_api_healthz(otp_http_req *req, void *app);
 void otp_api_readyz(otp_http_req *req, void *app);
 void otp_api_provider_dlr(otp_http_req *req, void *app); /* providers.c */

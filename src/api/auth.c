@@ -27,7 +27,7 @@ static void touch_done(otp_txn *txn)
     free(txn);
 }
 
-static const char *presented_key(otp_http_req *req)
+const char *otp_api_presented_key(otp_http_req *req)
 {
     const char *key = otp_http_header(req, "X-API-Key");
     if (key)
@@ -44,7 +44,7 @@ static const char *presented_key(otp_http_req *req)
 
 bool otp_api_authenticate(otp_http_req *req, otp_api *api, otp_key_auth *ret)
 {
-    const char *key = presented_key(req);
+    const char *key = otp_api_presented_key(req);
     /* The length first: a long header value is never hashed. */
     if (!key || strnlen(key, OTP_APIKEY_LEN + 1) != OTP_APIKEY_LEN) {
         otp_http_reply_error(req, OTP_E_UNAUTHORIZED, NULL, NULL);

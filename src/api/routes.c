@@ -1,7 +1,7 @@
 /* api/routes.c — the route table: every route of the API in one place.
  *
- * The router takes the first route whose pattern and method match, so literal
- * routes come before the "{}" patterns that would also match them. */
+ * The router picks the most specific pattern that matches (literal segments
+ * win over "{}"), whatever the order here. */
 #include "api/api.h"
 #include "api/guard.h"
 #include "otpd_config.h"
@@ -17,6 +17,8 @@ const otp_route otp_api_routes[] = {
     {"GET", "/test/messages", otp_api_test_messages},
     {"GET", "/wallet", otp_api_wallet},
     {"GET", "/wallet/transactions", otp_api_wallet_transactions},
+    {"GET", "/admin/accounts/{}", otp_api_admin_account},
+    {"POST", "/admin/accounts/{}/credit", otp_api_admin_credit},
     {"GET", "/healthz", otp_api_healthz},
     {"GET", "/readyz", otp_api_readyz},
     {"GET", "/metrics", otp_api_metrics},

@@ -27,18 +27,20 @@ bool otp_cli_command_known(const char *name);
 
 /* ---- Commands (one file each) -------------------------------------------- */
 
-int otp_cli_cmd_account(otp_app *app);  /* account.c */
-int otp_cli_cmd_key(otp_app *app);      /* key.c */
-int otp_cli_cmd_wallet(otp_app *app);   /* wallet.c */
-int otp_cli_cmd_migrate(otp_app *app);  /* migrate.c */
-int otp_cli_cmd_template(otp_app *app); /* template.c */
-int otp_cli_cmd_block(otp_app *app);    /* block.c */
-int otp_cli_cmd_limits(otp_app *app);   /* block.c */
+int otp_cli_cmd_account(otp_app *app);   /* account.c */
+int otp_cli_cmd_key(otp_app *app);       /* key.c */
+int otp_cli_cmd_admin_key(otp_app *app); /* admin_key.c */
+int otp_cli_cmd_wallet(otp_app *app);    /* wallet.c */
+int otp_cli_cmd_migrate(otp_app *app);   /* migrate.c */
+int otp_cli_cmd_template(otp_app *app);  /* template.c */
+int otp_cli_cmd_block(otp_app *app);     /* block.c */
+int otp_cli_cmd_limits(otp_app *app);    /* block.c */
 
 /* Usage texts. sub is a subcommand name ("create") or NULL for the whole
  * command; an unknown sub prints the whole command's usage. */
 void otp_cli_usage_account(FILE *f, const char *sub);
 void otp_cli_usage_key(FILE *f, const char *sub);
+void otp_cli_usage_admin_key(FILE *f, const char *sub);
 void otp_cli_usage_wallet(FILE *f, const char *sub);
 void otp_cli_usage_template(FILE *f, const char *sub);
 void otp_cli_usage_block(FILE *f, const char *sub);

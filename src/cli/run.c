@@ -29,6 +29,7 @@ static const command commands[] = {
     {"migrate", otp_cli_cmd_migrate},
     {"account", otp_cli_cmd_account},
     {"key", otp_cli_cmd_key},
+    {"admin-key", otp_cli_cmd_admin_key},
     {"wallet", otp_cli_cmd_wallet},
     {"template", otp_cli_cmd_template},
     {"block", otp_cli_cmd_block},
@@ -69,6 +70,9 @@ void otp_cli_usage(FILE *f)
           "                                     create an API key (printed only once)\n"
           "  key list ACCOUNT                   list an account's API keys\n"
           "  key revoke KEY_ID                  revoke an API key\n"
+          "  admin-key create [--name NAME]     create an admin key for the admin API\n"
+          "  admin-key list                     list the admin keys\n"
+          "  admin-key revoke ADMIN_KEY_ID      revoke an admin key\n"
           "  wallet credit ACCOUNT AMOUNT [--note TEXT]\n"
           "                                     add money to an account's wallet\n"
           "  wallet show ACCOUNT                show an account's balance and prices\n"
@@ -181,6 +185,8 @@ static int run_help(otp_app *app)
         otp_cli_usage_account(stdout, sub);
     else if (strcmp(topic, "key") == 0)
         otp_cli_usage_key(stdout, sub);
+    else if (strcmp(topic, "admin-key") == 0)
+        otp_cli_usage_admin_key(stdout, sub);
     else if (strcmp(topic, "wallet") == 0)
         otp_cli_usage_wallet(stdout, sub);
     else if (strcmp(topic, "template") == 0)

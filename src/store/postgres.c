@@ -33,8 +33,10 @@
  * debit is a conditional UPDATE (balance >= charge) behind CHECK (balance >= 0);
  * a guess locks its request row; an idempotency key is INSERT … ON CONFLICT DO
  * NOTHING, so a concurrent duplicate waits for the first transaction and then
- * replays it (or becomes the first if it rolled back); the outbox is claimed
- * with FOR UPDATE SKIP LOCKED and a lease.
+ * replays it (or becomes the first if it rolled back); a credit looks for its
+ * reference only once it holds the account's row lock, so of two credits with
+ * one reference the second finds the first; the outbox is claimed with FOR
+ * UPDATE SKIP LOCKED and a lease.
  *
  * A transaction that lost a deadlock or a serialization check was rolled back
  * whole by the server, so the worker runs it again (up to PG_MAX_TRIES). A txn
@@ -777,6 +779,8 @@ static const otp_store_ops postgres_ops = {
     .limits_get = pg_limits_get,
     .key_take = pg_key_take,
     .block_list = pg_block_list,
+    .admin_key_lookup = pg_admin_key_lookup,
+    .admin_key_list = pg_admin_key_list,
 };
 
 int otp_store_postgres_open(const char *url, const otp_store_options *opt, otp_store **ret,

@@ -58,6 +58,8 @@ typedef enum {
     S_TPL_DEFAULT,
     S_DLR,
     S_PURGE,
+    S_ADMIN_KEY_INSERT,
+    S_ADMIN_KEY_REVOKE,
     /* reads (postgres_read.c) */
     S_VERSION,
     S_KEY_LOOKUP,
@@ -79,6 +81,8 @@ typedef enum {
     S_LIMITS_GET,
     S_KEY_TAKE,
     S_BLOCKS,
+    S_ADMIN_KEY_LOOKUP,
+    S_ADMIN_KEY_LIST,
     S__COUNT
 } pg_stmt;
 
@@ -195,6 +199,9 @@ int pg_bytea(const PGresult *r, int row, int col, uint8_t **ret, size_t *ret_len
  * together migrate once), or checks that it is there. Returns 0, or -1 with a
  * one-line reason in err. */
 int pg_schema_open(pg_conn *c, bool migrate, char *err, size_t errlen);
+/* The parts of migration `version` (1-based), NULL-terminated, to be joined
+ * into one script; or NULL (tests build old schemas). */
+const char *const *pg_migration_parts(int version);
 
 /* ---- postgres_txn.c ---- */
 
@@ -257,6 +264,9 @@ otp_err pg_limits_get(otp_store *s, int64_t account_id, char *buf, size_t n);
 otp_err pg_key_take(otp_store *s, int64_t key_id, int rate, int burst, int want, int *ret_granted,
                     int64_t *ret_wait_ms);
 otp_err pg_block_list(otp_store *s, int64_t account_id, int64_t now_ms, otp_block_cb cb, void *ctx);
+otp_err pg_admin_key_lookup(otp_store *s, const uint8_t hash[OTP_APIKEY_HASH_LEN],
+                            otp_admin_key *ret);
+otp_err pg_admin_key_list(otp_store *s, otp_admin_key_cb cb, void *ctx);
 
 /* ---- test hooks (postgres.c), only in a -Dtest_hooks=true build ---- */
 #if OTPD_TEST_HOOKS

@@ -28,6 +28,8 @@
 #define TEMPLATE_COLS                                                                              \
     "SELECT public_id, name, body, coalesce(dlt_template_id, ''), coalesce(sender_id, ''),"        \
     " is_default, created_at FROM templates"
+#define ADMIN_KEY_COLS                                                                             \
+    "SELECT id, public_id, prefix, name, created_at, coalesce(revoked_at, 0) FROM admin_keys"
 
 const char *const pg_read_sql[S__COUNT] = {
     [S_VERSION] = "SELECT coalesce(max(version), 0) FROM schema_migrations",
@@ -92,6 +94,8 @@ const char *const pg_read_sql[S__COUNT] = {
                  " FROM phone_state p JOIN accounts a ON a.id = p.account_id"
                  " WHERE p.locked_until > $2 AND ($1 = 0 OR p.account_id = $1)"
                  " ORDER BY 1, 6",
+    [S_ADMIN_KEY_LOOKUP] = ADMIN_KEY_COLS " WHERE hash = $1",
+    [S_ADMIN_KEY_LIST] = ADMIN_KEY_COLS " ORDER BY id",
 };
 
 /* Runs read statement i. OTP_OK with the result in *ret (PQclear it), or the
@@ -660,6 +664,49 @@ otp_err pg_block_list(otp_store *s, int64_t account_id, int64_t now_ms, otp_bloc
         b.created_at_ms = pg_int(r, i, 4);
         b.until_ms = pg_int(r, i, 5);
         cb(&b, ctx);
+    }
+    PQclear(r);
+    return OTP_OK;
+}
+
+static void admin_key_from_row(const PGresult *r, int i, otp_admin_key *k)
+{
+    memset(k, 0, sizeof(*k));
+    k->id = pg_int(r, i, 0);
+    pg_copy(r, i, 1, k->public_id, sizeof(k->public_id));
+    pg_copy(r, i, 2, k->prefix, sizeof(k->prefix));
+    pg_copy(r, i, 3, k->name, sizeof(k->name));
+    k->created_at_ms = pg_int(r, i, 4);
+    k->revoked_at_ms = pg_int(r, i, 5);
+}
+
+otp_err pg_admin_key_lookup(otp_store *s, const uint8_t hash[OTP_APIKEY_HASH_LEN],
+                            otp_admin_key *ret)
+{
+    pg_params p = {0};
+    pg_p_bytea(&p, hash, OTP_APIKEY_HASH_LEN);
+    PGresult *r;
+    otp_err e = query(s, S_ADMIN_KEY_LOOKUP, &p, &r);
+    if (e)
+        return e;
+    if (PQntuples(r) == 0)
+        e = OTP_E_NOT_FOUND;
+    else
+        admin_key_from_row(r, 0, ret);
+    PQclear(r);
+    return e;
+}
+
+otp_err pg_admin_key_list(otp_store *s, otp_admin_key_cb cb, void *ctx)
+{
+    PGresult *r;
+    otp_err e = query(s, S_ADMIN_KEY_LIST, NULL, &r);
+    if (e)
+        return e;
+    otp_admin_key k;
+    for (int i = 0; i < PQntuples(r); i++) {
+        admin_key_from_row(r, i, &k);
+        cb(&k, ctx);
     }
     PQclear(r);
     return OTP_OK;

@@ -76,11 +76,8 @@ const char *const pg_write_sql[S__COUNT] = {
                      " created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     [S_KEY_REVOKE] = "UPDATE api_keys SET revoked_at = $2"
                      " WHERE public_id = $1 AND revoked_at IS NULL",
-    [S_CREDIT] = "WITH a AS (UPDATE accounts SET balance = balance + $2::bigint"
-                 " WHERE id = $1::bigint RETURNING balance)"
-                 " INSERT INTO ledger (account_id, type, amount, balance_after, note, created_at)"
-                 " SELECT $1::bigint, 'credit', $2::bigint, a.balance, $3::text, $4::bigint FROM a"
-                 " RETURNING balance_after",
+    [S_CREDIT] = "SELECT o_ledger, o_balance, o_created, o_replayed::integer"
+                 " FROM otp_credit($1, $2, $3, $4, $5)",
     /* Leases up to $2 due messages (queued and due, or sending with an expired
      * lease), oldest due first. SKIP LOCKED: the dispatchers of other nodes
      * claiming at the same moment take the next rows instead of waiting, and
@@ -110,6 +107,10 @@ const char *const pg_write_sql[S__COUNT] = {
     [S_TPL_DEFAULT] = "SELECT otp_template_set_default($1, $2)",
     [S_DLR] = "SELECT otp_dlr($1, $2, $3, $4, $5)",
     [S_PURGE] = "SELECT * FROM otp_purge($1, $2, $3, $4)",
+    [S_ADMIN_KEY_INSERT] = "INSERT INTO admin_keys (public_id, hash, prefix, name, created_at)"
+                           " VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    [S_ADMIN_KEY_REVOKE] = "UPDATE admin_keys SET revoked_at = $2"
+                           " WHERE public_id = $1 AND revoked_at IS NULL",
 };
 
 /* ---- helpers ---- */
@@ -792,26 +793,103 @@ static otp_err tx_key_revoke(pg_conn *c, const otp_txn_key_revoke *in)
     return e;
 }
 
-/* WALLET_CREDIT: OTP_OK with balance_after; OTP_E_INVALID_REQUEST (amount <= 0,
- * or the balance would overflow); OTP_E_NOT_FOUND; or a store error. */
+/* Whether a credit's reference is "" (none) or 1..128 printable ASCII
+ * characters (store.h's OTP_REFERENCE_SIZE), as on SQLite. Not cleaned like
+ * other texts: two references must never become one. */
+static bool reference_ok(const char ref[OTP_REFERENCE_SIZE])
+{
+    size_t len = strnlen(ref, OTP_REFERENCE_SIZE);
+    if (len == OTP_REFERENCE_SIZE)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (ref[i] < 0x20 || ref[i] > 0x7e)
+            return false;
+    return true;
+}
+
+/* WALLET_CREDIT: one call of otp_credit(), which takes the account's row lock
+ * before it looks for the reference (see there). OTP_OK with the outputs set
+ * (replayed: the reference's earlier credit, nothing written);
+ * OTP_E_IDEMPOTENCY_KEY_REUSED (that credit was of another amount);
+ * OTP_E_INVALID_REQUEST (amount <= 0, a bad reference, or the balance would
+ * overflow); OTP_E_NOT_FOUND; or a store error. */
 static otp_err tx_wallet_credit(pg_conn *c, otp_txn_wallet_credit *in)
 {
-    if (in->amount <= 0 || !TERMINATED(in->note))
+    in->replayed = false; /* the txn may run again (a deadlock retried) */
+    if (in->amount <= 0 || !TERMINATED(in->note) || !reference_ok(in->reference))
         return OTP_E_INVALID_REQUEST;
     char note[OTP_NOTE_SIZE];
     pg_params p = {0};
     pg_p_int(&p, in->account_id);
     pg_p_int(&p, in->amount);
     pg_p_text_opt(&p, pg_clean_utf8(in->note, note, sizeof(note)));
+    pg_p_text_opt(&p, in->reference);
     pg_p_int(&p, in->now_ms);
     PGresult *r;
     otp_err e = run(c, S_CREDIT, &p, &r);
+    if (e && in->reference[0] && state_is(c, "23505")) {
+        /* ledger_reference refused the entry: one with this reference was
+         * committed without the account's lock. The call was rolled back
+         * whole; run again, it finds that entry and answers it. */
+        PQclear(r);
+        e = run(c, S_CREDIT, &p, &r);
+    }
     if (e && state_is(c, "22003"))
         e = OTP_E_INVALID_REQUEST; /* bigint out of range */
     if (!e && PQntuples(r) != 1)
-        e = OTP_E_NOT_FOUND;
+        e = OTP_E_INTERNAL;
+    if (!e) {
+        in->ledger_id = pg_int(r, 0, 0);
+        in->balance_after = pg_int(r, 0, 1);
+        in->created_at_ms = pg_int(r, 0, 2);
+        in->replayed = pg_int(r, 0, 3) != 0;
+    }
+    PQclear(r);
+    return e;
+}
+
+/* ---- admin keys ---- */
+
+/* ADMIN_KEY_CREATE: OTP_OK with ret_id set; OTP_E_INVALID_REQUEST (an empty,
+ * unterminated or taken id, a taken hash, a prefix that is not text); or a
+ * store error. */
+static otp_err tx_admin_key_create(pg_conn *c, otp_txn_admin_key_create *in)
+{
+    if (!in->public_id[0] || !TERMINATED(in->public_id) || !TERMINATED(in->prefix) ||
+        !TERMINATED(in->name) || !pg_utf8_valid(in->public_id) || !pg_utf8_valid(in->prefix))
+        return OTP_E_INVALID_REQUEST;
+    char name[OTP_NAME_SIZE];
+    pg_params p = {0};
+    pg_p_text(&p, in->public_id);
+    pg_p_bytea(&p, in->hash, OTP_APIKEY_HASH_LEN);
+    pg_p_text(&p, in->prefix);
+    pg_p_text(&p, pg_clean_utf8(in->name, name, sizeof(name)));
+    pg_p_int(&p, in->now_ms);
+    PGresult *r;
+    otp_err e = run(c, S_ADMIN_KEY_INSERT, &p, &r);
+    if (e && state_is(c, "23505"))
+        e = OTP_E_INVALID_REQUEST; /* the id or the hash is taken */
+    if (!e && PQntuples(r) != 1)
+        e = OTP_E_INTERNAL;
     if (!e)
-        in->balance_after = pg_int(r, 0, 0);
+        in->ret_id = pg_int(r, 0, 0);
+    PQclear(r);
+    return e;
+}
+
+/* ADMIN_KEY_REVOKE: OTP_OK; OTP_E_NOT_FOUND if no such admin key or already
+ * revoked; or a store error. */
+static otp_err tx_admin_key_revoke(pg_conn *c, const otp_txn_key_revoke *in)
+{
+    if (!TERMINATED(in->public_id) || !pg_utf8_valid(in->public_id))
+        return OTP_E_NOT_FOUND;
+    pg_params p = {0};
+    pg_p_text(&p, in->public_id);
+    pg_p_int(&p, in->now_ms);
+    PGresult *r;
+    otp_err e = run(c, S_ADMIN_KEY_REVOKE, &p, &r);
+    if (!e && changed(r) != 1)
+        e = OTP_E_NOT_FOUND;
     PQclear(r);
     return e;
 }
@@ -1300,6 +1378,10 @@ otp_err pg_txn_run(pg_conn *c, otp_txn *t)
         return tx_delivery_report(c, &t->u.delivery_report);
     case OTP_TXN_PURGE:
         return tx_purge(c, &t->u.purge);
+    case OTP_TXN_ADMIN_KEY_CREATE:
+        return tx_admin_key_create(c, &t->u.admin_key_create);
+    case OTP_TXN_ADMIN_KEY_REVOKE:
+        return tx_admin_key_revoke(c, &t->u.admin_key_revoke);
     }
     return OTP_E_INTERNAL;
 }

@@ -348,6 +348,8 @@ static const otp_store_ops sqlite_ops = {
     .outbox_depth = sq_outbox_depth,
     .limits_get = sq_limits_get,
     .block_list = sq_block_list,
+    .admin_key_lookup = sq_admin_key_lookup,
+    .admin_key_list = sq_admin_key_list,
 };
 
 /* Test hook: a COMMIT fails (and is rolled back by SQLite) while fail_commits > 0. */

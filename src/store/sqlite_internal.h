@@ -94,6 +94,10 @@ typedef enum {
     W_PURGE_BLOCKS,
     W_PURGE_PHONE_STATE,
     W_BLOCK_LIFTED,
+    W_CREDIT_FIND,
+    W_CREDIT_LEDGER,
+    W_ADMIN_KEY_INSERT,
+    W_ADMIN_KEY_REVOKE,
     W__COUNT
 } sq_wstmt;
 
@@ -179,6 +183,8 @@ extern const char sq_dlr_lookup_sql[];
 extern const char sq_purge_requests_sql[];
 /* The blocks lookup of every send (abuse_pre), also for its query plan test. */
 extern const char sq_block_find_sql[];
+/* A credit's lookup of its reference, for its query plan test. */
+extern const char sq_credit_find_sql[];
 /* Prepares s->w[]. Returns 0, or -1 with a reason in err. */
 int sq_txn_prepare(sq_store *s, char *err, size_t errlen);
 /* Runs one txn's body inside the batch transaction. Returns the txn's outcome.
@@ -323,6 +329,9 @@ otp_err sq_test_inbox(otp_store *s, int64_t account_id, const char *phone, int l
                       otp_test_message_cb cb, void *ctx);
 otp_err sq_limits_get(otp_store *s, int64_t account_id, char *buf, size_t n);
 otp_err sq_block_list(otp_store *s, int64_t account_id, int64_t now_ms, otp_block_cb cb, void *ctx);
+otp_err sq_admin_key_lookup(otp_store *s, const uint8_t hash[OTP_APIKEY_HASH_LEN],
+                            otp_admin_key *ret);
+otp_err sq_admin_key_list(otp_store *s, otp_admin_key_cb cb, void *ctx);
 /* Finalizes and closes every read connection of s (at close; no reader may run). */
 void sq_readers_close(sq_store *s);
 

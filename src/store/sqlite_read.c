@@ -45,6 +45,8 @@ typedef enum {
     R_TEST_INBOX,
     R_LIMITS,
     R_BLOCKS,
+    R_ADMIN_KEY_LOOKUP,
+    R_ADMIN_KEY_LIST,
     R__COUNT
 } sq_rstmt;
 
@@ -58,6 +60,8 @@ typedef enum {
 #define TEMPLATE_COLS                                                                              \
     "SELECT public_id, name, body, coalesce(dlt_template_id, ''), coalesce(sender_id, ''),"        \
     " is_default, created_at FROM templates"
+#define ADMIN_KEY_COLS                                                                             \
+    "SELECT id, public_id, prefix, name, created_at, coalesce(revoked_at, 0) FROM admin_keys"
 
 /* The hot path of every authenticated call: one statement, three index
  * lookups (the key's hash, the account's rowid, the default template through
@@ -134,6 +138,8 @@ static const char *const rsql[R__COUNT] = {
                  " FROM phone_state p JOIN accounts a ON a.id = p.account_id"
                  " WHERE p.locked_until > ?2 AND (?1 = 0 OR p.account_id = ?1)"
                  " ORDER BY 1, 6",
+    [R_ADMIN_KEY_LOOKUP] = ADMIN_KEY_COLS " WHERE hash = ?1",
+    [R_ADMIN_KEY_LIST] = ADMIN_KEY_COLS " ORDER BY id",
 };
 
 struct sq_reader {
@@ -775,6 +781,52 @@ otp_err sq_block_list(otp_store *s, int64_t account_id, int64_t now_ms, otp_bloc
         b.created_at_ms = sqlite3_column_int64(st, 4);
         b.until_ms = sqlite3_column_int64(st, 5);
         cb(&b, ctx);
+    }
+    return loop_end(st, rc, false);
+}
+
+static void admin_key_from_row(sqlite3_stmt *st, otp_admin_key *k)
+{
+    memset(k, 0, sizeof(*k));
+    k->id = sqlite3_column_int64(st, 0);
+    sq_col_text(st, 1, k->public_id, sizeof(k->public_id));
+    sq_col_text(st, 2, k->prefix, sizeof(k->prefix));
+    sq_col_text(st, 3, k->name, sizeof(k->name));
+    k->created_at_ms = sqlite3_column_int64(st, 4);
+    k->revoked_at_ms = sqlite3_column_int64(st, 5);
+}
+
+otp_err sq_admin_key_lookup(otp_store *s, const uint8_t hash[OTP_APIKEY_HASH_LEN],
+                            otp_admin_key *ret)
+{
+    otp_err e;
+    sqlite3_stmt *st = rstmt(s, R_ADMIN_KEY_LOOKUP, &e);
+    if (!st)
+        return e;
+    otp_admin_key k;
+    sqlite3_bind_blob(st, 1, hash, OTP_APIKEY_HASH_LEN, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        admin_key_from_row(st, &k);
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW) {
+        *ret = k;
+        return OTP_OK;
+    }
+    return rc == SQLITE_DONE ? OTP_E_NOT_FOUND : sq_err(rc);
+}
+
+otp_err sq_admin_key_list(otp_store *s, otp_admin_key_cb cb, void *ctx)
+{
+    otp_err e;
+    sqlite3_stmt *st = rstmt(s, R_ADMIN_KEY_LIST, &e);
+    if (!st)
+        return e;
+    otp_admin_key k;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        admin_key_from_row(st, &k);
+        cb(&k, ctx);
     }
     return loop_end(st, rc, false);
 }

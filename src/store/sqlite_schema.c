@@ -288,9 +288,25 @@ static const char *const migrations[] = {
     "CREATE INDEX spend_day ON spend(day);"
     "CREATE INDEX blocks_until ON blocks(until);"
     "CREATE INDEX phone_state_idle ON phone_state(locked_until) WHERE streak = 0 AND fails = 0;",
-    /* 7: PostgreSQL keeps the API keys' token buckets that its nodes share;
-     * one process holds a SQLite store and keeps them in memory. */
-    "-- version 7: no change in SQLite\n",
+    /* 7: the operators' admin keys (the admin API), stored as their SHA-256
+     * like API keys but belonging to no account; and a credit's reference: an
+     * account's credits with one reference are one credit (store.h,
+     * otp_txn_wallet_credit), which the partial unique index enforces and
+     * through which the credit finds an earlier one. (PostgreSQL also keeps
+     * the API keys' token buckets that its nodes share here; one process holds
+     * a SQLite store and keeps them in memory.) */
+    "CREATE TABLE admin_keys ("
+    " id INTEGER PRIMARY KEY,"
+    " public_id TEXT NOT NULL UNIQUE,"
+    " prefix TEXT NOT NULL,"
+    " name TEXT NOT NULL DEFAULT '',"
+    " hash BLOB NOT NULL UNIQUE,"
+    " created_at INTEGER NOT NULL,"
+    " revoked_at INTEGER"
+    ") STRICT;"
+    "ALTER TABLE ledger ADD COLUMN reference TEXT;"
+    "CREATE UNIQUE INDEX ledger_reference ON ledger(account_id, reference)"
+    " WHERE reference IS NOT NULL;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == OTP_SCHEMA_VERSION,

@@ -23,7 +23,9 @@
  * (balance >= charge), under the write lock, with a CHECK (balance >= 0) behind
  * it, so it cannot go below zero whatever else runs; each balance change writes
  * a ledger row with the signed amount in the same txn, so the balance always
- * equals the ledger sum.
+ * equals the ledger sum. A credit with a reference first looks for the
+ * account's ledger entry with that reference (a read, like an idempotency
+ * key's below) and answers it instead of crediting again.
  *
  * Idempotency (SEND and RESEND with a key) lives in the same transaction as the
  * work it guards: the record is looked up first (a read, so a replay or a
@@ -75,6 +77,11 @@ const char sq_block_find_sql[] =
     "SELECT max(coalesce((SELECT until FROM blocks WHERE account_id = ?1 AND target = ?3"
     " AND until > ?2), 0), coalesce((SELECT until FROM blocks WHERE account_id = ?1"
     " AND target = ?4 AND until > ?2), 0))";
+
+/* The equality implies the partial index ledger_reference's condition
+ * (reference IS NOT NULL), so this is one lookup of that index. */
+const char sq_credit_find_sql[] = "SELECT id, amount, balance_after, created_at FROM ledger"
+                                  " WHERE account_id = ?1 AND reference = ?2";
 
 static const char *const wsql[W__COUNT] = {
     [W_BEGIN] = "BEGIN IMMEDIATE",
@@ -269,6 +276,14 @@ static const char *const wsql[W__COUNT] = {
                             " (SELECT account_id, phone FROM phone_state"
                             " WHERE streak = 0 AND fails = 0 AND locked_until <= ?1"
                             " ORDER BY locked_until LIMIT ?2)",
+    /* ---- credits with a reference, admin keys (schema 7) ---- */
+    [W_CREDIT_FIND] = sq_credit_find_sql,
+    [W_CREDIT_LEDGER] = "INSERT INTO ledger (account_id, type, amount, balance_after, note,"
+                        " reference, created_at) VALUES (?1, 'credit', ?2, ?3, ?4, ?5, ?6)",
+    [W_ADMIN_KEY_INSERT] = "INSERT INTO admin_keys (public_id, hash, prefix, name, created_at)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [W_ADMIN_KEY_REVOKE] = "UPDATE admin_keys SET revoked_at = ?2"
+                           " WHERE public_id = ?1 AND revoked_at IS NULL",
 };
 
 otp_err sq_err(int rc)
@@ -1209,23 +1224,125 @@ static otp_err tx_key_revoke(sq_store *s, const otp_txn_key_revoke *in)
     return sqlite3_changes(s->wdb) == 1 ? OTP_OK : OTP_E_NOT_FOUND;
 }
 
-/* WALLET_CREDIT: adds amount with a ledger 'credit' carrying the note. OTP_OK
- * with balance_after set; OTP_E_INVALID_REQUEST (amount <= 0, or the balance
- * would overflow); OTP_E_NOT_FOUND (no such account); or a store error. */
+/* Whether a credit's reference is "" (none) or 1..128 printable ASCII
+ * characters (store.h's OTP_REFERENCE_SIZE), as on PostgreSQL. */
+static bool reference_ok(const char ref[OTP_REFERENCE_SIZE])
+{
+    size_t len = strnlen(ref, OTP_REFERENCE_SIZE);
+    if (len == OTP_REFERENCE_SIZE)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (ref[i] < 0x20 || ref[i] > 0x7e)
+            return false;
+    return true;
+}
+
+/* Looks for the account's credit with in's reference. OTP_OK with *ret_found
+ * false (none: credit), OTP_OK with *ret_found true and in's outputs set to
+ * that entry (a replay), OTP_E_IDEMPOTENCY_KEY_REUSED (its amount differs), or
+ * a store error. Writes nothing. */
+static otp_err credit_find(sq_store *s, otp_txn_wallet_credit *in, bool *ret_found)
+{
+    sqlite3_stmt *st = s->w[W_CREDIT_FIND];
+    otp_err e = OTP_OK;
+    *ret_found = false;
+    sqlite3_bind_int64(st, 1, in->account_id);
+    bind_text(st, 2, in->reference);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        if (sqlite3_column_int64(st, 1) != in->amount) {
+            e = OTP_E_IDEMPOTENCY_KEY_REUSED;
+        } else {
+            in->ledger_id = sqlite3_column_int64(st, 0);
+            in->balance_after = sqlite3_column_int64(st, 2);
+            in->created_at_ms = sqlite3_column_int64(st, 3);
+            in->replayed = true;
+            *ret_found = true;
+        }
+    } else if (rc != SQLITE_DONE) {
+        e = sq_err(rc);
+    }
+    sqlite3_reset(st);
+    return e;
+}
+
+/* WALLET_CREDIT: adds amount with a ledger 'credit' carrying the note and the
+ * reference. With a reference the account already credited, answers that
+ * credit instead (replayed) and writes nothing: the writer runs one txn at a
+ * time under the write lock, so between the lookup and the insert no other
+ * credit can slip in (ledger_reference would refuse it anyway). OTP_OK with
+ * the outputs set; OTP_E_IDEMPOTENCY_KEY_REUSED (the reference's credit was
+ * of another amount); OTP_E_INVALID_REQUEST (amount <= 0, a bad reference, or
+ * the balance would overflow); OTP_E_NOT_FOUND (no such account); or a store
+ * error. */
 static otp_err tx_wallet_credit(sq_store *s, otp_txn_wallet_credit *in)
 {
-    if (in->amount <= 0)
+    in->replayed = false; /* the txn may run again (a batch replayed) */
+    if (in->amount <= 0 || !TERMINATED(in->note) || !reference_ok(in->reference))
         return OTP_E_INVALID_REQUEST;
+    if (in->reference[0]) {
+        bool found = false;
+        otp_err e = credit_find(s, in, &found);
+        if (e || found)
+            return e;
+    }
     int64_t balance = 0;
     otp_err e = add_balance(s, in->account_id, in->amount, &balance);
     if (e)
         return e;
-    e = ledger_add(s, in->account_id, "credit", in->amount, balance, NULL, NULL, in->note,
-                   in->now_ms);
-    if (e)
-        return e;
+    sqlite3_stmt *st = s->w[W_CREDIT_LEDGER];
+    sqlite3_bind_int64(st, 1, in->account_id);
+    sqlite3_bind_int64(st, 2, in->amount);
+    sqlite3_bind_int64(st, 3, balance);
+    bind_text_opt(st, 4, in->note);
+    bind_text_opt(st, 5, in->reference);
+    sqlite3_bind_int64(st, 6, in->now_ms);
+    int rc = run(st);
+    if (rc != SQLITE_DONE)
+        return sq_err(rc);
+    in->ledger_id = sqlite3_last_insert_rowid(s->wdb);
     in->balance_after = balance;
+    in->created_at_ms = in->now_ms;
     return OTP_OK;
+}
+
+/* ---- admin keys ---- */
+
+/* ADMIN_KEY_CREATE: OTP_OK with ret_id set; OTP_E_INVALID_REQUEST for an empty,
+ * unterminated or taken id, or a taken hash; or a store error. */
+static otp_err tx_admin_key_create(sq_store *s, otp_txn_admin_key_create *in)
+{
+    if (!in->public_id[0] || !TERMINATED(in->public_id) || !TERMINATED(in->prefix) ||
+        !TERMINATED(in->name))
+        return OTP_E_INVALID_REQUEST;
+    sqlite3_stmt *st = s->w[W_ADMIN_KEY_INSERT];
+    bind_text(st, 1, in->public_id);
+    sqlite3_bind_blob(st, 2, in->hash, OTP_APIKEY_HASH_LEN, SQLITE_STATIC);
+    bind_text(st, 3, in->prefix);
+    bind_text(st, 4, in->name);
+    sqlite3_bind_int64(st, 5, in->now_ms);
+    int rc = run(st);
+    if ((rc & 0xff) == SQLITE_CONSTRAINT)
+        return OTP_E_INVALID_REQUEST;
+    if (rc != SQLITE_DONE)
+        return sq_err(rc);
+    in->ret_id = sqlite3_last_insert_rowid(s->wdb);
+    return OTP_OK;
+}
+
+/* ADMIN_KEY_REVOKE: OTP_OK; OTP_E_NOT_FOUND if no such admin key or already
+ * revoked; or a store error. */
+static otp_err tx_admin_key_revoke(sq_store *s, const otp_txn_key_revoke *in)
+{
+    if (!TERMINATED(in->public_id))
+        return OTP_E_NOT_FOUND;
+    sqlite3_stmt *st = s->w[W_ADMIN_KEY_REVOKE];
+    bind_text(st, 1, in->public_id);
+    sqlite3_bind_int64(st, 2, in->now_ms);
+    int rc = run(st);
+    if (rc != SQLITE_DONE)
+        return sq_err(rc);
+    return sqlite3_changes(s->wdb) == 1 ? OTP_OK : OTP_E_NOT_FOUND;
 }
 
 /* ---- outbox ---- */
@@ -2049,6 +2166,12 @@ otp_err sq_txn_run(sq_store *s, otp_txn *t, bool *ret_keep)
         break;
     case OTP_TXN_PURGE:
         e = tx_purge(s, &t->u.purge);
+        break;
+    case OTP_TXN_ADMIN_KEY_CREATE:
+        e = tx_admin_key_create(s, &t->u.admin_key_create);
+        break;
+    case OTP_TXN_ADMIN_KEY_REVOKE:
+        e = tx_admin_key_revoke(s, &t->u.admin_key_revoke);
         break;
     default:
         e = OTP_E_INTERNAL;

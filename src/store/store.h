@@ -44,6 +44,7 @@
 #define OTP_TEMPLATE_NAME_SIZE 64
 #define OTP_TEMPLATE_BODY_SIZE 1025 /* 1024 bytes of UTF-8 + NUL */
 #define OTP_CODE_SEALED_MAX 4096    /* what a request keeps for its resends, sealed (api/keep.c) */
+#define OTP_REFERENCE_SIZE 129      /* a credit's reference: 1..128 printable ASCII + NUL */
 
 typedef struct otp_store otp_store;
 typedef struct otp_txn otp_txn;
@@ -127,6 +128,16 @@ typedef struct otp_ledger_entry {
     char note[OTP_NOTE_SIZE];
     int64_t created_at_ms;
 } otp_ledger_entry;
+
+/* An operator's admin key (the admin API, api/admin.c): not an account's. */
+typedef struct otp_admin_key {
+    int64_t id;
+    char public_id[OTP_ID_SIZE];              /* "adm_…" */
+    char prefix[OTP_ADMINKEY_PREFIX_LEN + 1]; /* the key's first characters, for display */
+    char name[OTP_NAME_SIZE];
+    int64_t created_at_ms;
+    int64_t revoked_at_ms; /* 0 = active */
+} otp_admin_key;
 
 typedef struct otp_template {
     char public_id[OTP_ID_SIZE];       /* "tpl_…" */
@@ -251,6 +262,8 @@ typedef enum {
     OTP_TXN_TEMPLATE_SET_DEFAULT,
     OTP_TXN_DELIVERY_REPORT, /* a gateway's receipt: sent -> delivered / undeliverable / failed */
     OTP_TXN_PURGE,           /* delete old requests and idempotency records, a bounded batch */
+    OTP_TXN_ADMIN_KEY_CREATE,
+    OTP_TXN_ADMIN_KEY_REVOKE,
 } otp_txn_kind;
 
 /* Abuse limits (SPEC 3) carried by SEND and RESEND; see core/limits.h. With
@@ -494,13 +507,32 @@ typedef struct otp_txn_key_revoke {
     int64_t now_ms;
 } otp_txn_key_revoke;
 
+/* A credit. With a reference ("" = none), the account's earlier credit with the
+ * same reference is answered instead (replayed, nothing written), so a caller
+ * that retries a credit never pays it twice; OTP_E_IDEMPOTENCY_KEY_REUSED (and
+ * nothing written) when that earlier credit's amount differs. */
 typedef struct otp_txn_wallet_credit {
     int64_t account_id;
     int64_t amount; /* paise, > 0 */
     char note[OTP_NOTE_SIZE];
+    char reference[OTP_REFERENCE_SIZE];
     int64_t now_ms;
-    int64_t balance_after; /* out */
+    /* out: the ledger entry (this one, or the replayed one) */
+    int64_t balance_after;
+    int64_t ledger_id;
+    int64_t created_at_ms;
+    bool replayed;
 } otp_txn_wallet_credit;
+
+/* ADMIN_KEY_CREATE: OTP_E_INVALID_REQUEST for a taken id or hash. */
+typedef struct otp_txn_admin_key_create {
+    char public_id[OTP_ID_SIZE];
+    uint8_t hash[OTP_APIKEY_HASH_LEN]; /* SHA-256 of the whole key */
+    char prefix[OTP_ADMINKEY_PREFIX_LEN + 1];
+    char name[OTP_NAME_SIZE];
+    int64_t now_ms;
+    int64_t ret_id; /* out */
+} otp_txn_admin_key_create;
 
 typedef struct otp_txn_outbox_claim {
     int64_t now_ms;
@@ -536,6 +568,8 @@ struct otp_txn {
         otp_txn_template_ref template_ref;
         otp_txn_delivery_report delivery_report;
         otp_txn_purge purge;
+        otp_txn_admin_key_create admin_key_create;
+        otp_txn_key_revoke admin_key_revoke; /* OTP_E_NOT_FOUND: none, or revoked */
     } u;
     /* out: OTP_OK, a business error (e.g. OTP_E_INSUFFICIENT_BALANCE, whose txn
      * wrote nothing), or OTP_E_UNAVAILABLE / OTP_E_INTERNAL. */
@@ -566,6 +600,7 @@ typedef struct otp_block {
     int64_t until_ms;
 } otp_block;
 typedef void (*otp_block_cb)(const otp_block *b, void *ctx);
+typedef void (*otp_admin_key_cb)(const otp_admin_key *k, void *ctx);
 
 /* The upper bounds, in seconds, of the commit-time histogram's buckets; one
  * more bucket holds everything slower. */
@@ -646,6 +681,14 @@ typedef struct otp_store_ops {
     /* Locks and blocks in force at now, of one account (account_id > 0) or all. */
     otp_err (*block_list)(otp_store *s, int64_t account_id, int64_t now_ms, otp_block_cb cb,
                           void *ctx);
+
+    /* ---- the operators' admin keys ---- */
+    /* By the SHA-256 of the whole key, revoked ones too (revoked_at_ms != 0):
+     * OTP_OK or OTP_E_NOT_FOUND. */
+    otp_err (*admin_key_lookup)(otp_store *s, const uint8_t hash[OTP_APIKEY_HASH_LEN],
+                                otp_admin_key *ret);
+    /* All of them, oldest first. */
+    otp_err (*admin_key_list)(otp_store *s, otp_admin_key_cb cb, void *ctx);
 } otp_store_ops;
 
 /* Every backend's handle starts with this. */

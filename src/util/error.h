@@ -26,6 +26,7 @@
     X(NOT_FOUND, 404, "not_found", "No such route")                                                \
     X(OTP_NOT_FOUND, 404, "otp_not_found", "No such OTP request")                                  \
     X(MESSAGE_NOT_FOUND, 404, "message_not_found", "No such message")                              \
+    X(ACCOUNT_NOT_FOUND, 404, "account_not_found", "No such account")                              \
     X(METHOD_NOT_ALLOWED, 405, "method_not_allowed", "Method not allowed on this route")           \
     X(OTP_ALREADY_VERIFIED, 409, "otp_already_verified", "This code has already been verified")    \
     X(IDEMPOTENCY_KEY_REUSED, 409, "idempotency_key_reused",                                       \

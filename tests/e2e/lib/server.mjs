@@ -66,7 +66,7 @@ const SANITIZER_MARKS = [
     'WARNING: ThreadSanitizer',
     'SUMMARY: UndefinedBehaviorSanitizer',
 ];
-const KEY_RE = /otpd_(?:live|test)_[0-9A-Za-z]{16,}/;
+const KEY_RE = /otpd_(?:live|test|admin)_[0-9A-Za-z]{16,}/;
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 

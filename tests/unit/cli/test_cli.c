@@ -304,6 +304,13 @@ static void test_help_and_version(void **state)
     assert_int_equal(o.status, 0);
     assert_non_null(strstr(o.out, "otpd wallet credit"));
 
+    run(&o, "admin-key", "create", "--help", NULL);
+    assert_int_equal(o.status, 0);
+    assert_non_null(strstr(o.out, "Usage: otpd admin-key create [--name NAME]"));
+    run(&o, "help", "admin-key", NULL);
+    assert_int_equal(o.status, 0);
+    assert_non_null(strstr(o.out, "otpd admin-key revoke ADMIN_KEY_ID"));
+
     run(&o, "serve", "--help", NULL);
     assert_int_equal(o.status, 0);
     assert_non_null(strstr(o.out, "Usage: otpd serve"));

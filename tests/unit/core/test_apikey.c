@@ -1,4 +1,4 @@
-/* tests/unit/core/test_apikey.c — API key format, checksum and hash. */
+/* tests/unit/core/test_apikey.c — API and admin key format, checksum and hash. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -15,6 +15,7 @@
  * significant first, alphabet 0-9A-Za-z) of int.from_bytes(sha256(body)[:4], 'big'). */
 static const char live_vector[] = "otpd_live_0123456789ABCDEFGHIJKLMNOPQRSTUV0gqkPg";
 static const char test_vector[] = "otpd_test_0123456789ABCDEFGHIJKLMNOPQRSTUV2WzXMc";
+static const char admin_vector[] = "otpd_admin_0123456789ABCDEFGHIJKLMNOPQRSTUV3MfB7w";
 
 static bool b62(char c)
 {
@@ -124,6 +125,47 @@ static void test_malformed_keys_rejected(void **state)
     assert_true(is_test); /* never written on failure */
 }
 
+/* Admin keys: their own prefix, one character longer; never an API key, and
+ * no API key is an admin key. */
+static void test_admin_keys(void **state)
+{
+    (void)state;
+    assert_true(otp_adminkey_check(admin_vector));
+    assert_false(otp_apikey_check(admin_vector, NULL));
+    assert_false(otp_adminkey_check(live_vector));
+    assert_false(otp_adminkey_check(test_vector));
+    assert_false(otp_adminkey_check(NULL));
+    for (int i = 0; i < 200; i++) {
+        char key[OTP_ADMINKEY_SIZE + 1];
+        memset(key, 'x', sizeof(key));
+        otp_adminkey_generate(key);
+        assert_int_equal(strlen(key), OTP_ADMINKEY_LEN);
+        assert_int_equal(key[OTP_ADMINKEY_SIZE], 'x');
+        assert_memory_equal(key, "otpd_admin_", 11);
+        for (int j = 11; j < OTP_ADMINKEY_LEN; j++)
+            assert_true(b62(key[j]));
+        assert_true(otp_adminkey_check(key));
+        assert_false(otp_apikey_check(key, NULL));
+        /* any one character changed, cut or added fails */
+        char bad[OTP_ADMINKEY_SIZE + 1];
+        memcpy(bad, key, OTP_ADMINKEY_SIZE);
+        bad[20] = bad[20] == 'a' ? 'b' : 'a';
+        assert_false(otp_adminkey_check(bad));
+        memcpy(bad, key, OTP_ADMINKEY_SIZE);
+        bad[OTP_ADMINKEY_LEN - 1] = '\0';
+        assert_false(otp_adminkey_check(bad));
+        memcpy(bad, key, OTP_ADMINKEY_SIZE);
+        bad[OTP_ADMINKEY_LEN] = 'a';
+        bad[OTP_ADMINKEY_LEN + 1] = '\0';
+        assert_false(otp_adminkey_check(bad));
+    }
+    /* the admin prefix with an API key's body and checksum */
+    char mixed[OTP_ADMINKEY_SIZE];
+    memcpy(mixed, "otpd_admin_", 11);
+    memcpy(mixed + 11, live_vector + 10, OTP_APIKEY_LEN - 10 + 1);
+    assert_false(otp_adminkey_check(mixed));
+}
+
 static void test_hash_is_sha256_of_key(void **state)
 {
     /* python3 -c "import hashlib;
@@ -148,6 +190,7 @@ int main(void)
         cmocka_unit_test(test_one_char_change_fails_checksum),
         cmocka_unit_test(test_test_vs_live_prefix_is_covered_by_checksum),
         cmocka_unit_test(test_malformed_keys_rejected),
+        cmocka_unit_test(test_admin_keys),
         cmocka_unit_test(test_hash_is_sha256_of_key),
     };
     if (sodium_init() < 0)

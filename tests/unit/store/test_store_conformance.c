@@ -2,7 +2,8 @@
  *
  * What every backend must do, checked through store.h only (plus plain SQL where
  * store.h has no way to read something back, e.g. that a sent message's text is
- * erased): schema versions and migrations; accounts, keys and wallets; the money
+ * erased): schema versions and migrations; accounts, API keys, admin keys and
+ * wallets (a credit's reference credits once, also under concurrency); the money
  * invariant (balance == ledger sum, never below zero, nothing stored or charged
  * when a send is refused); the verification state machine and its attempt
  * counter under concurrency; group commit from many threads; the outbox's leases
@@ -451,6 +452,359 @@ static void t_wallet_credit(void **state)
              " AND type = 'credit' AND note = 'top-up' AND amount > 0",
              c->acc);
     assert_int_equal(B->raw_int(c->url, sql), 2);
+}
+
+/* A credit of amount to acc at now with reference ref ("" = none), its outputs
+ * in *ret (may be NULL). */
+static otp_err credit_ref(otp_store *s, int64_t acc, int64_t amount, const char *ref, int64_t now,
+                          otp_txn_wallet_credit *ret)
+{
+    otp_txn t = {.kind = OTP_TXN_WALLET_CREDIT};
+    t.u.wallet_credit.account_id = acc;
+    t.u.wallet_credit.amount = amount;
+    snprintf(t.u.wallet_credit.note, OTP_NOTE_SIZE, "invoice");
+    snprintf(t.u.wallet_credit.reference, OTP_REFERENCE_SIZE, "%s", ref);
+    t.u.wallet_credit.now_ms = now;
+    t.u.wallet_credit.ledger_id = -1;
+    t.u.wallet_credit.replayed = true; /* the txn must set every output */
+    otp_err e = otp_store_exec(s, &t);
+    if (ret)
+        *ret = t.u.wallet_credit;
+    return e;
+}
+
+/* Rows of the ledger matching a condition on one account (a raw count). */
+static int64_t ledger_count(const ctx *c, int64_t acc, const char *where)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM ledger WHERE account_id = %" PRId64 " AND %s",
+             acc, where);
+    return B->raw_int(c->url, sql);
+}
+
+/* Without a reference every credit is a credit of its own. */
+static void t_credit_without_reference(void **state)
+{
+    ctx *c = *state;
+    otp_txn_wallet_credit a, b;
+    assert_int_equal(credit_ref(c->s, c->acc, 300, "", T0, &a), OTP_OK);
+    assert_int_equal(credit_ref(c->s, c->acc, 300, "", T0 + 1000, &b), OTP_OK);
+    assert_false(a.replayed);
+    assert_false(b.replayed);
+    assert_true(a.ledger_id > 0);
+    assert_true(b.ledger_id > a.ledger_id);
+    assert_int_equal(a.balance_after, 300);
+    assert_int_equal(b.balance_after, 600);
+    assert_int_equal(a.created_at_ms, T0);
+    assert_int_equal(b.created_at_ms, T0 + 1000);
+    otp_account_stats st = stats(c->s, c->acc);
+    assert_int_equal(st.balance, 600);
+    assert_int_equal(st.ledger_entries, 2);
+    assert_int_equal(ledger_count(c, c->acc, "reference IS NULL"), 2); /* "" is stored as NULL */
+}
+
+/* A credit with a reference the account already credited writes nothing and
+ * answers that credit; with another amount it is refused; references are per
+ * account; a reference that is not 1..128 printable characters is refused. */
+static void t_credit_reference_replayed(void **state)
+{
+    ctx *c = *state;
+    otp_store *s = c->s;
+    otp_txn_wallet_credit first, again;
+
+    assert_int_equal(credit_ref(s, c->acc, 500, "inv-2024-001", T0, &first), OTP_OK);
+    assert_false(first.replayed);
+    assert_true(first.ledger_id > 0);
+    assert_int_equal(first.balance_after, 500);
+    assert_int_equal(first.created_at_ms, T0);
+    otp_account_stats before = stats(s, c->acc);
+    assert_int_equal(before.balance, 500);
+    assert_int_equal(before.ledger_entries, 1);
+
+    /* the same credit again, later: the first one's entry, nothing written */
+    assert_int_equal(credit_ref(s, c->acc, 500, "inv-2024-001", T0 + 5000, &again), OTP_OK);
+    assert_true(again.replayed);
+    assert_int_equal(again.ledger_id, first.ledger_id);
+    assert_int_equal(again.balance_after, 500);
+    assert_int_equal(again.created_at_ms, T0);
+    otp_account_stats after = stats(s, c->acc);
+    assert_memory_equal(&before, &after, sizeof(before));
+
+    /* after other money moved, a replay still answers the entry as it was */
+    assert_int_equal(credit_ref(s, c->acc, 100, "inv-2024-002", T0 + 6000, NULL), OTP_OK);
+    assert_int_equal(credit_ref(s, c->acc, 500, "inv-2024-001", T0 + 7000, &again), OTP_OK);
+    assert_true(again.replayed);
+    assert_int_equal(again.ledger_id, first.ledger_id);
+    assert_int_equal(again.balance_after, 500);
+    before = stats(s, c->acc);
+    assert_int_equal(before.balance, 600);
+    assert_int_equal(before.ledger_entries, 2);
+
+    /* the same reference with another amount: refused, nothing changes */
+    assert_int_equal(credit_ref(s, c->acc, 501, "inv-2024-001", T0 + 8000, NULL),
+                     OTP_E_IDEMPOTENCY_KEY_REUSED);
+    assert_int_equal(credit_ref(s, c->acc, 499, "inv-2024-001", T0 + 8000, NULL),
+                     OTP_E_IDEMPOTENCY_KEY_REUSED);
+    after = stats(s, c->acc);
+    assert_memory_equal(&before, &after, sizeof(before));
+    assert_int_equal(ledger_count(c, c->acc, "reference = 'inv-2024-001'"), 1);
+
+    /* references are per account: another account's is its own */
+    int64_t other = 0;
+    otp_txn_wallet_credit o;
+    assert_int_equal(create_account(s, "globex", &other), OTP_OK);
+    assert_int_equal(credit_ref(s, other, 700, "inv-2024-001", T0 + 9000, &o), OTP_OK);
+    assert_false(o.replayed);
+    assert_int_not_equal(o.ledger_id, first.ledger_id);
+    assert_int_equal(o.balance_after, 700);
+    assert_int_equal(stats(s, other).balance, 700);
+    after = stats(s, c->acc);
+    assert_memory_equal(&before, &after, sizeof(before));
+
+    /* the usual refusals come first, a reference or not */
+    assert_int_equal(credit_ref(s, c->acc + 1000, 500, "inv-2024-001", T0, NULL), OTP_E_NOT_FOUND);
+    assert_int_equal(credit_ref(s, c->acc, 0, "inv-2024-001", T0, NULL), OTP_E_INVALID_REQUEST);
+    assert_int_equal(credit_ref(s, c->acc, INT64_MAX, "inv-2024-009", T0, NULL),
+                     OTP_E_INVALID_REQUEST); /* overflow */
+
+    /* a reference that is not printable ASCII, or not terminated */
+    assert_int_equal(credit_ref(s, c->acc, 5, "inv\n1", T0, NULL), OTP_E_INVALID_REQUEST);
+    assert_int_equal(credit_ref(s, c->acc, 5, "inv\xc3\xa9", T0, NULL), OTP_E_INVALID_REQUEST);
+    otp_txn t = {.kind = OTP_TXN_WALLET_CREDIT};
+    t.u.wallet_credit.account_id = c->acc;
+    t.u.wallet_credit.amount = 5;
+    memset(t.u.wallet_credit.reference, 'r', OTP_REFERENCE_SIZE);
+    assert_int_equal(otp_store_exec(s, &t), OTP_E_INVALID_REQUEST);
+    /* 128 characters is the most */
+    memset(t.u.wallet_credit.reference, 'r', OTP_REFERENCE_SIZE - 1);
+    t.u.wallet_credit.reference[OTP_REFERENCE_SIZE - 1] = '\0';
+    assert_int_equal(otp_store_exec(s, &t), OTP_OK);
+    assert_false(t.u.wallet_credit.replayed);
+    after = stats(s, c->acc);
+    assert_int_equal(after.balance, before.balance + 5);
+    assert_int_equal(after.ledger_entries, before.ledger_entries + 1);
+}
+
+#define CREDIT_RACERS 20
+
+typedef struct credit_racer {
+    otp_store *s;
+    otp_txn *t;
+    pthread_barrier_t *start;
+} credit_racer;
+
+static void *credit_racer_main(void *arg)
+{
+    credit_racer *r = arg;
+    pthread_barrier_wait(r->start);
+    r->s->ops->submit(r->s, r->t);
+    return NULL;
+}
+
+/* CREDIT_RACERS credits of amount with reference ref, submitted at once from
+ * as many threads (all held in one batch first when pause), credit once: one
+ * is the credit, the others replay it. */
+static void credit_race(ctx *c, const char *ref, int64_t amount, bool pause, int64_t *ret_balance)
+{
+    otp_txn txns[CREDIT_RACERS];
+    credit_racer racers[CREDIT_RACERS];
+    pthread_t th[CREDIT_RACERS];
+    pthread_barrier_t start;
+    tally t;
+    tally_init(&t);
+    pthread_barrier_init(&start, NULL, CREDIT_RACERS);
+    for (int i = 0; i < CREDIT_RACERS; i++) {
+        memset(&txns[i], 0, sizeof(txns[i]));
+        txns[i].kind = OTP_TXN_WALLET_CREDIT;
+        txns[i].u.wallet_credit.account_id = c->acc;
+        txns[i].u.wallet_credit.amount = amount;
+        snprintf(txns[i].u.wallet_credit.reference, OTP_REFERENCE_SIZE, "%s", ref);
+        txns[i].u.wallet_credit.now_ms = T0 + i;
+        txns[i].done = tally_done;
+        txns[i].user = &t;
+        racers[i] = (credit_racer){c->s, &txns[i], &start};
+    }
+    if (pause)
+        B->pause(c->s, true);
+    for (int i = 0; i < CREDIT_RACERS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, credit_racer_main, &racers[i]), 0);
+    for (int i = 0; i < CREDIT_RACERS; i++)
+        pthread_join(th[i], NULL);
+    if (pause)
+        B->pause(c->s, false);
+    tally_wait(&t, CREDIT_RACERS);
+    assert_int_equal(t.ok, CREDIT_RACERS);
+
+    int credited = 0;
+    const otp_txn_wallet_credit *first = NULL;
+    for (int i = 0; i < CREDIT_RACERS; i++)
+        if (!txns[i].u.wallet_credit.replayed) {
+            credited++;
+            first = &txns[i].u.wallet_credit;
+        }
+    assert_int_equal(credited, 1);
+    for (int i = 0; i < CREDIT_RACERS; i++) {
+        const otp_txn_wallet_credit *w = &txns[i].u.wallet_credit;
+        assert_int_equal(w->ledger_id, first->ledger_id);
+        assert_int_equal(w->balance_after, first->balance_after);
+        assert_int_equal(w->created_at_ms, first->created_at_ms);
+    }
+    *ret_balance = first->balance_after;
+    pthread_barrier_destroy(&start);
+    tally_destroy(&t);
+}
+
+/* Many credits with one reference at once credit once, whether they meet on
+ * one connection (SQLite's writer, one batch) or on many (PostgreSQL's
+ * workers, each waiting for the account's row). */
+static void t_credit_reference_concurrent(void **state)
+{
+    ctx *c = *state;
+    int64_t bal = 0;
+    credit_race(c, "race-1", 1000, false, &bal);
+    assert_int_equal(bal, 1000);
+    int rounds = 1;
+    if (B->pause) {
+        credit_race(c, "race-2", 250, true, &bal);
+        assert_int_equal(bal, 1250);
+        rounds++;
+    }
+    otp_account_stats st = stats(c->s, c->acc); /* the ledger sum is the balance */
+    assert_int_equal(st.balance, bal);
+    assert_int_equal(st.ledger_entries, rounds);
+}
+
+/* ---- admin keys ---------------------------------------------------------- */
+
+COLLECT(otp_admin_key, admin_key)
+
+/* Fills t as the ADMIN_KEY_CREATE of a key whose hash is hash_byte repeated. */
+static void make_admin_key(otp_txn *t, uint8_t hash_byte, const char *name, int64_t now)
+{
+    memset(t, 0, sizeof(*t));
+    t->kind = OTP_TXN_ADMIN_KEY_CREATE;
+    otp_txn_admin_key_create *k = &t->u.admin_key_create;
+    new_id("adm_", k->public_id);
+    memset(k->hash, hash_byte, sizeof(k->hash));
+    snprintf(k->prefix, sizeof(k->prefix), "otpd_admin_%02x%02x", hash_byte, hash_byte);
+    snprintf(k->name, sizeof(k->name), "%s", name);
+    k->now_ms = now;
+}
+
+static otp_err admin_revoke(otp_store *s, const char *public_id, int64_t now)
+{
+    otp_txn t = {.kind = OTP_TXN_ADMIN_KEY_REVOKE};
+    snprintf(t.u.admin_key_revoke.public_id, OTP_ID_SIZE, "%s", public_id);
+    t.u.admin_key_revoke.now_ms = now;
+    return otp_store_exec(s, &t);
+}
+
+/* Create, look up by hash, list oldest first, revoke once; a revoked key is
+ * still found, with its revocation time; taken hashes and ids are refused. */
+static void t_admin_keys(void **state)
+{
+    ctx *c = *state;
+    otp_store *s = c->s;
+    uint8_t h[OTP_APIKEY_HASH_LEN];
+    otp_admin_key k;
+    admin_key_seen seen = {0};
+
+    assert_int_equal(s->ops->admin_key_list(s, on_admin_key, &seen), OTP_OK);
+    assert_int_equal(seen.n, 0);
+    memset(h, 0xA1, sizeof(h));
+    assert_int_equal(s->ops->admin_key_lookup(s, h, &k), OTP_E_NOT_FOUND);
+
+    otp_txn a, b;
+    make_admin_key(&a, 0xA1, "ops laptop", T0);
+    assert_int_equal(otp_store_exec(s, &a), OTP_OK);
+    assert_true(a.u.admin_key_create.ret_id > 0);
+    make_admin_key(&b, 0xA2, "", T0 + 1000);
+    assert_int_equal(otp_store_exec(s, &b), OTP_OK);
+    assert_true(b.u.admin_key_create.ret_id > a.u.admin_key_create.ret_id);
+
+    assert_int_equal(s->ops->admin_key_lookup(s, h, &k), OTP_OK);
+    assert_int_equal(k.id, a.u.admin_key_create.ret_id);
+    assert_string_equal(k.public_id, a.u.admin_key_create.public_id);
+    assert_string_equal(k.prefix, "otpd_admin_a1a1");
+    assert_string_equal(k.name, "ops laptop");
+    assert_int_equal(k.created_at_ms, T0);
+    assert_int_equal(k.revoked_at_ms, 0);
+
+    /* a taken hash, a taken id: refused, nothing added */
+    otp_txn dup;
+    make_admin_key(&dup, 0xA1, "again", T0 + 2000);
+    assert_int_equal(otp_store_exec(s, &dup), OTP_E_INVALID_REQUEST);
+    make_admin_key(&dup, 0xA3, "same id", T0 + 2000);
+    memcpy(dup.u.admin_key_create.public_id, b.u.admin_key_create.public_id, OTP_ID_SIZE);
+    assert_int_equal(otp_store_exec(s, &dup), OTP_E_INVALID_REQUEST);
+    make_admin_key(&dup, 0xA4, "no id", T0 + 2000);
+    dup.u.admin_key_create.public_id[0] = '\0';
+    assert_int_equal(otp_store_exec(s, &dup), OTP_E_INVALID_REQUEST);
+    memset(h, 0xA3, sizeof(h));
+    assert_int_equal(s->ops->admin_key_lookup(s, h, &k), OTP_E_NOT_FOUND);
+
+    seen.n = 0;
+    assert_int_equal(s->ops->admin_key_list(s, on_admin_key, &seen), OTP_OK);
+    assert_int_equal(seen.n, 2);
+    assert_int_equal(seen.items[0].id, a.u.admin_key_create.ret_id);
+    assert_int_equal(seen.items[1].id, b.u.admin_key_create.ret_id);
+    assert_string_equal(seen.items[1].public_id, b.u.admin_key_create.public_id);
+    assert_string_equal(seen.items[1].name, "");
+    assert_int_equal(seen.items[1].created_at_ms, T0 + 1000);
+
+    /* revoke: once; then, and for an unknown id, not found */
+    assert_int_equal(admin_revoke(s, a.u.admin_key_create.public_id, T0 + 7000), OTP_OK);
+    assert_int_equal(admin_revoke(s, a.u.admin_key_create.public_id, T0 + 8000), OTP_E_NOT_FOUND);
+    assert_int_equal(admin_revoke(s, "adm_nosuchkey", T0 + 8000), OTP_E_NOT_FOUND);
+    memset(h, 0xA1, sizeof(h));
+    assert_int_equal(s->ops->admin_key_lookup(s, h, &k), OTP_OK);
+    assert_int_equal(k.revoked_at_ms, T0 + 7000);
+    seen.n = 0;
+    assert_int_equal(s->ops->admin_key_list(s, on_admin_key, &seen), OTP_OK);
+    assert_int_equal(seen.n, 2);
+    assert_int_equal(seen.items[0].revoked_at_ms, T0 + 7000);
+    assert_int_equal(seen.items[1].revoked_at_ms, 0);
+
+    /* an unterminated id names no key */
+    otp_txn r = {.kind = OTP_TXN_ADMIN_KEY_REVOKE};
+    memset(r.u.admin_key_revoke.public_id, 'a', OTP_ID_SIZE);
+    assert_int_equal(otp_store_exec(s, &r), OTP_E_NOT_FOUND);
+}
+
+/* Admin keys and API keys are apart: neither kind's hash finds the other, nor
+ * does either revocation reach the other kind. */
+static void t_admin_keys_apart_from_api_keys(void **state)
+{
+    ctx *c = *state;
+    otp_store *s = c->s;
+    uint8_t h[OTP_APIKEY_HASH_LEN];
+    otp_admin_key k;
+    otp_key_auth auth;
+
+    memset(h, 0x01, sizeof(h)); /* the live API key of setup() */
+    assert_int_equal(s->ops->key_lookup(s, h, &auth), OTP_OK);
+    assert_int_equal(s->ops->admin_key_lookup(s, h, &k), OTP_E_NOT_FOUND);
+
+    otp_txn a;
+    make_admin_key(&a, 0x05, "ops", T0);
+    assert_int_equal(otp_store_exec(s, &a), OTP_OK);
+    memset(h, 0x05, sizeof(h));
+    assert_int_equal(s->ops->admin_key_lookup(s, h, &k), OTP_OK);
+    assert_int_equal(s->ops->key_lookup(s, h, &auth), OTP_E_NOT_FOUND);
+
+    /* KEY_REVOKE does not revoke an admin key, ADMIN_KEY_REVOKE not an API key */
+    char api_pid[OTP_ID_SIZE];
+    assert_int_equal(create_key(s, c->acc, 0x06, false, api_pid), OTP_OK);
+    otp_txn r = {.kind = OTP_TXN_KEY_REVOKE};
+    memcpy(r.u.key_revoke.public_id, a.u.admin_key_create.public_id, OTP_ID_SIZE);
+    r.u.key_revoke.now_ms = T0 + 1;
+    assert_int_equal(otp_store_exec(s, &r), OTP_E_NOT_FOUND);
+    assert_int_equal(admin_revoke(s, api_pid, T0 + 1), OTP_E_NOT_FOUND);
+    assert_int_equal(s->ops->admin_key_lookup(s, h, &k), OTP_OK);
+    assert_int_equal(k.revoked_at_ms, 0);
+    memset(h, 0x06, sizeof(h));
+    assert_int_equal(s->ops->key_lookup(s, h, &auth), OTP_OK);
+    assert_false(auth.revoked);
 }
 
 /* ---- SEND ---------------------------------------------------------------- */
@@ -1361,6 +1715,11 @@ int store_conformance_run(const store_backend *b)
         T(t_accounts),
         T(t_keys),
         T(t_wallet_credit),
+        T(t_credit_without_reference),
+        T(t_credit_reference_replayed),
+        T(t_credit_reference_concurrent),
+        T(t_admin_keys),
+        T(t_admin_keys_apart_from_api_keys),
         T(t_send_charges),
         T(t_send_insufficient_stores_nothing),
         T(t_send_test_key_free),

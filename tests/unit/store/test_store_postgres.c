@@ -3,8 +3,10 @@
  * and errors that never show a password, nodes migrating at the same moment,
  * several stores ("nodes") on one database sharing the outbox without taking
  * the same message twice and taking over a dead node's leases, one idempotency
- * key used by two nodes at once, the claim and the key lookup served by their
- * indexes, and the pool surviving connections the server drops.
+ * key (and one credit reference) used by two nodes at once, the unique index
+ * behind a credit's reference, the upgrade of a version-6 database, the claim
+ * and the key lookup served by their indexes, and the pool surviving
+ * connections the server drops.
  *
  * Needs a server: OTPD_TEST_PG_URL names a database the tests may create
  * schemas in (scripts/test.sh starts a throwaway cluster and sets it). Without
@@ -499,7 +501,17 @@ static void t_idempotency_across_nodes(void **state)
     otp_store_close(s[1]);
 }
 
-#if OTPD_TEST_HOOKS
+/* Fills t as a credit of amount to acc with reference ref. */
+static void make_credit(otp_txn *t, int64_t acc, int64_t amount, const char *ref)
+{
+    memset(t, 0, sizeof(*t));
+    t->kind = OTP_TXN_WALLET_CREDIT;
+    t->u.wallet_credit.account_id = acc;
+    t->u.wallet_credit.amount = amount;
+    snprintf(t->u.wallet_credit.reference, OTP_REFERENCE_SIZE, "%s", ref);
+    t->u.wallet_credit.now_ms = T0;
+}
+
 typedef struct waitall {
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -514,6 +526,227 @@ static void waitall_done(otp_txn *t)
     pthread_cond_broadcast(&w->cond);
     pthread_mutex_unlock(&w->lock);
 }
+
+static void waitall_wait(waitall *w, int n)
+{
+    pthread_mutex_lock(&w->lock);
+    while (w->done < n)
+        pthread_cond_wait(&w->cond, &w->lock);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Submits n txns to s and n to s2 at once (held until all are queued, when
+ * the test hooks allow: then the workers of both nodes start together) and
+ * waits for them all. */
+static void submit_both(otp_store *s, otp_store *s2, otp_txn *t, int n)
+{
+    waitall w = {.done = 0};
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_cond_init(&w.cond, NULL);
+#if OTPD_TEST_HOOKS
+    otp_postgres_test_hold(s, true);
+    otp_postgres_test_hold(s2, true);
+#endif
+    for (int i = 0; i < 2 * n; i++) {
+        t[i].done = waitall_done;
+        t[i].user = &w;
+        otp_store *to = i % 2 ? s2 : s;
+        to->ops->submit(to, &t[i]);
+    }
+#if OTPD_TEST_HOOKS
+    otp_postgres_test_hold(s, false);
+    otp_postgres_test_hold(s2, false);
+#endif
+    waitall_wait(&w, 2 * n);
+    pthread_cond_destroy(&w.cond);
+    pthread_mutex_destroy(&w.lock);
+}
+
+/* One credit reference sent through two nodes at once, round after round:
+ * one credit each round; every other answer is that credit, replayed. The
+ * nodes' workers are connected first (a round of key touches), so that the
+ * credits meet on the server, many at the same moment. */
+static void t_credit_reference_across_nodes(void **state)
+{
+    enum { N = 16, ROUNDS = 5 };
+    char url[600];
+    fresh_url(url, sizeof(url));
+    otp_store *s[2] = {open_migrated(url, 8), open_migrated(url, 8)};
+    int64_t key;
+    int64_t acc = account_with(s[0], "refs", 0, &key);
+    otp_txn t[2 * N];
+    for (int i = 0; i < 2 * N; i++) {
+        memset(&t[i], 0, sizeof(t[i]));
+        t[i].kind = OTP_TXN_KEY_TOUCH;
+        t[i].u.key_touch.key_id = key;
+        t[i].u.key_touch.now_ms = T0;
+    }
+    submit_both(s[0], s[1], t, N);
+
+    for (int round = 1; round <= ROUNDS; round++) {
+        char ref[32];
+        snprintf(ref, sizeof(ref), "wire-%d", round);
+        for (int i = 0; i < 2 * N; i++)
+            make_credit(&t[i], acc, 900, ref);
+        submit_both(s[0], s[1], t, N);
+        int firsts = 0;
+        int64_t ledger_id = 0;
+        for (int i = 0; i < 2 * N; i++) {
+            if (t[i].err != OTP_OK)
+                print_error("round %d, txn %d: %s\n", round, i, otp_err_code(t[i].err));
+            assert_int_equal(t[i].err, OTP_OK);
+            if (!t[i].u.wallet_credit.replayed) {
+                firsts++;
+                ledger_id = t[i].u.wallet_credit.ledger_id;
+            }
+        }
+        assert_int_equal(firsts, 1);
+        for (int i = 0; i < 2 * N; i++) {
+            assert_int_equal(t[i].u.wallet_credit.ledger_id, ledger_id);
+            assert_int_equal(t[i].u.wallet_credit.balance_after, 900 * round);
+        }
+        otp_account_stats st;
+        assert_int_equal(s[1]->ops->account_stats(s[1], acc, &st), OTP_OK);
+        assert_int_equal(st.balance, 900 * round);
+        assert_int_equal(st.ledger_entries, round);
+        assert_int_equal(st.ledger_sum, st.balance);
+    }
+    otp_store_close(s[0]);
+    otp_store_close(s[1]);
+}
+
+static void *exec_main(void *arg)
+{
+    idem_node *n = arg;
+    otp_store_exec(n->s, &n->t);
+    return NULL;
+}
+
+/* The unique index behind the account's lock: a ledger entry with the
+ * reference, written by hand without the lock and committed while the credit
+ * waits to insert its own, turns the credit into a replay of that entry
+ * (23505, run again), never into a second credit. */
+static void t_credit_reference_unique_index(void **state)
+{
+    char url[600], app[700], sql[512];
+    fresh_url(url, sizeof(url));
+    snprintf(app, sizeof(app), "%s&application_name=otpd_uidx_%ld", url, (long)getpid());
+    otp_store *s = open_migrated(app, 1);
+    int64_t acc = account_with(s, "byhand", 0, NULL);
+    PGconn *raw = raw_open(url);
+    assert_non_null(raw);
+    PQclear(PQexec(raw, "BEGIN"));
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO ledger (account_id, type, amount, balance_after, note, reference,"
+             " created_at) VALUES (%" PRId64 ", 'credit', 300, 300, 'by hand', 'r-1', 1)"
+             " RETURNING id",
+             acc);
+    PGresult *r = PQexec(raw, sql);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    int64_t hand_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+
+    idem_node n = {.s = s};
+    make_credit(&n.t, acc, 300, "r-1");
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, exec_main, &n), 0);
+    /* until the credit waits for the uncommitted entry's index key */
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+             " AND query LIKE '%%otp_credit%%' AND application_name = 'otpd_uidx_%ld'",
+             (long)getpid());
+    int waited = 0;
+    while (raw_int(base_url, sql) < 1 && waited++ < 1000)
+        usleep(10000);
+    assert_true(waited < 1000);
+    r = PQexec(raw, "COMMIT");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    PQfinish(raw);
+    pthread_join(th, NULL);
+
+    assert_int_equal(n.t.err, OTP_OK);
+    assert_true(n.t.u.wallet_credit.replayed);
+    assert_int_equal(n.t.u.wallet_credit.ledger_id, hand_id);
+    assert_int_equal(n.t.u.wallet_credit.balance_after, 300);
+    otp_account a;
+    assert_int_equal(s->ops->account_get(s, acc, &a), OTP_OK);
+    assert_int_equal(a.balance, 0); /* the credit wrote nothing; the hand-made entry is all */
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM ledger WHERE account_id = %" PRId64, acc);
+    assert_int_equal(raw_int(url, sql), 1);
+    otp_store_close(s);
+}
+
+/* Migration 7 upgrades a version-6 database in place: its ledger entries have
+ * no reference, credits with one work from then on, and admin keys start
+ * empty. */
+static void t_upgrade_from_v6(void **state)
+{
+    char url[600];
+    fresh_url(url, sizeof(url));
+    assert_int_equal(raw_exec(url, "CREATE TABLE schema_migrations (version integer PRIMARY KEY,"
+                                   " applied_at bigint NOT NULL)"),
+                     0);
+    for (int v = 1; v <= 6; v++) {
+        const char *const *parts = pg_migration_parts(v);
+        assert_non_null(parts);
+        size_t len = 64;
+        for (const char *const *p = parts; *p; p++)
+            len += strlen(*p) + 1;
+        char *script = malloc(len);
+        assert_non_null(script);
+        snprintf(script, len, "INSERT INTO schema_migrations VALUES (%d, 0);\n", v);
+        for (const char *const *p = parts; *p; p++) {
+            strcat(script, *p);
+            strcat(script, "\n");
+        }
+        assert_int_equal(raw_exec(url, script), 0);
+        free(script);
+    }
+    assert_int_equal(raw_exec(url,
+                              "INSERT INTO accounts (id, public_id, name, balance, created_at)"
+                              " VALUES (1, 'acc_v6', 'v6', 100, 1);"
+                              "INSERT INTO ledger (account_id, type, amount, balance_after,"
+                              " note, created_at) VALUES (1, 'credit', 100, 100, 'top-up', 1)"),
+                     0);
+    otp_store_options opt = {.migrate = false};
+    otp_store *s = NULL;
+    char err[256] = "";
+    assert_int_equal(otp_store_open(url, &opt, &s, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "database schema 6 is older"));
+    s = open_migrated(url, 1);
+    assert_int_equal(s->ops->schema_version(s), OTP_SCHEMA_VERSION);
+    assert_int_equal(raw_int(url, "SELECT count(*) FROM ledger WHERE reference IS NULL"), 1);
+
+    otp_txn t;
+    make_credit(&t, 1, 50, "inv-1");
+    assert_int_equal(otp_store_exec(s, &t), OTP_OK);
+    assert_false(t.u.wallet_credit.replayed);
+    assert_int_equal(t.u.wallet_credit.balance_after, 150);
+    int64_t id = t.u.wallet_credit.ledger_id;
+    assert_int_equal(otp_store_exec(s, &t), OTP_OK);
+    assert_true(t.u.wallet_credit.replayed);
+    assert_int_equal(t.u.wallet_credit.ledger_id, id);
+    otp_account_stats st;
+    assert_int_equal(s->ops->account_stats(s, 1, &st), OTP_OK);
+    assert_int_equal(st.balance, 150);
+    assert_int_equal(st.ledger_sum, 150);
+    assert_int_equal(st.ledger_entries, 2);
+
+    uint8_t h[OTP_APIKEY_HASH_LEN] = {0};
+    otp_admin_key k;
+    assert_int_equal(s->ops->admin_key_lookup(s, h, &k), OTP_E_NOT_FOUND);
+    memset(&t, 0, sizeof(t));
+    t.kind = OTP_TXN_ADMIN_KEY_CREATE;
+    snprintf(t.u.admin_key_create.public_id, OTP_ID_SIZE, "adm_v7");
+    snprintf(t.u.admin_key_create.prefix, sizeof(t.u.admin_key_create.prefix), "otpd_admin_abcd");
+    assert_int_equal(otp_store_exec(s, &t), OTP_OK);
+    assert_int_equal(s->ops->admin_key_lookup(s, h, &k), OTP_OK);
+    assert_string_equal(k.public_id, "adm_v7");
+    otp_store_close(s);
+}
+
+#if OTPD_TEST_HOOKS
 
 /* Live sends of one account queued together commit as one batch, each with
  * its own outcome as if it had run alone, in queue order: a taken request id
@@ -630,7 +863,8 @@ static void plan_of(const char *url, const char *sql, char *plan, size_t n)
 
 /* The claim walks the partial outbox index in claim order (no sort, no scan of
  * sent messages); the key lookup of every authenticated call and the request
- * lookup of every verification are unique-index probes. */
+ * lookup of every verification are unique-index probes; so are a credit's
+ * reference and an admin key's hash. */
 static void t_query_plans(void **state)
 {
     static const struct {
@@ -648,6 +882,8 @@ static void t_query_plans(void **state)
          "otp_requests_public_id_key"},
         {"SELECT id FROM ledger WHERE account_id = 1 AND id < 100 ORDER BY id DESC LIMIT 50",
          "ledger_account"},
+        {"SELECT id FROM ledger WHERE account_id = 1 AND reference = 'inv-1'", "ledger_reference"},
+        {"SELECT id FROM admin_keys WHERE hash = '\\x00'::bytea", "admin_keys_hash_key"},
     };
     char url[600];
     fresh_url(url, sizeof(url));
@@ -721,6 +957,9 @@ int main(void)
         cmocka_unit_test(t_outbox_shared_by_nodes),
         cmocka_unit_test(t_dead_node_lease_taken_over),
         cmocka_unit_test(t_idempotency_across_nodes),
+        cmocka_unit_test(t_credit_reference_across_nodes),
+        cmocka_unit_test(t_credit_reference_unique_index),
+        cmocka_unit_test(t_upgrade_from_v6),
 #if OTPD_TEST_HOOKS
         cmocka_unit_test(t_send_batches),
 #endif

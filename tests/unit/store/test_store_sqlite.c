@@ -1,7 +1,7 @@
 /* tests/unit/store/test_store_sqlite.c — the SQLite backend: the conformance
  * suite on real database files in a mkdtemp directory, then what is particular
  * to SQLite: store URLs, WAL and the file left on disk, the query plans of the
- * hot and the big queries, the in-place upgrades of version-1 and version-2
+ * hot and the big queries, the in-place upgrades of version-1, -2, -4 and -6
  * databases, group commit batching (with the test hooks), and that an erased
  * text does not linger in the database file (secure_delete).
  */
@@ -222,7 +222,8 @@ static void plan_of(const char *sql, char *plan, size_t n)
  * table scan and no sort, however big the tables grow. The claim walks the
  * partial outbox index in order; key_lookup (every authenticated call) is three
  * index lookups; the ledger page, the test inbox, the delivery report's lookup
- * and the purge are index ranges. */
+ * and the purge are index ranges; a credit finds its reference through the
+ * partial index of references. */
 static void t_query_plans(void **state)
 {
     static const struct {
@@ -236,6 +237,7 @@ static void t_query_plans(void **state)
         {sq_dlr_lookup_sql, "USING INDEX messages_provider_msgid", NULL},
         {sq_purge_requests_sql, "INDEX otp_requests_expiry (expires_at<?)",
          "USING INDEX messages_request (request_id=?)"},
+        {sq_credit_find_sql, "USING INDEX ledger_reference (account_id=? AND reference=?)", NULL},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char plan[1024];
@@ -588,6 +590,62 @@ static void t_upgrade_from_v4(void **state)
                      0);
 }
 
+/* Migration 7 upgrades a version-6 database in place: its ledger entries have
+ * no reference, credits with one work from then on, and admin keys start
+ * empty, apart from the API keys it had. */
+static void t_upgrade_from_v6(void **state)
+{
+    (void)state;
+    char url[600];
+    fresh_url(url, sizeof(url));
+    make_old(url, 6,
+             "INSERT INTO accounts (id, public_id, name, balance, created_at)"
+             " VALUES (1, 'acc_v6', 'v6', 100, 1);"
+             "INSERT INTO api_keys (id, public_id, account_id, hash, prefix, created_at)"
+             " VALUES (1, 'key_v6', 1, zeroblob(32), 'otpd_live_ab', 1);"
+             "INSERT INTO ledger (account_id, type, amount, balance_after, note, created_at)"
+             " VALUES (1, 'credit', 100, 100, 'top-up', 1);",
+             NULL);
+    otp_store *s = open_old(url, 6);
+    assert_int_equal(raw_int(url, "SELECT count(*) FROM ledger WHERE reference IS NULL"), 1);
+
+    otp_txn t = {.kind = OTP_TXN_WALLET_CREDIT};
+    t.u.wallet_credit.account_id = 1;
+    t.u.wallet_credit.amount = 50;
+    snprintf(t.u.wallet_credit.reference, OTP_REFERENCE_SIZE, "inv-1");
+    t.u.wallet_credit.now_ms = T0;
+    assert_int_equal(otp_store_exec(s, &t), OTP_OK);
+    assert_false(t.u.wallet_credit.replayed);
+    assert_int_equal(t.u.wallet_credit.balance_after, 150);
+    int64_t id = t.u.wallet_credit.ledger_id;
+    t.u.wallet_credit.now_ms = T0 + 1;
+    assert_int_equal(otp_store_exec(s, &t), OTP_OK);
+    assert_true(t.u.wallet_credit.replayed);
+    assert_int_equal(t.u.wallet_credit.ledger_id, id);
+    otp_account_stats st;
+    assert_int_equal(s->ops->account_stats(s, 1, &st), OTP_OK);
+    assert_int_equal(st.balance, 150);
+    assert_int_equal(st.ledger_sum, 150);
+    assert_int_equal(st.ledger_entries, 2);
+
+    uint8_t h[OTP_APIKEY_HASH_LEN] = {0};
+    otp_admin_key k;
+    assert_int_equal(s->ops->admin_key_lookup(s, h, &k), OTP_E_NOT_FOUND);
+    memset(&t, 0, sizeof(t));
+    t.kind = OTP_TXN_ADMIN_KEY_CREATE;
+    snprintf(t.u.admin_key_create.public_id, OTP_ID_SIZE, "adm_v7");
+    memset(t.u.admin_key_create.hash, 0x77, OTP_APIKEY_HASH_LEN);
+    snprintf(t.u.admin_key_create.prefix, sizeof(t.u.admin_key_create.prefix), "otpd_admin_abcd");
+    assert_int_equal(otp_store_exec(s, &t), OTP_OK);
+    memset(h, 0x77, sizeof(h));
+    assert_int_equal(s->ops->admin_key_lookup(s, h, &k), OTP_OK);
+    assert_string_equal(k.public_id, "adm_v7");
+    otp_key_auth auth;
+    memset(h, 0, sizeof(h));
+    assert_int_equal(s->ops->key_lookup(s, h, &auth), OTP_OK);
+    otp_store_close(s);
+}
+
 #if OTPD_TEST_HOOKS
 typedef struct counter {
     pthread_mutex_t lock;
@@ -927,6 +985,7 @@ int main(void)
         cmocka_unit_test(t_upgrade_from_v1),
         cmocka_unit_test(t_upgrade_from_v2),
         cmocka_unit_test(t_upgrade_from_v4),
+        cmocka_unit_test(t_upgrade_from_v6),
 #if OTPD_TEST_HOOKS
         cmocka_unit_test(t_group_commit_batches),
         cmocka_unit_test(t_replay_after_partial_write),
