@@ -1,9 +1,9 @@
 /* http/server.c — libmicrohttpd glue: one otp_http_req per HTTP request.
  *
  * libmicrohttpd calls on_request() several times per request: once when the
- * head is parsed (we create the otp_http_req and reject a Content-Length over the
- * limit at once), once per chunk of body (we append, up to max_body; past it we
- * discard and answer 413 at the end), and once when the body is complete (we
+ * head is parsed (we create the otp_http_req), once per chunk of body (we
+ * append, up to max_body; past it we discard and answer 413 at the end), and
+ * once when the body is complete (we
  * route and run the handler). A handler that parks the connection
  * (otp_http_suspend) returns at once; when another thread has set the reply it
  * calls otp_http_resume(), libmicrohttpd calls on_request() again on its worker
@@ -33,7 +33,7 @@
 #include <unistd.h>
 
 #define MAX_EXTRA_HEADERS 4
-#define MAX_DISCARD (1024 * 1024) /* past this much of an oversized body, hang up */
+#define MAX_DISCARD (2 * 1024 * 1024) /* past this much of an oversized body, hang up */
 #define MAX_JSON_DEPTH 16
 
 struct otp_http_server {
@@ -449,12 +449,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             otp_http_reply_error(req, OTP_E_HEADERS_TOO_LARGE, NULL, NULL);
             return queue_reply(req);
         }
+        /* A body declared too large is read and dropped, and the 413 sent once it
+         * is in: a reply sent before it, followed by the close, would meet the
+         * client's bytes still arriving, and the reset those cause can destroy
+         * the reply before the client reads it. Only what is too large to read
+         * through (past MAX_DISCARD) is answered at once. */
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > srv->max_body) {
+        unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
+        if (declared > srv->max_body && declared > MAX_DISCARD) {
             req->dispatched = true;
             otp_http_reply_error(req, OTP_E_PAYLOAD_TOO_LARGE, NULL, NULL);
             return queue_reply(req);
         }
+        if (declared > srv->max_body)
+            req->too_large = true;
         return MHD_YES;
     }
     if (*upload_data_size) {
