@@ -14,8 +14,6 @@
 
 #include "util/clock.h"
 
-#define NAME_MAX_LEN 64
-
 static int create(otp_app *app, int argc, char **argv);
 static int list(otp_app *app, int argc, char **argv);
 static int revoke(otp_app *app, int argc, char **argv);
@@ -46,17 +44,6 @@ int otp_cli_cmd_admin_key(otp_app *app)
     return otp_cli_sub_dispatch(app, "admin-key", subs, sizeof(subs) / sizeof(subs[0]), NULL);
 }
 
-static bool name_valid(const char *name)
-{
-    size_t len = strlen(name);
-    if (len < 1 || len > NAME_MAX_LEN)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
-            return false;
-    return true;
-}
-
 static int create(otp_app *app, int argc, char **argv)
 {
     size_t n;
@@ -70,9 +57,10 @@ static int create(otp_app *app, int argc, char **argv)
     int r = otp_cli_args("admin-key create", argc, argv, opts, 1, NULL, 0, 0, NULL, &n);
     if (r)
         return r;
-    if (!name_valid(name))
-        return otp_cli_usage_error(
-            "admin-key create", "invalid key name: use 1 to %d printable characters", NAME_MAX_LEN);
+    if (!otp_cli_label_valid(name))
+        return otp_cli_usage_error("admin-key create",
+                                   "invalid key name: use 1 to %d printable characters",
+                                   OTP_CLI_LABEL_MAX);
     r = otp_cli_store(app, &s);
     if (r)
         return r;
@@ -113,26 +101,11 @@ static void collect(const otp_admin_key *k, void *ctx)
     key_vec *vec = ctx;
     if (vec->oom)
         return;
-    if (vec->n == vec->cap) {
-        size_t cap = vec->cap ? vec->cap * 2 : 16;
-        otp_admin_key *v = realloc(vec->v, cap * sizeof(*v));
-        if (!v) {
-            vec->oom = true;
-            return;
-        }
-        vec->v = v;
-        vec->cap = cap;
+    if (!otp_cli_vec_room((void **)&vec->v, &vec->cap, vec->n, sizeof(*vec->v))) {
+        vec->oom = true;
+        return;
     }
     vec->v[vec->n++] = *k;
-}
-
-static json_t *json_time(int64_t ms)
-{
-    char at[OTP_ISO8601_LEN + 1];
-    if (ms == 0)
-        return json_null();
-    otp_time_iso8601(ms, at);
-    return json_string(at);
 }
 
 /* All admin keys into *vec. Returns 0 or an exit status after printing why. */
@@ -168,8 +141,8 @@ static int list(otp_app *app, int argc, char **argv)
         for (size_t i = 0; arr && i < vec.n; i++) {
             const otp_admin_key *k = &vec.v[i];
             json_t *o = json_pack("{s:s,s:s,s:s,s:o,s:o}", "id", k->public_id, "prefix", k->prefix,
-                                  "name", k->name, "createdAt", json_time(k->created_at_ms),
-                                  "revokedAt", json_time(k->revoked_at_ms));
+                                  "name", k->name, "createdAt", otp_cli_json_time(k->created_at_ms),
+                                  "revokedAt", otp_cli_json_time(k->revoked_at_ms));
             if (!o || json_array_append_new(arr, o)) {
                 json_decref(arr);
                 arr = NULL;

@@ -120,5 +120,16 @@ const char *otp_cli_store_error(otp_err e);
 int otp_cli_json_print(json_t *json);
 /* ISO 8601 time for ms, or "-" for 0 (never / not set). out: OTP_ISO8601_LEN + 1. */
 const char *otp_cli_time(int64_t ms, char *out);
+/* The same as JSON: an ISO 8601 string, or null for 0 (never). */
+json_t *otp_cli_json_time(int64_t ms);
+
+/* A key's label (--name): 1 to OTP_CLI_LABEL_MAX characters, none of them a
+ * control character. */
+#define OTP_CLI_LABEL_MAX 64
+bool otp_cli_label_valid(const char *name);
+
+/* Makes room for one more element in a growing array (*v, n used of *cap,
+ * elements of elem bytes). Returns false when out of memory (*v unchanged). */
+bool otp_cli_vec_room(void **v, size_t *cap, size_t n, size_t elem);
 
 #endif

@@ -9,6 +9,7 @@
 #include "cli/cmd.h"
 
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "util/clock.h"
@@ -197,4 +198,37 @@ const char *otp_cli_time(int64_t ms, char *out)
         return "-";
     otp_time_iso8601(ms, out);
     return out;
+}
+
+json_t *otp_cli_json_time(int64_t ms)
+{
+    char at[OTP_ISO8601_LEN + 1];
+    if (ms == 0)
+        return json_null();
+    otp_time_iso8601(ms, at);
+    return json_string(at);
+}
+
+bool otp_cli_label_valid(const char *name)
+{
+    size_t len = strlen(name);
+    if (len < 1 || len > OTP_CLI_LABEL_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+            return false;
+    return true;
+}
+
+bool otp_cli_vec_room(void **v, size_t *cap, size_t n, size_t elem)
+{
+    if (n < *cap)
+        return true;
+    size_t c = *cap ? *cap * 2 : 16;
+    void *p = realloc(*v, c * elem);
+    if (!p)
+        return false;
+    *v = p;
+    *cap = c;
+    return true;
 }

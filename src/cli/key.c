@@ -13,8 +13,6 @@
 
 #include "util/clock.h"
 
-#define KEY_NAME_MAX_LEN 64
-
 static int create(otp_app *app, int argc, char **argv);
 static int list(otp_app *app, int argc, char **argv);
 static int revoke(otp_app *app, int argc, char **argv);
@@ -47,17 +45,6 @@ int otp_cli_cmd_key(otp_app *app)
     return otp_cli_sub_dispatch(app, "key", subs, sizeof(subs) / sizeof(subs[0]), footer);
 }
 
-static bool key_name_valid(const char *name)
-{
-    size_t len = strlen(name);
-    if (len < 1 || len > KEY_NAME_MAX_LEN)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
-            return false;
-    return true;
-}
-
 static int create(otp_app *app, int argc, char **argv)
 {
     static const char *const names[] = {"ACCOUNT"};
@@ -76,9 +63,9 @@ static int create(otp_app *app, int argc, char **argv)
                          1, pos, &n);
     if (r)
         return r;
-    if (!key_name_valid(name))
+    if (!otp_cli_label_valid(name))
         return otp_cli_usage_error(
-            "key create", "invalid key name: use 1 to %d printable characters", KEY_NAME_MAX_LEN);
+            "key create", "invalid key name: use 1 to %d printable characters", OTP_CLI_LABEL_MAX);
     r = otp_cli_store(app, &s);
     if (r)
         return r;
@@ -127,27 +114,11 @@ static void collect(const otp_key *k, void *ctx)
     key_vec *vec = ctx;
     if (vec->oom || (vec->want && strcmp(k->public_id, vec->want) != 0))
         return;
-    if (vec->n == vec->cap) {
-        size_t cap = vec->cap ? vec->cap * 2 : 16;
-        otp_key *v = realloc(vec->v, cap * sizeof(*v));
-        if (!v) {
-            vec->oom = true;
-            return;
-        }
-        vec->v = v;
-        vec->cap = cap;
+    if (!otp_cli_vec_room((void **)&vec->v, &vec->cap, vec->n, sizeof(*vec->v))) {
+        vec->oom = true;
+        return;
     }
     vec->v[vec->n++] = *k;
-}
-
-/* An ISO 8601 time, or JSON null for 0 (never). */
-static json_t *json_time(int64_t ms)
-{
-    char at[OTP_ISO8601_LEN + 1];
-    if (ms == 0)
-        return json_null();
-    otp_time_iso8601(ms, at);
-    return json_string(at);
 }
 
 static int print_list_json(const key_vec *vec)
@@ -155,10 +126,11 @@ static int print_list_json(const key_vec *vec)
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < vec->n; i++) {
         const otp_key *k = &vec->v[i];
-        json_t *o = json_pack(
-            "{s:s,s:s,s:s,s:b,s:o,s:o,s:o}", "id", k->public_id, "prefix", k->prefix, "name",
-            k->name, "test", k->test, "createdAt", json_time(k->created_at_ms), "lastUsedAt",
-            json_time(k->last_used_at_ms), "revokedAt", json_time(k->revoked_at_ms));
+        json_t *o = json_pack("{s:s,s:s,s:s,s:b,s:o,s:o,s:o}", "id", k->public_id, "prefix",
+                              k->prefix, "name", k->name, "test", k->test, "createdAt",
+                              otp_cli_json_time(k->created_at_ms), "lastUsedAt",
+                              otp_cli_json_time(k->last_used_at_ms), "revokedAt",
+                              otp_cli_json_time(k->revoked_at_ms));
         if (!o || json_array_append_new(arr, o)) {
             json_decref(arr);
             arr = NULL;
@@ -237,15 +209,9 @@ static void collect_account(const otp_account *a, void *ctx)
     id_vec *ids = ctx;
     if (ids->oom)
         return;
-    if (ids->n == ids->cap) {
-        size_t cap = ids->cap ? ids->cap * 2 : 64;
-        int64_t *v = realloc(ids->v, cap * sizeof(*v));
-        if (!v) {
-            ids->oom = true;
-            return;
-        }
-        ids->v = v;
-        ids->cap = cap;
+    if (!otp_cli_vec_room((void **)&ids->v, &ids->cap, ids->n, sizeof(*ids->v))) {
+        ids->oom = true;
+        return;
     }
     ids->v[ids->n++] = a->id;
 }

@@ -793,20 +793,6 @@ static otp_err tx_key_revoke(pg_conn *c, const otp_txn_key_revoke *in)
     return e;
 }
 
-/* Whether a credit's reference is "" (none) or 1..128 printable ASCII
- * characters (store.h's OTP_REFERENCE_SIZE), as on SQLite. Not cleaned like
- * other texts: two references must never become one. */
-static bool reference_ok(const char ref[OTP_REFERENCE_SIZE])
-{
-    size_t len = strnlen(ref, OTP_REFERENCE_SIZE);
-    if (len == OTP_REFERENCE_SIZE)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if (ref[i] < 0x20 || ref[i] > 0x7e)
-            return false;
-    return true;
-}
-
 /* WALLET_CREDIT: one call of otp_credit(), which takes the account's row lock
  * before it looks for the reference (see there). OTP_OK with the outputs set
  * (replayed: the reference's earlier credit, nothing written);
@@ -816,7 +802,7 @@ static bool reference_ok(const char ref[OTP_REFERENCE_SIZE])
 static otp_err tx_wallet_credit(pg_conn *c, otp_txn_wallet_credit *in)
 {
     in->replayed = false; /* the txn may run again (a deadlock retried) */
-    if (in->amount <= 0 || !TERMINATED(in->note) || !reference_ok(in->reference))
+    if (in->amount <= 0 || !TERMINATED(in->note) || !otp_store_reference_ok(in->reference))
         return OTP_E_INVALID_REQUEST;
     char note[OTP_NOTE_SIZE];
     pg_params p = {0};

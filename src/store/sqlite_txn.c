@@ -1224,19 +1224,6 @@ static otp_err tx_key_revoke(sq_store *s, const otp_txn_key_revoke *in)
     return sqlite3_changes(s->wdb) == 1 ? OTP_OK : OTP_E_NOT_FOUND;
 }
 
-/* Whether a credit's reference is "" (none) or 1..128 printable ASCII
- * characters (store.h's OTP_REFERENCE_SIZE), as on PostgreSQL. */
-static bool reference_ok(const char ref[OTP_REFERENCE_SIZE])
-{
-    size_t len = strnlen(ref, OTP_REFERENCE_SIZE);
-    if (len == OTP_REFERENCE_SIZE)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if (ref[i] < 0x20 || ref[i] > 0x7e)
-            return false;
-    return true;
-}
-
 /* Looks for the account's credit with in's reference. OTP_OK with *ret_found
  * false (none: credit), OTP_OK with *ret_found true and in's outputs set to
  * that entry (a replay), OTP_E_IDEMPOTENCY_KEY_REUSED (its amount differs), or
@@ -1278,7 +1265,7 @@ static otp_err credit_find(sq_store *s, otp_txn_wallet_credit *in, bool *ret_fou
 static otp_err tx_wallet_credit(sq_store *s, otp_txn_wallet_credit *in)
 {
     in->replayed = false; /* the txn may run again (a batch replayed) */
-    if (in->amount <= 0 || !TERMINATED(in->note) || !reference_ok(in->reference))
+    if (in->amount <= 0 || !TERMINATED(in->note) || !otp_store_reference_ok(in->reference))
         return OTP_E_INVALID_REQUEST;
     if (in->reference[0]) {
         bool found = false;

@@ -103,6 +103,17 @@ otp_err otp_store_exec(otp_store *s, otp_txn *txn)
     return txn->err;
 }
 
+bool otp_store_reference_ok(const char ref[OTP_REFERENCE_SIZE])
+{
+    size_t len = strnlen(ref, OTP_REFERENCE_SIZE);
+    if (len == OTP_REFERENCE_SIZE)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (ref[i] < 0x20 || ref[i] > 0x7e)
+            return false;
+    return true;
+}
+
 void otp_outbox_msgs_free(otp_outbox_msg *msgs, size_t n)
 {
     if (!msgs)

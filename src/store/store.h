@@ -712,6 +712,10 @@ int otp_store_open(const char *url, const otp_store_options *opt, otp_store **re
                    size_t errlen);
 /* Submits txn and waits for its outcome; returns txn->err. txn->done must be NULL. */
 otp_err otp_store_exec(otp_store *s, otp_txn *txn);
+/* Whether a credit's reference is "" (none) or 1..128 printable ASCII
+ * characters, as both backends take it. Never cleaned like other texts: two
+ * references must not become one. */
+bool otp_store_reference_ok(const char ref[OTP_REFERENCE_SIZE]);
 /* Frees a claim's messages (accepts NULL). */
 void otp_outbox_msgs_free(otp_outbox_msg *msgs, size_t n);
 
