@@ -9,7 +9,7 @@
  *
  * A credit with a "reference" (an invoice or payment id) is applied once per
  * account and reference: a retry after a lost answer gets the first credit back
- * (200, Idempotent-Replayed: true), never a second one, on every node.
+ * (Idempotent-Replayed: true), never a second one, on every node.
  */
 #include "api/api.h"
 #include "core/apikey.h"
@@ -23,7 +23,7 @@
 
 #define REFERENCE_MAX_LEN (OTP_REFERENCE_SIZE - 1)
 
-static const char unauthorized[] = "A valid admin key is required in X-API-Key";
+static const char unauthorized[] = "A valid admin key is required";
 
 /* Authenticates the request's admin key. Returns true and writes *ret; or
  * replies 401 (or 503) and returns false. */
@@ -119,9 +119,21 @@ static bool reference_valid(const char *s)
     return true;
 }
 
-/* Reads the body into the txn. Returns false after replying 400. */
+/* Reads the body into the txn. Returns false after replying 400. Unlike the
+ * OTP API, a field it does not know is refused: on a route that moves money, a
+ * misspelt "reference" must not become a credit applied at every retry. */
 static bool parse_credit(otp_http_req *req, json_t *body, otp_txn_wallet_credit *c)
 {
+    const char *name;
+    json_t *value;
+    json_object_foreach(body, name, value)
+    {
+        if (strcmp(name, "amount") && strcmp(name, "note") && strcmp(name, "reference")) {
+            otp_api_invalid_field(req, name,
+                                  "unknown field: a credit takes amount, note and reference");
+            return false;
+        }
+    }
     json_t *amount = json_object_get(body, "amount");
     if (!json_is_string(amount) || otp_money_parse(json_string_value(amount), &c->amount) ||
         c->amount <= 0) {
@@ -192,9 +204,9 @@ static void credit_finish(otp_http_req *req, void *app)
             "reference=%s replayed=%s",
             st->admin, st->account, id, amount, after, c->reference[0] ? c->reference : "-",
             c->replayed ? "true" : "false");
-    if (c->replayed)
+    if (c->replayed) /* the first answer again, status included, as SPEC 1.9's replays */
         otp_http_add_header(req, "Idempotent-Replayed", "true");
-    otp_http_reply_data(req, c->replayed ? 200 : 201,
+    otp_http_reply_data(req, 201,
                         json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o}", "transactionId", id,
                                   "accountId", st->account, "amount", amount, "balanceAfter", after,
                                   "currency", st->currency, "reference",

@@ -151,6 +151,8 @@ bool otp_guard_key(otp_http_req *req, otp_api *api, const otp_key_auth *auth, co
     size_t slot = (size_t)((h / SHARDS) % SLOTS);
     int64_t now = otp_now_ms();
     int wait = 0;
+    int want = otp_key_lease_want(lim->key_rate, lim->key_burst);
+    int ask = want;
 
     pthread_mutex_lock(&sh->mu);
     bucket_entry *e = sh->buckets[slot];
@@ -166,22 +168,26 @@ bool otp_guard_key(otp_http_req *req, otp_api *api, const otp_key_auth *auth, co
         if (e)
             wait = otp_bucket_take(&e->b, lim->key_rate, lim->key_burst, now);
     } else {
-        wait = e ? otp_key_lease_take(&e->lease, now) : -1;
+        wait = e ? otp_key_lease_take(&e->lease, want, now, &ask) : -1;
     }
     pthread_mutex_unlock(&sh->mu);
     if (wait < 0) {
-        /* Not under the shard's lock: other keys' requests go on meanwhile. Two
-         * requests of this key may both ask; each keeps what it was given. */
+        /* Not under the shard's lock: other keys' requests go on meanwhile.
+         * Requests of this key arriving while one asks ask for one token each;
+         * every token granted goes into the lease (otp_key_lease_fill). */
         int granted = 0;
         int64_t wait_ms = 0;
-        if (store->ops->key_take(store, auth->key_id, lim->key_rate, lim->key_burst,
-                                 otp_key_lease_want(lim->key_rate, lim->key_burst), &granted,
-                                 &wait_ms) != OTP_OK) {
+        otp_err err = store->ops->key_take(store, auth->key_id, lim->key_rate, lim->key_burst, ask,
+                                           &granted, &wait_ms);
+        now = otp_now_ms();
+        pthread_mutex_lock(&sh->mu);
+        if (err != OTP_OK) {
+            if (e)
+                otp_key_lease_unask(&e->lease);
+            pthread_mutex_unlock(&sh->mu);
             otp_http_reply_error(req, OTP_E_UNAVAILABLE, NULL, NULL);
             return false;
         }
-        now = otp_now_ms();
-        pthread_mutex_lock(&sh->mu);
         if (e) /* entries live as long as the process */
             wait = otp_key_lease_fill(&e->lease, granted, wait_ms, now);
         else

@@ -279,7 +279,7 @@ int otp_key_lease_want(int rate, int burst)
     return want < 1 ? 1 : want;
 }
 
-int otp_key_lease_take(otp_key_lease *l, int64_t now_ms)
+int otp_key_lease_take(otp_key_lease *l, int want, int64_t now_ms, int *ret_ask)
 {
     if (now_ms < l->empty_until_ms) {
         int64_t s = (l->empty_until_ms - now_ms + 999) / 1000;
@@ -290,17 +290,29 @@ int otp_key_lease_take(otp_key_lease *l, int64_t now_ms)
         return 0;
     }
     l->tokens = 0;
+    *ret_ask = l->asking++ > 0 || want < 1 ? 1 : want;
     return -1;
+}
+
+void otp_key_lease_unask(otp_key_lease *l)
+{
+    if (l->asking > 0)
+        l->asking--;
 }
 
 int otp_key_lease_fill(otp_key_lease *l, int granted, int64_t wait_ms, int64_t now_ms)
 {
+    otp_key_lease_unask(l);
     if (granted >= 1) {
         /* Another request of this node may have filled the lease meanwhile:
          * keep both, under the newer deadline. */
         l->tokens += granted - 1;
         l->until_ms = now_ms + OTP_KEY_LEASE_MS;
         l->empty_until_ms = 0;
+        return 0;
+    }
+    if (l->tokens > 0 && now_ms < l->until_ms) {
+        l->tokens--; /* another request's answer brought tokens meanwhile */
         return 0;
     }
     if (wait_ms < 1)

@@ -95,6 +95,7 @@ typedef struct otp_key_lease {
     int64_t tokens;         /* taken from the shared bucket, not yet spent */
     int64_t until_ms;       /* they are dropped then */
     int64_t empty_until_ms; /* the shared bucket had no token before then */
+    int asking;             /* requests waiting for the shared bucket's answer */
 } otp_key_lease;
 
 /* How many tokens to ask the shared bucket for at a time: about 1/20 s of the
@@ -102,15 +103,21 @@ typedef struct otp_key_lease {
 int otp_key_lease_want(int rate, int burst);
 
 /* Spends a local token at now. Returns 0 when the request may go, -1 when the
- * node must ask the shared bucket (then otp_key_lease_fill), or the whole
- * seconds (>= 1) to wait when the shared bucket was found empty. */
-int otp_key_lease_take(otp_key_lease *l, int64_t now_ms);
+ * node must ask the shared bucket for *ret_ask tokens (then, with the answer,
+ * otp_key_lease_fill), or the whole seconds (>= 1) to wait when the shared
+ * bucket was found empty. Only the first of requests arriving together asks
+ * for want tokens; the others, while it waits, ask for one each, so a burst of
+ * requests does not take want tokens each. */
+int otp_key_lease_take(otp_key_lease *l, int want, int64_t now_ms, int *ret_ask);
 
-/* Records the shared bucket's answer at now, given for one request: granted
+/* Records the shared bucket's answer at now to one request's ask: granted
  * tokens (one of them is that request's), or none and the ms until the bucket
- * has one. Returns 0 when the request may go, else the whole seconds (>= 1) to
- * wait. */
+ * has one. Tokens granted are never dropped here: a request that got none
+ * still spends one another request put in the lease. Returns 0 when the
+ * request may go, else the whole seconds (>= 1) to wait. */
 int otp_key_lease_fill(otp_key_lease *l, int granted, int64_t wait_ms, int64_t now_ms);
+/* The shared bucket could not be asked (a store error): the ask is over. */
+void otp_key_lease_unask(otp_key_lease *l);
 
 /* ---- per destination number ---- */
 

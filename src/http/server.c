@@ -453,10 +453,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
          * is in: a reply sent before it, followed by the close, would meet the
          * client's bytes still arriving, and the reset those cause can destroy
          * the reply before the client reads it. Only what is too large to read
-         * through (past MAX_DISCARD) is answered at once. */
+         * through (past MAX_DISCARD) is answered at once, and so is a client
+         * that waits for "100 Continue" before it sends the body. */
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Expect");
         unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
-        if (declared > srv->max_body && declared > MAX_DISCARD) {
+        if (declared > srv->max_body &&
+            (declared > MAX_DISCARD || (expect && strcasecmp(expect, "100-continue") == 0))) {
             req->dispatched = true;
             otp_http_reply_error(req, OTP_E_PAYLOAD_TOO_LARGE, NULL, NULL);
             return queue_reply(req);

@@ -135,6 +135,8 @@ describe('admin API', () => {
             [{ amount: '1.00', reference: 'r'.repeat(129) }, 'reference'],
             [{ amount: '1.00', reference: 'quote"d' }, 'reference'],
             [{ amount: '1.00', reference: 12 }, 'reference'],
+            [{ amount: '1.00', refrence: 'INV-1' }, 'refrence'],
+            [{ amount: '1.00', accountId: 'acc_x' }, 'accountId'],
         ];
         for (const [body, field] of bad) {
             const e = assertError(await credit('other', body), 400, 'invalid_request', JSON.stringify(body));
@@ -158,13 +160,13 @@ describe('admin API', () => {
         assert.deepEqual(ledgerView(await srv.accountShow('big')), before);
     });
 
-    it('a reference credits once: a retry replays the first credit (200), another amount is 409, another account is its own', async () => {
+    it('a reference credits once: a retry replays the first credit (201, Idempotent-Replayed), another amount is 409, another account is its own', async () => {
         const body = { amount: '3.00', reference: 'INV-2026/11-042', note: 'first' };
         const first = assertData(await credit('other', body), 201, CREDIT_KEYS);
         assert.equal(first.reference, 'INV-2026/11-042');
         const before = ledgerView(await srv.accountShow('other'));
         const retry = await credit('other', { ...body, note: 'the retry' });
-        const again = assertData(retry, 200, CREDIT_KEYS);
+        const again = assertData(retry, 201, CREDIT_KEYS);
         assert.equal(retry.headers['idempotent-replayed'], 'true');
         assert.deepEqual(again, first, 'the same entry, balance and time');
         const e = assertError(await credit('other', { ...body, amount: '4.00' }), 409, 'idempotency_key_reused');
@@ -180,8 +182,8 @@ describe('admin API', () => {
         const distinct = await Promise.all(Array.from({ length: 30 }, (_, i) => credit('par', { amount: '1.00', reference: `par-${i}` })));
         for (const r of distinct) assertData(r, 201);
         const same = await Promise.all(Array.from({ length: 30 }, () => credit('par', { amount: '5.00', reference: 'par-once' })));
-        const created = same.filter((r) => r.status === 201);
-        const replayed = same.filter((r) => r.status === 200 && r.headers['idempotent-replayed'] === 'true');
+        const created = same.filter((r) => r.status === 201 && r.headers['idempotent-replayed'] !== 'true');
+        const replayed = same.filter((r) => r.status === 201 && r.headers['idempotent-replayed'] === 'true');
         assert.equal(created.length, 1, same.map((r) => r.status).join(','));
         assert.equal(replayed.length, 29);
         for (const r of replayed) assert.equal(r.json.data.transactionId, created[0].json.data.transactionId);

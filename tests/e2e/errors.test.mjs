@@ -4,6 +4,7 @@
 // and balance unchanged, nothing in the file provider's output).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { startServer, phones, assertError, assertData, ledgerView, sendOk, sleep } from './lib/server.mjs';
 
 const phone = phones(12);
@@ -92,6 +93,32 @@ describe('request errors store and charge nothing', () => {
         assert.equal(atLimit.length, 16384);
         const r = await post('/otp/send', { rawBody: atLimit });
         assert.equal(r.status, 400, `16384 bytes is within the limit: ${r.status} ${r.text}`);
+    });
+
+    it('Expect: 100-continue with a body over the limit: 413 at once, never 100 Continue', async () => {
+        // The client waits for the interim answer before sending; the final one
+        // must come instead (there is no body on the wire to read through).
+        const answer = await new Promise((resolve, reject) => {
+            const s = net.connect(srv.port, '127.0.0.1');
+            let got = '';
+            s.setTimeout(5000, () => {
+                s.destroy();
+                resolve(got);
+            });
+            s.on('data', (d) => {
+                got += d.toString('latin1');
+                if (got.includes('\r\n\r\n')) {
+                    s.destroy();
+                    resolve(got);
+                }
+            });
+            s.on('error', reject);
+            s.write(
+                'POST /otp/send HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
+                    `X-API-Key: ${key}\r\nContent-Length: 100000\r\nExpect: 100-continue\r\n\r\n`,
+            );
+        });
+        assert.match(answer, /^HTTP\/1\.1 413 /, JSON.stringify(answer.slice(0, 80)));
     });
 
     it('missing or mistyped fields: 400 invalid_request naming the field', async () => {

@@ -104,12 +104,13 @@ static int shared_take(shared_bucket *b, int rate, int burst, int want, int64_t 
 static int node_request(otp_key_lease *l, shared_bucket *b, int rate, int burst, int64_t now,
                         int *calls)
 {
-    int r = otp_key_lease_take(l, now);
+    int ask = 0;
+    int r = otp_key_lease_take(l, otp_key_lease_want(rate, burst), now, &ask);
     if (r >= 0)
         return r;
     (*calls)++;
     int64_t wait = 0;
-    int g = shared_take(b, rate, burst, otp_key_lease_want(rate, burst), now, &wait);
+    int g = shared_take(b, rate, burst, ask, now, &wait);
     return otp_key_lease_fill(l, g, wait, now);
 }
 
@@ -145,22 +146,52 @@ static void test_key_lease(void **state)
         assert_true(calls <= ok + 2 * 31);
     }
 
+    /* Sixteen requests at once on a node with an empty lease (each takes
+     * before any answer is back): the first asks for want (10), the others for
+     * one each, and no token granted is lost when later answers are empty. */
+    for (int bucket = 5; bucket <= 100; bucket += 95) {
+        shared_bucket b = {(int64_t)bucket * 1000, t};
+        otp_key_lease c = {0};
+        int ask[16], wait16[16] = {0};
+        for (int i = 0; i < 16; i++)
+            assert_int_equal(otp_key_lease_take(&c, 10, t, &ask[i]), -1);
+        assert_int_equal(ask[0], 10);
+        for (int i = 1; i < 16; i++)
+            assert_int_equal(ask[i], 1);
+        int ok = 0;
+        for (int i = 0; i < 16; i++) {
+            int64_t wait = 0;
+            int g = shared_take(&b, 1, bucket, ask[i], t, &wait);
+            wait16[i] = otp_key_lease_fill(&c, g, wait, t);
+            ok += wait16[i] == 0;
+        }
+        /* 100 tokens: all 16 go, 25 taken, 9 left in the lease; 5 tokens:
+         * exactly 5 go (the first answer's 4 spare ones serve the others) */
+        assert_int_equal(ok, bucket < 16 ? bucket : 16);
+        assert_int_equal(c.tokens + ok, bucket < 16 ? bucket : 25);
+        assert_int_equal(c.asking, 0);
+    }
+
     /* A refusal is kept until the bucket can have a token again. */
     otp_key_lease l = {0};
-    assert_int_equal(otp_key_lease_take(&l, t), -1);
+    int ask = 0;
+    assert_int_equal(otp_key_lease_take(&l, 1, t, &ask), -1);
+    assert_int_equal(ask, 1);
+    otp_key_lease_unask(&l); /* a store error: the next request asks again */
+    assert_int_equal(otp_key_lease_take(&l, 1, t, &ask), -1);
     assert_int_equal(otp_key_lease_fill(&l, 0, 1500, t), 2);
-    assert_int_equal(otp_key_lease_take(&l, t + 100), 2);
-    assert_int_equal(otp_key_lease_take(&l, t + 1000), 1);
-    assert_int_equal(otp_key_lease_take(&l, t + 1500), -1);
+    assert_int_equal(otp_key_lease_take(&l, 1, t + 100, &ask), 2);
+    assert_int_equal(otp_key_lease_take(&l, 1, t + 1000, &ask), 1);
+    assert_int_equal(otp_key_lease_take(&l, 1, t + 1500, &ask), -1);
     /* granted 3: this request and two more */
     assert_int_equal(otp_key_lease_fill(&l, 3, 0, t + 1500), 0);
-    assert_int_equal(otp_key_lease_take(&l, t + 1501), 0);
-    assert_int_equal(otp_key_lease_take(&l, t + 1502), 0);
-    assert_int_equal(otp_key_lease_take(&l, t + 1503), -1);
+    assert_int_equal(otp_key_lease_take(&l, 1, t + 1501, &ask), 0);
+    assert_int_equal(otp_key_lease_take(&l, 1, t + 1502, &ask), 0);
+    assert_int_equal(otp_key_lease_take(&l, 1, t + 1503, &ask), -1);
     /* unspent tokens are dropped after OTP_KEY_LEASE_MS */
     assert_int_equal(otp_key_lease_fill(&l, 5, 0, t + 2000), 0);
-    assert_int_equal(otp_key_lease_take(&l, t + 2000 + OTP_KEY_LEASE_MS - 1), 0);
-    assert_int_equal(otp_key_lease_take(&l, t + 2000 + OTP_KEY_LEASE_MS), -1);
+    assert_int_equal(otp_key_lease_take(&l, 1, t + 2000 + OTP_KEY_LEASE_MS - 1, &ask), 0);
+    assert_int_equal(otp_key_lease_take(&l, 1, t + 2000 + OTP_KEY_LEASE_MS, &ask), -1);
     assert_int_equal(l.tokens, 0);
 }
 
