@@ -2,7 +2,9 @@
  *
  * Every known setting is a row of `settings` below (key, type, range, default,
  * meaning); nothing else is accepted outside [provider.NAME] sections, so a typo
- * in a key fails at start instead of being silently ignored. Values come from
+ * in a key fails at start instead of being silently ignored (in the
+ * environment too: an OTPD_<SECTION>_… variable that names no setting). Values
+ * come from
  * four layers: built-in default < INI file < OTPD_* environment < command-line
  * flag. Callers may load the layers in any order (main parses flags before it
  * knows which file to read), so each stored value remembers the rank of the layer
@@ -427,8 +429,44 @@ int otp_config_set(otp_config *c, const char *key, const char *value, const char
     return set_ranked(c, key, value, origin ? origin : "command line", RANK_FLAG, err, errlen);
 }
 
+/* True if name (an environment variable) is OTPD_<SECTION>_… for a section
+ * that has settings ([server], [store], …) but names none of them: a misspelt
+ * setting, refused as an unknown key of the INI file is. Other OTPD_* names
+ * (a wrapper's own, OTPD_BIN say) are not otpd's business. */
+static bool env_unknown(const char *name)
+{
+    char want[MAX_KEY + 8];
+    bool in_section = false;
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        env_name(settings[i].key, want, sizeof(want));
+        if (strcmp(want, name) == 0)
+            return false;
+        const char *dot = strchr(settings[i].key, '.');
+        /* "OTPD_" + the section upper-cased + "_" */
+        size_t plen = dot ? 5 + (size_t)(dot - settings[i].key) + 1 : 0;
+        if (dot && strncmp(want, name, plen) == 0)
+            in_section = true;
+    }
+    return in_section;
+}
+
 int otp_config_load_env(otp_config *c, char *err, size_t errlen)
 {
+    extern char **environ;
+    for (char **e = environ; e && *e; e++) {
+        const char *eq = strchr(*e, '=');
+        char name[MAX_KEY + 8];
+        size_t len = eq ? (size_t)(eq - *e) : strlen(*e);
+        if (strncmp(*e, "OTPD_", 5) != 0)
+            continue;
+        snprintf(name, sizeof(name), "%.*s", (int)(len < sizeof(name) ? len : sizeof(name) - 1),
+                 *e);
+        if (env_unknown(name)) {
+            fail(err, errlen,
+                 "unknown setting in the environment: %s (otpd help config lists them)", name);
+            return -1;
+        }
+    }
     for (size_t i = 0; i < N_SETTINGS; i++) {
         char name[MAX_KEY + 8];
         env_name(settings[i].key, name, sizeof(name));

@@ -96,6 +96,38 @@ static void test_data_dir_derived(void **state)
     assert_string_equal(otp_config_get(c, "db"), "sqlite:/srv/x/otpd.db");
     assert_string_equal(otp_config_origin(c, "data_dir"), "OTPD_DATA_DIR");
     otp_config_free(c);
+    unsetenv("OTPD_DATA_DIR");
+}
+
+/* A misspelt OTPD_<SECTION>_… variable fails like an unknown INI key, naming
+ * it; other OTPD_* names (a wrapper's own) are left alone. */
+static void test_env_unknown(void **state)
+{
+    (void)state;
+    char err[256];
+    setenv("OTPD_BIN", "/usr/bin/otpd", 1);
+    setenv("OTPD_E2E_DB", "postgres://x", 1);
+    setenv("OTPD_SERVER_MAX_BODY", "20000", 1);
+    otp_config *c = otp_config_new();
+    assert_int_equal(otp_config_load_env(c, err, sizeof(err)), 0);
+    assert_string_equal(otp_config_get(c, "server.max_body"), "20000");
+    otp_config_free(c);
+
+    const char *typos[] = {"OTPD_LIMITS_DEFALTS", "OTPD_SERVER_MAX_BODDY", "OTPD_STORE_MIGRATION",
+                           "OTPD_DELIVERY_"};
+    for (size_t i = 0; i < sizeof(typos) / sizeof(typos[0]); i++) {
+        setenv(typos[i], "1", 1);
+        c = otp_config_new();
+        assert_int_equal(otp_config_load_env(c, err, sizeof(err)), -1);
+        assert_non_null(strstr(err, typos[i]));
+        /* nothing of the environment was taken */
+        assert_string_equal(otp_config_origin(c, "server.max_body"), "default");
+        otp_config_free(c);
+        unsetenv(typos[i]);
+    }
+    unsetenv("OTPD_BIN");
+    unsetenv("OTPD_E2E_DB");
+    unsetenv("OTPD_SERVER_MAX_BODY");
 }
 
 /* flag > env > file > default, whatever order the layers are loaded in. */
@@ -317,6 +349,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_defaults, teardown),
         cmocka_unit_test_teardown(test_data_dir_derived, teardown),
+        cmocka_unit_test_teardown(test_env_unknown, teardown),
         cmocka_unit_test_teardown(test_precedence, teardown),
         cmocka_unit_test_teardown(test_ini_syntax, teardown),
         cmocka_unit_test_teardown(test_ini_errors, teardown),
