@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define REFERENCE_MAX_LEN (OTP_REFERENCE_SIZE - 1)
+_Static_assert(OTP_MONEY_REFERENCE_MAX < OTP_REFERENCE_SIZE, "a reference fits the txn");
 
 static const char unauthorized[] = "A valid admin key is required";
 
@@ -103,22 +103,6 @@ typedef struct credit_state {
     char admin[OTP_ID_SIZE];
 } credit_state;
 
-/* A reference names a payment or an invoice: 1..128 of A-Z a-z 0-9 - _ . : / #,
- * so that it reads the same in JSON, in a log line and in a shell. */
-static bool reference_valid(const char *s)
-{
-    size_t n = strlen(s);
-    if (n < 1 || n > REFERENCE_MAX_LEN)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-              strchr("-_.:/#", c)))
-            return false;
-    }
-    return true;
-}
-
 /* Reads the body into the txn. Returns false after replying 400. Unlike the
  * OTP API, a field it does not know is refused: on a route that moves money, a
  * misspelt "reference" must not become a credit applied at every retry. */
@@ -160,7 +144,7 @@ static bool parse_credit(otp_http_req *req, json_t *body, otp_txn_wallet_credit 
         memcpy(c->note, note, n + 1);
     }
     if (ref) {
-        if (!reference_valid(ref)) {
+        if (!otp_money_reference_valid(ref)) {
             otp_api_invalid_field(req, "reference",
                                   "reference must be 1 to 128 characters of A-Z, a-z, 0-9 and "
                                   "- _ . : / #");
@@ -194,9 +178,9 @@ static void credit_finish(otp_http_req *req, void *app)
         otp_http_reply_error(req, OTP_E_UNAVAILABLE, NULL, NULL);
         return;
     }
-    char id[4 + OTP_API_LEDGER_ID_LEN + 1];
+    char id[OTP_LEDGER_ID_SIZE];
     char amount[OTP_MONEY_SIZE], after[OTP_MONEY_SIZE];
-    otp_api_ledger_id(c->ledger_id, id);
+    otp_ledger_id_format(c->ledger_id, id);
     otp_money_format(c->amount, amount);
     otp_money_format(c->balance_after, after);
     otp_log(OTP_LOG_INFO,

@@ -38,10 +38,6 @@ bool otp_api_authenticate(otp_http_req *req, otp_api *api, otp_key_auth *ret);
 /* The key the request presents (X-API-Key, else Authorization: Bearer), or NULL. */
 const char *otp_api_presented_key(otp_http_req *req);
 
-/* A ledger entry's public id: "ltx_" and the base62 of its id (wallet.c). */
-#define OTP_API_LEDGER_ID_LEN 11
-void otp_api_ledger_id(int64_t id, char out[4 + OTP_API_LEDGER_ID_LEN + 1]);
-
 /* Replies invalid_request with details.field and a message naming the field. */
 void otp_api_invalid_field(otp_http_req *req, const char *field, const char *message);
 

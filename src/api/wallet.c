@@ -15,7 +15,7 @@
 
 #define DEFAULT_LIMIT 50
 #define MAX_LIMIT 200
-#define CURSOR_LEN OTP_API_LEDGER_ID_LEN /* base62 digits of any int64 */
+#define CURSOR_LEN OTP_LEDGER_ID_DIGITS /* base62 digits of any int64 */
 
 /* ---- GET /wallet ---------------------------------------------------------- */
 
@@ -48,12 +48,6 @@ static void cursor_encode(int64_t id, char out[CURSOR_LEN + 1])
 {
     otp_base62_encode_fixed((uint64_t)id, out, CURSOR_LEN);
     out[CURSOR_LEN] = '\0';
-}
-
-void otp_api_ledger_id(int64_t id, char out[4 + OTP_API_LEDGER_ID_LEN + 1])
-{
-    memcpy(out, "ltx_", 4);
-    cursor_encode(id, out + 4);
 }
 
 /* Returns the entry id of a cursor (or of a transaction's "ltx_" id, so that
@@ -111,9 +105,9 @@ static void add_entry(const otp_ledger_entry *e, void *ctx)
         p->more = true;
         return;
     }
-    char id[4 + CURSOR_LEN + 1];
+    char id[OTP_LEDGER_ID_SIZE];
     char amount[OTP_MONEY_SIZE], after[OTP_MONEY_SIZE], at[OTP_ISO8601_LEN + 1];
-    otp_api_ledger_id(e->id, id);
+    otp_ledger_id_format(e->id, id);
     otp_money_format(e->amount, amount);
     otp_money_format(e->balance_after, after);
     otp_time_iso8601(e->created_at_ms, at);

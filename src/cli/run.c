@@ -73,7 +73,7 @@ void otp_cli_usage(FILE *f)
           "  admin-key create [--name NAME]     create an admin key for the admin API\n"
           "  admin-key list                     list the admin keys\n"
           "  admin-key revoke ADMIN_KEY_ID      revoke an admin key\n"
-          "  wallet credit ACCOUNT AMOUNT [--note TEXT]\n"
+          "  wallet credit ACCOUNT AMOUNT [--note TEXT] [--reference REF]\n"
           "                                     add money to an account's wallet\n"
           "  wallet show ACCOUNT                show an account's balance and prices\n"
           "  template add ACCOUNT --name NAME --body TEXT [--dlt-template-id ID]\n"

@@ -10,6 +10,8 @@
  */
 #include "core/money.h"
 
+#include <string.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -70,4 +72,18 @@ int otp_money_parse(const char *s, int64_t *ret)
         return -1;
     *ret = neg ? -v : v;
     return 0;
+}
+
+bool otp_money_reference_valid(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n < 1 || n > OTP_MONEY_REFERENCE_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+              strchr("-_.:/#", c)))
+            return false;
+    }
+    return true;
 }

@@ -15,6 +15,13 @@ void otp_base62_encode_fixed(uint64_t value, char *out, size_t width)
     }
 }
 
+void otp_ledger_id_format(int64_t id, char out[OTP_LEDGER_ID_SIZE])
+{
+    memcpy(out, "ltx_", 4);
+    otp_base62_encode_fixed((uint64_t)id, out + 4, OTP_LEDGER_ID_DIGITS);
+    out[OTP_LEDGER_ID_SIZE - 1] = '\0';
+}
+
 /* One random byte per character, from a block drawn at once: a byte below
  * 248 = 4 * 62 maps to byte % 62 (uniform), the rest (3%) are drawn again. */
 void otp_base62_random(char *out, size_t len)

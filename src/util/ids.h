@@ -24,4 +24,10 @@ void otp_base62_random(char *out, size_t len);
 /* Encodes value as exactly width base62 digits (most significant first, zero-padded). */
 void otp_base62_encode_fixed(uint64_t value, char *out, size_t width);
 
+/* A ledger entry's public id: "ltx_" and its row id as 11 base62 digits (any
+ * int64 fits), so ids sort as entries were made. */
+#define OTP_LEDGER_ID_DIGITS 11
+#define OTP_LEDGER_ID_SIZE (4 + OTP_LEDGER_ID_DIGITS + 1)
+void otp_ledger_id_format(int64_t id, char out[OTP_LEDGER_ID_SIZE]);
+
 #endif

@@ -195,6 +195,35 @@ describe('admin API', () => {
         assert.equal(balances.size, 30, 'each credit saw its own balance after');
     });
 
+    it('the CLI credits with a reference once too, and shares the references with the admin API', async () => {
+        const before = ledgerView(await srv.accountShow('other'));
+        const first = await srv.cli(['wallet', 'credit', 'other', '7.00', '--reference', 'CLI-1', '--json']);
+        assert.equal(first.replayed, false);
+        assert.match(first.transactionId, /^ltx_[0-9A-Za-z]{11}$/);
+        assert.equal(paise(first.balance), paise(before.balance) + 700);
+        const again = await srv.cli(['wallet', 'credit', 'other', '7.00', '--reference', 'CLI-1', '--json']);
+        assert.deepEqual(again, { ...first, replayed: true });
+        const text = await srv.cli(['wallet', 'credit', 'other', '7.00', '--reference', 'CLI-1']);
+        assert.match(text, /already credited as ltx_\w+ \(reference CLI-1\): nothing credited now/);
+        // the admin API answers the CLI's credit, and the other way round
+        const api = await credit('other', { amount: '7.00', reference: 'CLI-1' });
+        assert.equal(api.headers['idempotent-replayed'], 'true');
+        assert.equal(api.json.data.transactionId, first.transactionId);
+        const d = assertData(await credit('other', { amount: '1.00', reference: 'API-1' }), 201);
+        const fromCli = await srv.cli(['wallet', 'credit', 'other', '1.00', '--reference', 'API-1', '--json']);
+        assert.equal(fromCli.transactionId, d.transactionId);
+        assert.equal(fromCli.replayed, true);
+        // another amount, or a bad reference: refused, nothing credited
+        const other = await runCli(srv.dataDir, [...srv.dbArgs(), 'wallet', 'credit', 'other', '8.00', '--reference', 'CLI-1']);
+        assert.equal(other.status, 1);
+        assert.match(other.stderr, /another amount/);
+        const bad = await runCli(srv.dataDir, [...srv.dbArgs(), 'wallet', 'credit', 'other', '8.00', '--reference', 'a b']);
+        assert.equal(bad.status, 2);
+        const after = ledgerView(await srv.accountShow('other'));
+        assert.equal(paise(after.balance), paise(before.balance) + 800);
+        assert.equal(after.ledgerEntries, before.ledgerEntries + 2);
+    });
+
     it('the log names the admin key and each credit, never a key', async () => {
         const log = srv.log();
         assert.match(log, new RegExp(`event=admin_credit admin=${admin.id} account=${srv.accounts.other.id} transaction=ltx_\\w+ amount=3\\.00 balance=\\S+ reference=INV-2026/11-042 replayed=false`));

@@ -545,7 +545,8 @@ static void test_wallet_commands(void **state)
     assert_string_equal(o.out, "balance 500.00\n");
     run(&o, "wallet", "credit", "acme", "12.50", "--note", "top-up", "--json", NULL);
     assert_int_equal(o.status, 0);
-    assert_string_equal(o.out, "{\"balance\":\"512.50\"}\n");
+    assert_string_equal(o.out, "{\"balance\":\"512.50\",\"transactionId\":\"ltx_00000000002\","
+                               "\"replayed\":false}\n");
 
     static const char *const bad[] = {"0", "-5", "abc", "1.234", "", "0.00"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

@@ -125,9 +125,31 @@ static void test_format_parse_round_trip(void **state)
     }
 }
 
+static void test_reference(void **state)
+{
+    (void)state;
+    assert_true(otp_money_reference_valid("INV-2026/11-042"));
+    assert_true(otp_money_reference_valid("a"));
+    assert_true(otp_money_reference_valid("A-z_0.9:/#"));
+    char max[OTP_MONEY_REFERENCE_MAX + 2];
+    memset(max, 'r', sizeof(max));
+    max[OTP_MONEY_REFERENCE_MAX] = '\0';
+    assert_true(otp_money_reference_valid(max));
+    max[OTP_MONEY_REFERENCE_MAX] = 'r';
+    max[OTP_MONEY_REFERENCE_MAX + 1] = '\0';
+    assert_false(otp_money_reference_valid(max));
+    assert_false(otp_money_reference_valid(""));
+    assert_false(otp_money_reference_valid(NULL));
+    assert_false(otp_money_reference_valid("has space"));
+    assert_false(otp_money_reference_valid("quote\""));
+    assert_false(otp_money_reference_valid("caf\xc3\xa9"));
+    assert_false(otp_money_reference_valid("tab\t"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reference),
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_format_int64_extremes),
         cmocka_unit_test(test_parse_accepts),
