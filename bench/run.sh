@@ -92,12 +92,11 @@ suite() {
         log "the send runs left $(collect_pairs "$rec") pending requests for the verify runs"
     fi
     # Pending requests for the verifies: enough for the fastest rate seen so far
-    # (first guess: verify at 2.5 x send on SQLite, measured 1.5-2.6 x; 1.3 x
-    # on PostgreSQL, measured 1.1-1.2 x) over warm-up + run, plus 20%;
-    # preloading stops at MAX_PRELOAD seconds (a run that runs out says so in
-    # the table).
+    # (first guess: verify at 2.5 x send, measured 1.5-2.6 x on SQLite; on
+    # PostgreSQL 1.1-1.2 x until verifies were batched, 2.5 x guessed since)
+    # over warm-up + run, plus 20%; preloading stops at MAX_PRELOAD seconds (a
+    # run that runs out says so in the table).
     local vrate=$((SEND_RATE * 5 / 2))
-    [ "$tag" != -pg ] || vrate=$((SEND_RATE * 13 / 10))
     if has verify; then
         for c in "$@"; do
             need=$((vrate * (WARMUP + DURATION) * 6 / 5))

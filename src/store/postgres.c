@@ -519,6 +519,52 @@ static bool touches_balance(const otp_txn *t, int64_t account)
     }
 }
 
+/* The lane t runs in: its account's id for a live send, minus it for a verify
+ * (the two kinds batch apart), 0 for a txn that runs on its own. */
+static int64_t lane_of(const otp_txn *t)
+{
+    if (pg_send_batchable(t))
+        return t->u.send.account_id;
+    if (pg_verify_batchable(t))
+        return -t->u.verify.account_id;
+    return 0;
+}
+
+/* Whether a verify batch of account must not reach past t: a resend or a
+ * cancel changes requests the batch's guesses may be on. */
+static bool touches_requests(const otp_txn *t, int64_t account)
+{
+    return (t->kind == OTP_TXN_RESEND && t->u.resend.account_id == account) ||
+           (t->kind == OTP_TXN_CANCEL && t->u.cancel.account_id == account);
+}
+
+/* Whether t may join the batch that starts at head (lane lane). NULL: stop
+ * looking further down the queue. */
+static bool joins(const otp_txn *head, int64_t lane, const otp_txn *t, bool *stop)
+{
+    *stop = false;
+    if (lane > 0) {
+        if (touches_balance(t, lane)) {
+            *stop = true;
+            return false;
+        }
+        return pg_send_batchable(t) && t->u.send.account_id == lane;
+    }
+    if (touches_requests(t, -lane)) {
+        *stop = true;
+        return false;
+    }
+    if (!pg_verify_batchable(t) || t->u.verify.account_id != -lane)
+        return false;
+    /* One guess per request in a batch: a second waits for the next. */
+    for (const otp_txn *b = head; b; b = b->next)
+        if (strcmp(b->u.verify.request_id, t->u.verify.request_id) == 0) {
+            *stop = true;
+            return false;
+        }
+    return true;
+}
+
 static bool lane_busy(const pg_store *s, int64_t account)
 {
     for (int i = 0; i < s->n_busy; i++)
@@ -551,34 +597,40 @@ static void unlink_txn(pg_store *s, otp_txn *prev, otp_txn *t)
  * queued meanwhile (PG_BATCH_MAX at most, looking PG_BATCH_SCAN deep, never
  * past a txn that may change that balance) to commit it in one transaction.
  * Under load an account's sends thus commit in batches, as in the SQLite
- * backend; when idle a send goes alone at once. Other txns run in queue order
- * on any free worker. */
+ * backend; when idle a send goes alone at once. An account's verifies have a
+ * lane of their own, for the same reason: each successful guess adds to the
+ * account's conversion counters (the pumping rule's rows), locked until the
+ * commit, so one by one they would also wait for each other's flushes. A
+ * verify batch holds one guess per request and does not reach past a resend or
+ * a cancel of the account. Other txns run in queue order on any free worker. */
 static otp_txn *take(pg_store *s)
 {
     otp_txn *prev = NULL, *t = s->qhead;
     for (int scanned = 0; t && scanned < PG_BATCH_SCAN; scanned++) {
-        if (!pg_send_batchable(t) || !lane_busy(s, t->u.send.account_id))
+        if (!lane_of(t) || !lane_busy(s, lane_of(t)))
             break;
         prev = t;
         t = t->next;
     }
-    if (!t || lane_busy(s, pg_send_batchable(t) ? t->u.send.account_id : 0))
+    if (!t || (lane_of(t) && lane_busy(s, lane_of(t))))
         return NULL;
     otp_txn *scan = t->next;
     unlink_txn(s, prev, t);
     s->batches++;
     s->batched_txns++;
-    if (!pg_send_batchable(t))
+    int64_t lane = lane_of(t);
+    if (!lane)
         return t;
-    int64_t account = t->u.send.account_id;
-    s->busy[s->n_busy++] = account;
+    s->busy[s->n_busy++] = lane;
     otp_txn *tail = t;
     int n = 1;
     for (int scanned = 0; scan && n < PG_BATCH_MAX && scanned < PG_BATCH_SCAN; scanned++) {
         otp_txn *next = scan->next;
-        if (touches_balance(scan, account))
+        bool stop;
+        bool join = joins(t, lane, scan, &stop);
+        if (stop)
             break;
-        if (pg_send_batchable(scan) && scan->u.send.account_id == account) {
+        if (join) {
             unlink_txn(s, prev, scan);
             tail->next = scan;
             tail = scan;
@@ -602,7 +654,8 @@ static void lane_free(pg_store *s, int64_t account)
         }
 }
 
-/* Runs a batch from take() of two or more sends and calls each done(). */
+/* Runs a batch from take() of two or more sends or verifies and calls each
+ * done(). */
 static void run_batch(pg_store *s, pg_conn **cp, otp_txn *head)
 {
     otp_txn *txns[PG_BATCH_MAX];
@@ -611,7 +664,10 @@ static void run_batch(pg_store *s, pg_conn **cp, otp_txn *head)
     for (otp_txn *t = head; t && n < PG_BATCH_MAX; t = t->next)
         txns[n++] = t;
     if (worker_conn(s, cp)) {
-        pg_send_batch(*cp, txns, n, again);
+        if (pg_send_batchable(head))
+            pg_send_batch(*cp, txns, n, again);
+        else
+            pg_verify_batch(*cp, txns, n, again); /* reorders txns: done() below */
     } else {
         for (size_t i = 0; i < n; i++) {
             txns[i]->err = OTP_E_UNAVAILABLE;
@@ -671,7 +727,7 @@ static void *worker_main(void *arg)
             wake_one(s);
         pthread_mutex_unlock(&s->qlock);
 
-        int64_t lane = !grouped && pg_send_batchable(head) ? head->u.send.account_id : 0;
+        int64_t lane = grouped ? 0 : lane_of(head);
         if (head->next && !grouped) {
             run_batch(s, &c, head);
         } else {

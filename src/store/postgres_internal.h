@@ -116,7 +116,7 @@ typedef struct pg_store {
     bool paused;                    /* test hook: workers leave the queue alone */
     int group;                      /* test hook: txns at the head to run in order by one worker */
     uint64_t batches, batched_txns; /* dequeues and the txns they took, under qlock */
-    int64_t *busy; /* accounts whose live sends a worker is running (one lane each) */
+    int64_t *busy; /* lanes a worker is running: accounts (live sends), minus them (verifies) */
     int n_busy;
     pthread_t *workers;
     int n_workers;
@@ -229,6 +229,11 @@ enum {
  * the txn left nothing behind and must run again alone. Returns how the batch
  * ended. */
 int pg_send_batch(pg_conn *c, otp_txn **txns, size_t n, bool *again);
+/* Whether t is a VERIFY that may join a batch. */
+bool pg_verify_batchable(const otp_txn *t);
+/* Runs n VERIFYs of one account, on n different requests, in one transaction
+ * (two round trips), with pg_send_batch()'s outcomes. Reorders txns. */
+int pg_verify_batch(pg_conn *c, otp_txn **txns, size_t n, bool *again);
 /* Frees what a txn body allocated for its caller (claimed messages, a replayed
  * response) before the txn is run again or failed. */
 void pg_txn_discard(otp_txn *t);

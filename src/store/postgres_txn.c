@@ -722,6 +722,134 @@ static otp_err tx_verify(pg_conn *c, otp_txn_verify *in)
     return verdict;
 }
 
+bool pg_verify_batchable(const otp_txn *t)
+{
+    return PG_BATCH_MAX > 1 && t->kind == OTP_TXN_VERIFY;
+}
+
+/* Orders a batch's guesses by request id: every batch takes its request rows
+ * in that one order, so two batches (on two nodes) never wait for each other
+ * in a circle over them. */
+static int by_request_id(const void *a, const void *b)
+{
+    const otp_txn *x = *(otp_txn *const *)a, *y = *(otp_txn *const *)b;
+    return strcmp(x->u.verify.request_id, y->u.verify.request_id);
+}
+
+/* Pipelined as tx_verify(), for n guesses on n different requests of one
+ * account: round trip 1 locks every request row (in request id order) and,
+ * with abuse.use, each one's number and reads its state; decide() judges each
+ * guess in that order, a number's state carried from one of its guesses to
+ * the next (the batch reads it before any of them writes); round trip 2
+ * writes what changed and syncs, which commits them all with one WAL flush.
+ * The outcomes are pg_send_batch()'s: an SQL error rolls the whole batch back
+ * and each guess runs again alone. */
+int pg_verify_batch(pg_conn *c, otp_txn **txns, size_t n, bool *again)
+{
+    static const pg_stmt used[] = {S_VERIFY_LOCK,     S_VERIFY_SET,      S_PHONE_LOCK,
+                                   S_PHONE_STATE_GET, S_PHONE_STATE_PUT, S_TRAFFIC_ADD};
+    guess *g = calloc(n, sizeof(*g));
+    pg_params *p = calloc(n, sizeof(*p));
+    bool *sent = calloc(n, sizeof(*sent));
+    otp_err *verdict = calloc(n, sizeof(*verdict));
+    bool prepared = g && p && sent && verdict;
+    for (size_t i = 0; prepared && i < sizeof(used) / sizeof(used[0]); i++)
+        prepared = pg_prepare(c, used[i]) == 0;
+    if (!prepared || !PQenterPipelineMode(c->conn)) {
+        free(g);
+        free(p);
+        free(sent);
+        free(verdict);
+        for (size_t i = 0; i < n; i++) /* nothing was sent: each runs alone */
+            again[i] = true;
+        return PG_BATCH_ROLLED_BACK;
+    }
+    qsort(txns, n, sizeof(*txns), by_request_id);
+    c->sqlstate[0] = '\0';
+    bool ok = true;
+    for (size_t i = 0; i < n; i++) {
+        otp_txn_verify *in = &txns[i]->u.verify;
+        again[i] = false;
+        abuse_reset(&in->abuse);
+        if (!TERMINATED(in->request_id) || !pg_utf8_valid(in->request_id)) {
+            txns[i]->err = OTP_E_OTP_NOT_FOUND; /* refused before anything was sent */
+            continue;
+        }
+        pg_p_text(&p[i], in->request_id);
+        pg_p_int(&p[i], in->account_id);
+        ok = ok && send_prepared(c, S_VERIFY_LOCK, &p[i]);
+        if (in->abuse.use)
+            ok = ok && send_prepared(c, S_PHONE_LOCK, &p[i]) &&
+                 send_prepared(c, S_PHONE_STATE_GET, &p[i]);
+        sent[i] = ok;
+    }
+    otp_err e = OTP_OK;
+    if (!ok || !PQsendFlushRequest(c->conn) || PQflush(c->conn) != 0)
+        e = OTP_E_UNAVAILABLE;
+    for (size_t i = 0; !e && i < n; i++) {
+        if (!sent[i])
+            continue;
+        otp_txn_verify *in = &txns[i]->u.verify;
+        PGresult *req = next_result(c, &e);
+        if (in->abuse.use) {
+            PQclear(next_result(c, &e));
+            PGresult *ps = next_result(c, &e);
+            if (!e)
+                phone_state_of(ps, &g[i].ps);
+            PQclear(ps);
+            /* An earlier guess of this batch on the same number decided on
+             * the same stored state: go on from what it made of it. */
+            if (!e && req && PQntuples(req) == 1) {
+                const char *phone = pg_text(req, 0, 7);
+                for (size_t k = i; k-- > 0;)
+                    if (sent[k] && txns[k]->u.verify.abuse.use && strcmp(g[k].phone, phone) == 0) {
+                        g[i].ps = g[k].ps;
+                        break;
+                    }
+            }
+        }
+        if (!e)
+            verdict[i] = decide(in, req, &g[i]);
+        PQclear(req);
+    }
+    for (size_t i = 0; !e && i < n; i++)
+        if (sent[i] && !send_guess_writes(c, &txns[i]->u.verify, &g[i]))
+            e = OTP_E_UNAVAILABLE;
+    bool synced = PQpipelineSync(c->conn) == 1;
+    otp_err se = synced ? drain_to_sync(c) : OTP_E_UNAVAILABLE;
+    if (!e)
+        e = se;
+    bool lost = !synced || se == OTP_E_UNAVAILABLE;
+    if (!PQexitPipelineMode(c->conn)) {
+        PQreset(c->conn); /* a pipeline left half-read: start afresh */
+        memset(c->prepared, 0, sizeof(c->prepared));
+        lost = true;
+    }
+    int status = !e && !lost                                  ? PG_BATCH_COMMITTED
+                 : lost || PQstatus(c->conn) != CONNECTION_OK ? PG_BATCH_LOST
+                                                              : PG_BATCH_ROLLED_BACK;
+    for (size_t i = 0; i < n; i++) {
+        if (!sent[i])
+            continue; /* its refusal stands */
+        otp_txn_verify *in = &txns[i]->u.verify;
+        if (status == PG_BATCH_COMMITTED) {
+            in->attempts_left = g[i].state.attempts_left;
+            txns[i]->err = verdict[i];
+            continue;
+        }
+        abuse_reset(&in->abuse);
+        /* Rolled back whole: as if never run, so each runs again alone. Lost:
+         * it may have committed, so it must not run again. */
+        again[i] = status == PG_BATCH_ROLLED_BACK;
+        txns[i]->err = OTP_E_UNAVAILABLE;
+    }
+    free(g);
+    free(p);
+    free(sent);
+    free(verdict);
+    return status;
+}
+
 /* ---- accounts, keys, wallet ---- */
 
 static otp_err tx_key_touch(pg_conn *c, const otp_txn_key_touch *in)

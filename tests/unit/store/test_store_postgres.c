@@ -835,6 +835,118 @@ static void t_send_batches(void **state)
     pthread_cond_destroy(&w.cond);
     otp_store_close(s);
 }
+
+static void make_verify(otp_txn *t, int64_t acc, const char *rid, bool right, int len, waitall *w)
+{
+    memset(t, 0, sizeof(*t));
+    t->kind = OTP_TXN_VERIFY;
+    otp_txn_verify *v = &t->u.verify;
+    v->account_id = acc;
+    snprintf(v->request_id, sizeof(v->request_id), "%s", rid);
+    memset(v->code_hash, right ? 0xAA : 0xBB, sizeof(v->code_hash));
+    v->code_length = len;
+    v->now_ms = T0 + 1000;
+    v->abuse.use = true;
+    otp_limits_defaults(&v->abuse.lim);
+    v->abuse.lim.fail_max = 2;
+    t->done = waitall_done;
+    t->user = w;
+}
+
+/* Verifies of one account queued together commit as one batch, each decided
+ * as if alone: guesses on two requests of one number count against it in
+ * turn (the second wrong one locks it, and a right code after them in the
+ * batch finds it locked), a second guess on one request waits for the next
+ * batch and sees the first's outcome, a guess never overtakes a cancel of its
+ * request, and unknown ids or wrong lengths are refused without a write. */
+static void t_verify_batches(void **state)
+{
+    (void)state;
+    char url[600];
+    fresh_url(url, sizeof(url));
+    otp_store *s = open_migrated(url, 1);
+    int64_t key;
+    int64_t acc = account_with(s, "vbatch", 10 * 25, &key);
+    static const char *const phone[] = {"+919876543210", "+919876543210", "+919876543210",
+                                        "+919812300000", "+919812300001", "+919812300002"};
+    char rid[6][OTP_ID_SIZE];
+    for (int i = 0; i < 6; i++) {
+        otp_txn t;
+        make_send(&t, acc, key, T0 + i);
+        snprintf(rid[i], sizeof(rid[i]), "req_vbatch_%02d", i);
+        memcpy(t.u.send.request_id, rid[i], OTP_ID_SIZE);
+        snprintf(t.u.send.phone, sizeof(t.u.send.phone), "%s", phone[i]);
+        assert_int_equal(otp_store_exec(s, &t), OTP_OK);
+    }
+    enum { N = 9 };
+    otp_txn t[N];
+    waitall w = {.done = 0};
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_cond_init(&w.cond, NULL);
+    make_verify(&t[0], acc, rid[2], true, 6, &w);          /* after 0 and 1: locked */
+    make_verify(&t[1], acc, rid[0], false, 6, &w);         /* fails 1 */
+    make_verify(&t[2], acc, rid[1], false, 6, &w);         /* fails 2: locks the number */
+    make_verify(&t[3], acc, rid[3], true, 6, &w);          /* verified */
+    make_verify(&t[4], acc, rid[3], true, 6, &w);          /* next batch: already verified */
+    make_verify(&t[5], acc, "req_vbatch_99", true, 6, &w); /* unknown */
+    make_verify(&t[6], acc, rid[4], true, 4, &w);          /* wrong length */
+    memset(&t[7], 0, sizeof(t[7]));
+    t[7].kind = OTP_TXN_CANCEL;
+    t[7].u.cancel.account_id = acc;
+    memcpy(t[7].u.cancel.request_id, rid[5], OTP_ID_SIZE);
+    t[7].u.cancel.now_ms = T0 + 1000;
+    t[7].done = waitall_done;
+    t[7].user = &w;
+    make_verify(&t[8], acc, rid[5], true, 6, &w); /* after the cancel */
+    uint64_t b0, n0, b1, n1;
+    otp_postgres_test_counters(s, &b0, &n0);
+    otp_postgres_test_hold(s, true);
+    for (int i = 0; i < N; i++)
+        s->ops->submit(s, &t[i]);
+    otp_postgres_test_hold(s, false);
+    pthread_mutex_lock(&w.lock);
+    while (w.done < N)
+        pthread_cond_wait(&w.cond, &w.lock);
+    pthread_mutex_unlock(&w.lock);
+    otp_postgres_test_counters(s, &b1, &n1);
+    assert_int_equal(n1 - n0, N);
+    /* the first seven verifies but t[4] together; then t[4], the cancel and t[8] */
+    assert_true(b1 - b0 <= 4);
+
+    static const otp_err want[N] = {
+        OTP_E_PHONE_LOCKED,         OTP_E_OTP_INCORRECT, OTP_E_OTP_INCORRECT,    OTP_OK,
+        OTP_E_OTP_ALREADY_VERIFIED, OTP_E_OTP_NOT_FOUND, OTP_E_INVALID_OTP_CODE, OTP_OK,
+        OTP_E_OTP_CANCELLED};
+    for (int i = 0; i < N; i++) {
+        if (t[i].err != want[i])
+            print_error("txn %d: %d, want %d\n", i, t[i].err, want[i]);
+        assert_int_equal(t[i].err, want[i]);
+    }
+    assert_false(t[1].u.verify.abuse.phone_locked_now);
+    assert_true(t[2].u.verify.abuse.phone_locked_now);
+    assert_string_equal(t[0].u.verify.abuse.reason, "phone_locked");
+    assert_int_equal(t[1].u.verify.attempts_left, 2);
+    assert_int_equal(t[2].u.verify.attempts_left, 2);
+    /* what the database holds: the number locked after two wrong codes (a
+     * streak of two; the lock reset its count), one
+     * attempt used on each of its two requests, none on the third */
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "SELECT streak * 10 + (locked_until > 0)::int FROM phone_state"
+             " WHERE account_id = %lld AND phone = '%s'",
+             (long long)acc, phone[0]);
+    assert_int_equal(raw_int(url, sql), 21);
+    snprintf(sql, sizeof(sql),
+             "SELECT string_agg(attempts_left::text || status, ',' ORDER BY public_id)"
+             " FROM otp_requests WHERE account_id = %lld",
+             (long long)acc);
+    char got[256];
+    raw_text(url, sql, got, sizeof(got));
+    assert_string_equal(got, "2pending,2pending,3pending,3verified,3pending,3cancelled");
+    pthread_mutex_destroy(&w.lock);
+    pthread_cond_destroy(&w.cond);
+    otp_store_close(s);
+}
 #endif
 
 /* The plan of sql (EXPLAIN, one line per row joined by ';'), with sequential
@@ -962,6 +1074,7 @@ int main(void)
         cmocka_unit_test(t_upgrade_from_v6),
 #if OTPD_TEST_HOOKS
         cmocka_unit_test(t_send_batches),
+        cmocka_unit_test(t_verify_batches),
 #endif
         cmocka_unit_test(t_query_plans),
         cmocka_unit_test(t_connections_dropped),
