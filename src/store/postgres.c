@@ -558,7 +558,7 @@ static bool joins(const otp_txn *head, int64_t lane, const otp_txn *t, bool *sto
         return false;
     /* One guess per request in a batch: a second waits for the next. */
     for (const otp_txn *b = head; b; b = b->next)
-        if (strcmp(b->u.verify.request_id, t->u.verify.request_id) == 0) {
+        if (strncmp(b->u.verify.request_id, t->u.verify.request_id, OTP_ID_SIZE) == 0) {
             *stop = true;
             return false;
         }
@@ -667,7 +667,7 @@ static void run_batch(pg_store *s, pg_conn **cp, otp_txn *head)
         if (pg_send_batchable(head))
             pg_send_batch(*cp, txns, n, again);
         else
-            pg_verify_batch(*cp, txns, n, again); /* reorders txns: done() below */
+            pg_verify_batch(*cp, txns, n, again);
     } else {
         for (size_t i = 0; i < n; i++) {
             txns[i]->err = OTP_E_UNAVAILABLE;

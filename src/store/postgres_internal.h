@@ -40,6 +40,8 @@ typedef enum {
     S_VERIFY_LOCK,
     S_VERIFY_SET,
     S_PHONE_LOCK,
+    S_PHONES_LOCK,
+    S_ACCOUNT_LOCK,
     S_PHONE_STATE_GET,
     S_PHONE_STATE_PUT,
     S_TRAFFIC_ADD,
@@ -232,7 +234,7 @@ int pg_send_batch(pg_conn *c, otp_txn **txns, size_t n, bool *again);
 /* Whether t is a VERIFY that may join a batch. */
 bool pg_verify_batchable(const otp_txn *t);
 /* Runs n VERIFYs of one account, on n different requests, in one transaction
- * (two round trips), with pg_send_batch()'s outcomes. Reorders txns. */
+ * (two round trips), with pg_send_batch()'s outcomes. */
 int pg_verify_batch(pg_conn *c, otp_txn **txns, size_t n, bool *again);
 /* Frees what a txn body allocated for its caller (claimed messages, a replayed
  * response) before the txn is run again or failed. */

@@ -52,6 +52,16 @@ const char *const pg_write_sql[S__COUNT] = {
     [S_PHONE_LOCK] = "SELECT pg_advisory_xact_lock(1869901927, hashtext($2::bigint::text || ':' ||"
                      " (SELECT phone FROM otp_requests WHERE public_id = $1"
                      " AND account_id = $2::bigint)))",
+    /* A verify batch's numbers (pg_verify_batch): the account row, then the
+     * advisory locks of all the numbers of requests $2 at once, in the order
+     * of the numbers, so that the batch takes them as sends do theirs (after
+     * the account row) and never holds one number while waiting for another
+     * in a different order than the other batches. */
+    [S_ACCOUNT_LOCK] = "SELECT 1 FROM accounts WHERE id = $1 FOR NO KEY UPDATE",
+    [S_PHONES_LOCK] = "SELECT pg_advisory_xact_lock(1869901927, hashtext($1::bigint::text || ':'"
+                      " || p.phone)) FROM (SELECT DISTINCT phone FROM otp_requests"
+                      " WHERE account_id = $1::bigint AND public_id = ANY($2::text[])"
+                      " ORDER BY phone) p",
     [S_PHONE_STATE_GET] = "SELECT fails, fail_since, streak, locked_until, lock_kind"
                           " FROM phone_state WHERE account_id = $2 AND phone ="
                           " (SELECT phone FROM otp_requests WHERE public_id = $1"
@@ -419,8 +429,10 @@ int pg_send_batch(pg_conn *c, otp_txn **txns, size_t n, bool *again)
 {
     pg_params *p = calloc(n, sizeof(*p));
     bool *sent = calloc(n, sizeof(*sent));
+    bool *refused = calloc(n, sizeof(*refused));
     int status = PG_BATCH_ROLLED_BACK;
-    if (!p || !sent || pg_prepare(c, S_SEND) != 0 || !PQenterPipelineMode(c->conn)) {
+    if (!p || !sent || !refused || pg_prepare(c, S_SEND) != 0 || !PQenterPipelineMode(c->conn)) {
+        free(refused);
         free(p);
         free(sent);
         for (size_t i = 0; i < n; i++) /* nothing was sent: each runs alone */
@@ -433,7 +445,8 @@ int pg_send_batch(pg_conn *c, otp_txn **txns, size_t n, bool *again)
         again[i] = false;
         abuse_reset(&txns[i]->u.send.abuse);
         txns[i]->err = send_valid(&txns[i]->u.send);
-        if (txns[i]->err)
+        refused[i] = txns[i]->err != OTP_OK;
+        if (refused[i])
             continue; /* refused before anything was sent */
         bind_send(&p[i], &txns[i]->u.send);
         ok = ok && send_prepared(c, S_SEND, &p[i]);
@@ -470,9 +483,18 @@ int pg_send_batch(pg_conn *c, otp_txn **txns, size_t n, bool *again)
         status = PG_BATCH_COMMITTED;
     else if (PQstatus(c->conn) != CONNECTION_OK || !ok)
         status = PG_BATCH_LOST;
-    for (size_t i = 0; status != PG_BATCH_COMMITTED && i < n; i++) {
-        if (!sent[i])
+    for (size_t i = 0; i < n; i++) {
+        if (refused[i])
             continue; /* its refusal stands */
+        if (!sent[i]) {
+            /* Never sent (a send failed before it): nothing of it can have
+             * committed, whatever the batch did; it runs again alone. */
+            again[i] = true;
+            txns[i]->err = OTP_E_UNAVAILABLE;
+            continue;
+        }
+        if (status == PG_BATCH_COMMITTED)
+            continue;
         pg_txn_discard(txns[i]);
         /* Rolled back whole: as if never run, so each runs again alone. Lost:
          * it may have committed, so it must not run again. */
@@ -481,6 +503,7 @@ int pg_send_batch(pg_conn *c, otp_txn **txns, size_t n, bool *again)
     }
     free(p);
     free(sent);
+    free(refused);
     return status;
 }
 
@@ -699,16 +722,19 @@ static otp_err tx_verify(pg_conn *c, otp_txn_verify *in)
     } else {
         e = OTP_E_UNAVAILABLE;
     }
-    if (!e && !send_guess_writes(c, in, &g))
+    bool unsent = !e && !send_guess_writes(c, in, &g);
+    if (unsent) {
+        /* Some writes are queued, not all: no sync, so none of them commits
+         * (the reset below closes the transaction). */
         e = OTP_E_UNAVAILABLE;
-    if (PQpipelineSync(c->conn) != 1) {
+    } else if (PQpipelineSync(c->conn) != 1) {
         e = OTP_E_UNAVAILABLE;
     } else {
         otp_err se = drain_to_sync(c);
         if (!e)
             e = se;
     }
-    if (!PQexitPipelineMode(c->conn)) {
+    if (unsent || !PQexitPipelineMode(c->conn)) {
         PQreset(c->conn); /* a pipeline left half-read: start afresh */
         memset(c->prepared, 0, sizeof(c->prepared));
         if (!e)
@@ -727,114 +753,194 @@ bool pg_verify_batchable(const otp_txn *t)
     return PG_BATCH_MAX > 1 && t->kind == OTP_TXN_VERIFY;
 }
 
-/* Orders a batch's guesses by request id: every batch takes its request rows
- * in that one order, so two batches (on two nodes) never wait for each other
- * in a circle over them. */
+/* A guess's place in the order a batch locks its request rows: by request
+ * id, so two batches (on two nodes) never wait for each other in a circle over
+ * them. */
+typedef struct vb_order {
+    const char *request_id;
+    size_t i; /* its index in the batch (queue order) */
+} vb_order;
+
 static int by_request_id(const void *a, const void *b)
 {
-    const otp_txn *x = *(otp_txn *const *)a, *y = *(otp_txn *const *)b;
-    return strcmp(x->u.verify.request_id, y->u.verify.request_id);
+    return strncmp(((const vb_order *)a)->request_id, ((const vb_order *)b)->request_id,
+                   OTP_ID_SIZE);
 }
 
-/* Pipelined as tx_verify(), for n guesses on n different requests of one
- * account: round trip 1 locks every request row (in request id order) and,
- * with abuse.use, each one's number and reads its state; decide() judges each
- * guess in that order, a number's state carried from one of its guesses to
- * the next (the batch reads it before any of them writes); round trip 2
- * writes what changed and syncs, which commits them all with one WAL flush.
- * The outcomes are pg_send_batch()'s: an SQL error rolls the whole batch back
- * and each guess runs again alone. */
+/* A text[] literal ("{"a","b"}") being built, each element quoted. */
+typedef struct text_array {
+    char *s;
+    size_t len, cap;
+    bool oom;
+} text_array;
+
+static void array_add(text_array *a, const char *s)
+{
+    size_t need = a->len + 2 * strlen(s) + 5; /* separator, quotes, "}" and NUL */
+    if (a->oom)
+        return;
+    if (need > a->cap) {
+        char *p = realloc(a->s, need * 2);
+        if (!p) {
+            a->oom = true;
+            return;
+        }
+        a->s = p;
+        a->cap = need * 2;
+    }
+    char *o = a->s + a->len;
+    *o++ = a->len ? ',' : '{';
+    *o++ = '"';
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            *o++ = '\\';
+        *o++ = *s;
+    }
+    *o++ = '"';
+    a->len = (size_t)(o - a->s);
+    memcpy(o, "}", 2); /* closed after every element: always a whole literal */
+}
+
+/* The state of a verify batch, one entry per guess. */
+typedef struct vb_entry {
+    guess g;
+    pg_params p;
+    PGresult *req, *ps;
+    otp_err verdict;
+    bool refused; /* decided before anything was sent (an id no request can have) */
+} vb_entry;
+
+/* Pipelined as tx_verify(), for n guesses of one account on n different
+ * requests, committed together with one WAL flush:
+ * - round trip 1 locks every request row, in request id order; then, for the
+ *   guesses that apply the abuse limits, the account row and all their
+ *   numbers at once, in the numbers' order (the order sends take them in:
+ *   account row, then the number), and reads each number's state;
+ * - decide() judges each guess in queue order, as if alone: a number's state
+ *   is carried from one of its guesses to the next (the batch read it before
+ *   any of them wrote);
+ * - round trip 2 writes what changed; the sync commits it.
+ * Outcomes are pg_send_batch()'s. Only a sync sent after the writes can
+ * commit, so a batch that failed before it (a statement that could not be
+ * sent, an SQL error) left nothing and each guess runs again alone. */
 int pg_verify_batch(pg_conn *c, otp_txn **txns, size_t n, bool *again)
 {
-    static const pg_stmt used[] = {S_VERIFY_LOCK,     S_VERIFY_SET,      S_PHONE_LOCK,
-                                   S_PHONE_STATE_GET, S_PHONE_STATE_PUT, S_TRAFFIC_ADD};
-    guess *g = calloc(n, sizeof(*g));
-    pg_params *p = calloc(n, sizeof(*p));
-    bool *sent = calloc(n, sizeof(*sent));
-    otp_err *verdict = calloc(n, sizeof(*verdict));
-    bool prepared = g && p && sent && verdict;
-    for (size_t i = 0; prepared && i < sizeof(used) / sizeof(used[0]); i++)
-        prepared = pg_prepare(c, used[i]) == 0;
-    if (!prepared || !PQenterPipelineMode(c->conn)) {
-        free(g);
-        free(p);
-        free(sent);
-        free(verdict);
-        for (size_t i = 0; i < n; i++) /* nothing was sent: each runs alone */
-            again[i] = true;
-        return PG_BATCH_ROLLED_BACK;
-    }
-    qsort(txns, n, sizeof(*txns), by_request_id);
-    c->sqlstate[0] = '\0';
-    bool ok = true;
-    for (size_t i = 0; i < n; i++) {
+    static const pg_stmt used[] = {S_VERIFY_LOCK, S_VERIFY_SET,      S_ACCOUNT_LOCK,
+                                   S_PHONES_LOCK, S_PHONE_STATE_GET, S_PHONE_STATE_PUT,
+                                   S_TRAFFIC_ADD};
+    vb_entry *v = calloc(n, sizeof(*v));
+    vb_order *ord = calloc(n, sizeof(*ord));
+    text_array ids = {0}; /* the requests whose numbers the batch locks */
+    size_t m = 0;
+    bool abuse = false, ok = v && ord;
+    for (size_t i = 0; ok && i < sizeof(used) / sizeof(used[0]); i++)
+        ok = pg_prepare(c, used[i]) == 0;
+    for (size_t i = 0; ok && i < n; i++) {
         otp_txn_verify *in = &txns[i]->u.verify;
         again[i] = false;
         abuse_reset(&in->abuse);
+        txns[i]->err = OTP_E_UNAVAILABLE;
         if (!TERMINATED(in->request_id) || !pg_utf8_valid(in->request_id)) {
-            txns[i]->err = OTP_E_OTP_NOT_FOUND; /* refused before anything was sent */
+            v[i].refused = true;
+            txns[i]->err = OTP_E_OTP_NOT_FOUND;
             continue;
         }
-        pg_p_text(&p[i], in->request_id);
-        pg_p_int(&p[i], in->account_id);
-        ok = ok && send_prepared(c, S_VERIFY_LOCK, &p[i]);
-        if (in->abuse.use)
-            ok = ok && send_prepared(c, S_PHONE_LOCK, &p[i]) &&
-                 send_prepared(c, S_PHONE_STATE_GET, &p[i]);
-        sent[i] = ok;
+        ord[m++] = (vb_order){in->request_id, i};
+        pg_p_text(&v[i].p, in->request_id);
+        pg_p_int(&v[i].p, in->account_id);
+        if (in->abuse.use) {
+            abuse = true;
+            array_add(&ids, in->request_id);
+        }
     }
-    otp_err e = OTP_OK;
-    if (!ok || !PQsendFlushRequest(c->conn) || PQflush(c->conn) != 0)
-        e = OTP_E_UNAVAILABLE;
+    if (!ok || ids.oom || !PQenterPipelineMode(c->conn)) {
+        for (size_t i = 0; i < n; i++) /* nothing was sent: each runs alone */
+            if (!v || !v[i].refused)
+                again[i] = true;
+        free(v);
+        free(ord);
+        free(ids.s);
+        return PG_BATCH_ROLLED_BACK;
+    }
+    qsort(ord, m, sizeof(*ord), by_request_id);
+    c->sqlstate[0] = '\0';
+
+    /* Round trip 1. The flush request makes the server answer without ending
+     * the implicit transaction: the locks stay held. */
+    pg_params acc = {0};
+    for (size_t k = 0; ok && k < m; k++)
+        ok = send_prepared(c, S_VERIFY_LOCK, &v[ord[k].i].p);
+    if (ok && abuse) {
+        pg_p_int(&acc, txns[ord[0].i]->u.verify.account_id);
+        ok = send_prepared(c, S_ACCOUNT_LOCK, &acc);
+        pg_p_text(&acc, ids.s);
+        ok = ok && send_prepared(c, S_PHONES_LOCK, &acc);
+        for (size_t k = 0; ok && k < m; k++)
+            if (txns[ord[k].i]->u.verify.abuse.use)
+                ok = send_prepared(c, S_PHONE_STATE_GET, &v[ord[k].i].p);
+    }
+    otp_err e =
+        ok && PQsendFlushRequest(c->conn) && PQflush(c->conn) == 0 ? OTP_OK : OTP_E_UNAVAILABLE;
+    for (size_t k = 0; !e && k < m; k++)
+        v[ord[k].i].req = next_result(c, &e);
+    if (!e && abuse) {
+        PQclear(next_result(c, &e));
+        PQclear(next_result(c, &e));
+        for (size_t k = 0; !e && k < m; k++)
+            if (txns[ord[k].i]->u.verify.abuse.use)
+                v[ord[k].i].ps = next_result(c, &e);
+    }
+
+    /* Decisions, in queue order. */
     for (size_t i = 0; !e && i < n; i++) {
-        if (!sent[i])
+        if (v[i].refused)
             continue;
         otp_txn_verify *in = &txns[i]->u.verify;
-        PGresult *req = next_result(c, &e);
         if (in->abuse.use) {
-            PQclear(next_result(c, &e));
-            PGresult *ps = next_result(c, &e);
-            if (!e)
-                phone_state_of(ps, &g[i].ps);
-            PQclear(ps);
-            /* An earlier guess of this batch on the same number decided on
-             * the same stored state: go on from what it made of it. */
-            if (!e && req && PQntuples(req) == 1) {
-                const char *phone = pg_text(req, 0, 7);
-                for (size_t k = i; k-- > 0;)
-                    if (sent[k] && txns[k]->u.verify.abuse.use && strcmp(g[k].phone, phone) == 0) {
-                        g[i].ps = g[k].ps;
+            phone_state_of(v[i].ps, &v[i].g.ps);
+            if (v[i].req && PQntuples(v[i].req) == 1) {
+                const char *phone = pg_text(v[i].req, 0, 7);
+                for (size_t j = i; j-- > 0;)
+                    if (!v[j].refused && txns[j]->u.verify.abuse.use &&
+                        strcmp(v[j].g.phone, phone) == 0) {
+                        v[i].g.ps = v[j].g.ps;
                         break;
                     }
             }
         }
-        if (!e)
-            verdict[i] = decide(in, req, &g[i]);
-        PQclear(req);
+        v[i].verdict = decide(in, v[i].req, &v[i].g);
     }
+
+    /* Round trip 2, and the commit. */
+    bool synced = false;
     for (size_t i = 0; !e && i < n; i++)
-        if (sent[i] && !send_guess_writes(c, &txns[i]->u.verify, &g[i]))
+        if (!v[i].refused && !send_guess_writes(c, &txns[i]->u.verify, &v[i].g))
             e = OTP_E_UNAVAILABLE;
-    bool synced = PQpipelineSync(c->conn) == 1;
-    otp_err se = synced ? drain_to_sync(c) : OTP_E_UNAVAILABLE;
-    if (!e)
+    otp_err se = OTP_E_UNAVAILABLE;
+    if (!e && PQpipelineSync(c->conn) == 1) {
+        synced = true;
+        se = drain_to_sync(c);
         e = se;
-    bool lost = !synced || se == OTP_E_UNAVAILABLE;
-    if (!PQexitPipelineMode(c->conn)) {
-        PQreset(c->conn); /* a pipeline left half-read: start afresh */
-        memset(c->prepared, 0, sizeof(c->prepared));
-        lost = true;
     }
-    int status = !e && !lost                                  ? PG_BATCH_COMMITTED
-                 : lost || PQstatus(c->conn) != CONNECTION_OK ? PG_BATCH_LOST
-                                                              : PG_BATCH_ROLLED_BACK;
+    bool clean = synced && PQexitPipelineMode(c->conn);
+    if (!clean) {
+        /* Half-read, or never synced: closing the connection rolls back
+         * whatever the server has of it. */
+        PQreset(c->conn);
+        memset(c->prepared, 0, sizeof(c->prepared));
+    }
+    int status = !e && clean                         ? PG_BATCH_COMMITTED
+                 : synced && se == OTP_E_UNAVAILABLE ? PG_BATCH_LOST /* the commit's fate unknown */
+                                                     : PG_BATCH_ROLLED_BACK;
     for (size_t i = 0; i < n; i++) {
-        if (!sent[i])
+        PQclear(v[i].req);
+        PQclear(v[i].ps);
+        if (v[i].refused)
             continue; /* its refusal stands */
         otp_txn_verify *in = &txns[i]->u.verify;
         if (status == PG_BATCH_COMMITTED) {
-            in->attempts_left = g[i].state.attempts_left;
-            txns[i]->err = verdict[i];
+            in->attempts_left = v[i].g.state.attempts_left;
+            txns[i]->err = v[i].verdict;
             continue;
         }
         abuse_reset(&in->abuse);
@@ -843,10 +949,9 @@ int pg_verify_batch(pg_conn *c, otp_txn **txns, size_t n, bool *again)
         again[i] = status == PG_BATCH_ROLLED_BACK;
         txns[i]->err = OTP_E_UNAVAILABLE;
     }
-    free(g);
-    free(p);
-    free(sent);
-    free(verdict);
+    free(v);
+    free(ord);
+    free(ids.s);
     return status;
 }
 

@@ -207,10 +207,11 @@ describe('two nodes on one PostgreSQL', { skip: !E2E_DB && 'needs $OTPD_E2E_DB (
         }
         // The burst of 20 and 1/s, across both nodes; two buckets would give ~40.
         assert.ok(ok.length >= 20 && ok.length <= 20 + Math.ceil(secs) + 1, `accepted ${ok.length} in ${secs} s`);
-        // Both nodes took part in it: each answered some and refused some.
+        // Both nodes drew on it: each refused what the one bucket could not give
+        // (which node answered the 20 depends on which ran first).
         for (const n of [0, 1]) {
-            const mine = rs.filter((_, i) => i % 2 === n);
-            assert.ok(mine.some((r) => r.status === 200) && mine.some((r) => r.status === 429), `node ${n}`);
+            const refusedHere = rs.filter((r, i) => i % 2 === n && r.status === 429).length;
+            assert.ok(refusedHere >= 40 - ok.length, `node ${n} refused ${refusedHere}`);
         }
     });
 
@@ -283,6 +284,12 @@ describe('two nodes on one PostgreSQL', { skip: !E2E_DB && 'needs $OTPD_E2E_DB (
             return created.every((p) => c.has(p)) && to.filter((p) => c.has(p)).length >= committed;
         });
         const doneAt = Date.now();
+        // What B wrote to its gateway but had not recorded when it died is
+        // delivered again by A once B's lease runs out: wait for the outbox to
+        // settle before counting duplicates.
+        await waitFor('the outbox empty', LEASE_S * 1000 + 15000, () =>
+            sqlInt(a.db, "SELECT count(*) FROM messages WHERE status IN ('queued', 'sending')") === 0,
+        );
         await sleep(500);
         const c = deliveries(nodes);
         const lost = created.filter((p) => !c.has(p));

@@ -854,11 +854,13 @@ static void make_verify(otp_txn *t, int64_t acc, const char *rid, bool right, in
 }
 
 /* Verifies of one account queued together commit as one batch, each decided
- * as if alone: guesses on two requests of one number count against it in
- * turn (the second wrong one locks it, and a right code after them in the
- * batch finds it locked), a second guess on one request waits for the next
- * batch and sees the first's outcome, a guess never overtakes a cancel of its
- * request, and unknown ids or wrong lengths are refused without a write. */
+ * as if alone and in queue order (their request ids run the other way, the
+ * order the rows are locked in): guesses on two requests of one number count
+ * against it in turn (the second wrong one locks it, and a right code after
+ * them in the batch finds it locked), a second guess on one request waits for
+ * the next batch and sees the first's outcome, a guess does not overtake a
+ * cancel of its request queued before it, and unknown ids or wrong lengths
+ * are refused without a write. */
 static void t_verify_batches(void **state)
 {
     (void)state;
@@ -873,7 +875,7 @@ static void t_verify_batches(void **state)
     for (int i = 0; i < 6; i++) {
         otp_txn t;
         make_send(&t, acc, key, T0 + i);
-        snprintf(rid[i], sizeof(rid[i]), "req_vbatch_%02d", i);
+        snprintf(rid[i], sizeof(rid[i]), "req_vbatch_%02d", 20 - i);
         memcpy(t.u.send.request_id, rid[i], OTP_ID_SIZE);
         snprintf(t.u.send.phone, sizeof(t.u.send.phone), "%s", phone[i]);
         assert_int_equal(otp_store_exec(s, &t), OTP_OK);
@@ -883,9 +885,9 @@ static void t_verify_batches(void **state)
     waitall w = {.done = 0};
     pthread_mutex_init(&w.lock, NULL);
     pthread_cond_init(&w.cond, NULL);
-    make_verify(&t[0], acc, rid[2], true, 6, &w);          /* after 0 and 1: locked */
-    make_verify(&t[1], acc, rid[0], false, 6, &w);         /* fails 1 */
-    make_verify(&t[2], acc, rid[1], false, 6, &w);         /* fails 2: locks the number */
+    make_verify(&t[0], acc, rid[0], false, 6, &w);         /* fails 1 */
+    make_verify(&t[1], acc, rid[1], false, 6, &w);         /* fails 2: locks the number */
+    make_verify(&t[2], acc, rid[2], true, 6, &w);          /* after them: locked */
     make_verify(&t[3], acc, rid[3], true, 6, &w);          /* verified */
     make_verify(&t[4], acc, rid[3], true, 6, &w);          /* next batch: already verified */
     make_verify(&t[5], acc, "req_vbatch_99", true, 6, &w); /* unknown */
@@ -914,7 +916,7 @@ static void t_verify_batches(void **state)
     assert_true(b1 - b0 <= 4);
 
     static const otp_err want[N] = {
-        OTP_E_PHONE_LOCKED,         OTP_E_OTP_INCORRECT, OTP_E_OTP_INCORRECT,    OTP_OK,
+        OTP_E_OTP_INCORRECT,        OTP_E_OTP_INCORRECT, OTP_E_PHONE_LOCKED,     OTP_OK,
         OTP_E_OTP_ALREADY_VERIFIED, OTP_E_OTP_NOT_FOUND, OTP_E_INVALID_OTP_CODE, OTP_OK,
         OTP_E_OTP_CANCELLED};
     for (int i = 0; i < N; i++) {
@@ -922,11 +924,11 @@ static void t_verify_batches(void **state)
             print_error("txn %d: %d, want %d\n", i, t[i].err, want[i]);
         assert_int_equal(t[i].err, want[i]);
     }
-    assert_false(t[1].u.verify.abuse.phone_locked_now);
-    assert_true(t[2].u.verify.abuse.phone_locked_now);
-    assert_string_equal(t[0].u.verify.abuse.reason, "phone_locked");
+    assert_false(t[0].u.verify.abuse.phone_locked_now);
+    assert_true(t[1].u.verify.abuse.phone_locked_now);
+    assert_string_equal(t[2].u.verify.abuse.reason, "phone_locked");
+    assert_int_equal(t[0].u.verify.attempts_left, 2);
     assert_int_equal(t[1].u.verify.attempts_left, 2);
-    assert_int_equal(t[2].u.verify.attempts_left, 2);
     /* what the database holds: the number locked after two wrong codes (a
      * streak of two; the lock reset its count), one
      * attempt used on each of its two requests, none on the third */
@@ -937,7 +939,7 @@ static void t_verify_batches(void **state)
              (long long)acc, phone[0]);
     assert_int_equal(raw_int(url, sql), 21);
     snprintf(sql, sizeof(sql),
-             "SELECT string_agg(attempts_left::text || status, ',' ORDER BY public_id)"
+             "SELECT string_agg(attempts_left::text || status, ',' ORDER BY public_id DESC)"
              " FROM otp_requests WHERE account_id = %lld",
              (long long)acc);
     char got[256];
