@@ -47,4 +47,10 @@ typedef struct store_backend {
 /* Runs every conformance test against b; returns the number of failures. */
 int store_conformance_run(const store_backend *b);
 
+/* On a store just migrated from schema 6 whose account 1 holds 100 (one credit
+ * of 100 in its ledger): what schema 7 adds works on the old rows (a credit
+ * with a reference, then its replay; admin keys). Each backend's upgrade test
+ * calls it after building its schema-6 database its own way. */
+void store_check_upgraded_to_7(otp_store *s);
+
 #endif
