@@ -151,8 +151,7 @@ bool otp_guard_key(otp_http_req *req, otp_api *api, const otp_key_auth *auth, co
     size_t slot = (size_t)((h / SHARDS) % SLOTS);
     int64_t now = otp_now_ms();
     int wait = 0;
-    int want = otp_key_lease_want(lim->key_rate, lim->key_burst);
-    int ask = want;
+    int ask = 1; /* tokens to ask the shared bucket for */
 
     pthread_mutex_lock(&sh->mu);
     bucket_entry *e = sh->buckets[slot];
@@ -168,7 +167,8 @@ bool otp_guard_key(otp_http_req *req, otp_api *api, const otp_key_auth *auth, co
         if (e)
             wait = otp_bucket_take(&e->b, lim->key_rate, lim->key_burst, now);
     } else {
-        wait = e ? otp_key_lease_take(&e->lease, want, now, &ask) : -1;
+        ask = otp_key_lease_want(lim->key_rate, lim->key_burst);
+        wait = e ? otp_key_lease_take(&e->lease, ask, now, &ask) : -1;
     }
     pthread_mutex_unlock(&sh->mu);
     if (wait < 0) {
