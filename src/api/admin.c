@@ -25,15 +25,28 @@ _Static_assert(OTP_MONEY_REFERENCE_MAX < OTP_REFERENCE_SIZE, "a reference fits t
 
 static const char unauthorized[] = "A valid admin key is required";
 
+/* A refused admin call is logged as well as answered, so that operators can
+ * watch for someone trying keys: why, and the key's id when it was a revoked
+ * one; never the key, nor what was presented. */
+static void admin_refused(otp_http_req *req, const char *why, const char *key_id)
+{
+    otp_log(OTP_LOG_WARN, "event=admin_auth_refused reason=%s admin=%s path=%s trace=%s", why,
+            key_id ? key_id : "-", otp_http_route(req), otp_http_trace_id(req));
+    otp_http_reply_error(req, OTP_E_UNAUTHORIZED, unauthorized, NULL);
+}
+
 /* Authenticates the request's admin key. Returns true and writes *ret; or
  * replies 401 (or 503) and returns false. */
 static bool admin_authenticate(otp_http_req *req, otp_api *api, otp_admin_key *ret)
 {
     const char *key = otp_api_presented_key(req);
     /* The length first: a long header value is never hashed. */
-    if (!key || strnlen(key, OTP_ADMINKEY_LEN + 1) != OTP_ADMINKEY_LEN ||
-        !otp_adminkey_check(key)) {
-        otp_http_reply_error(req, OTP_E_UNAUTHORIZED, unauthorized, NULL);
+    if (!key) {
+        admin_refused(req, "no_key", NULL);
+        return false;
+    }
+    if (strnlen(key, OTP_ADMINKEY_LEN + 1) != OTP_ADMINKEY_LEN || !otp_adminkey_check(key)) {
+        admin_refused(req, "malformed_key", NULL);
         return false;
     }
     if (!OTP_API_HAS_READ(req, api, admin_key_lookup))
@@ -41,8 +54,12 @@ static bool admin_authenticate(otp_http_req *req, otp_api *api, otp_admin_key *r
     uint8_t hash[OTP_APIKEY_HASH_LEN];
     otp_apikey_hash(key, hash);
     otp_err e = api->store->ops->admin_key_lookup(api->store, hash, ret);
-    if (e == OTP_E_NOT_FOUND || (e == OTP_OK && ret->revoked_at_ms)) {
-        otp_http_reply_error(req, OTP_E_UNAUTHORIZED, unauthorized, NULL);
+    if (e == OTP_E_NOT_FOUND) {
+        admin_refused(req, "unknown_key", NULL);
+        return false;
+    }
+    if (e == OTP_OK && ret->revoked_at_ms) {
+        admin_refused(req, "revoked_key", ret->public_id);
         return false;
     }
     if (e != OTP_OK) {

@@ -7,6 +7,9 @@
 // backends (the PostgreSQL pass of scripts/test.sh too).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startServer, assertError, assertData, ledgerView, paise, runCli } from './lib/server.mjs';
 
 const ACCOUNT_KEYS = ['accountId', 'name', 'balance', 'currency', 'pricePerSegment', 'lowBalanceThreshold', 'createdAt'];
@@ -16,6 +19,7 @@ describe('admin API', () => {
     let srv;
     let admin; // {id, key, prefix, name}
     let revoked;
+    let stranger; // a well-formed admin key of another installation: unknown here
     const credit = (account, body, key = admin.key) =>
         srv.request('POST', `/admin/accounts/${account}/credit`, { key, body });
 
@@ -25,6 +29,15 @@ describe('admin API', () => {
         revoked = await srv.cli(['admin-key', 'create', '--json']);
         srv.keys.push(admin.key, revoked.key);
         await srv.cli(['admin-key', 'revoke', revoked.id]);
+        const elsewhere = mkdtempSync(join(tmpdir(), 'otpd-admin-elsewhere-'));
+        try {
+            const made = await runCli(elsewhere, ['admin-key', 'create', '--json']);
+            assert.equal(made.status, 0, made.stderr);
+            stranger = JSON.parse(made.stdout);
+        } finally {
+            rmSync(elsewhere, { recursive: true, force: true });
+        }
+        srv.keys.push(stranger.key);
     });
     after(() => srv && srv.cleanup('admin'));
 
@@ -76,6 +89,7 @@ describe('admin API', () => {
             ['an API key', apiKey],
             ['a bad checksum', wrongSum],
             ['a revoked admin key', revoked.key],
+            ["another installation's admin key", stranger.key],
             ['an API key with the admin prefix', 'otpd_admin_' + apiKey.slice(10)],
         ]) {
             assertError(await srv.request('GET', '/admin/accounts/acme', { key }), 401, 'unauthorized', what);
@@ -228,6 +242,11 @@ describe('admin API', () => {
         const log = srv.log();
         assert.match(log, new RegExp(`event=admin_credit admin=${admin.id} account=${srv.accounts.other.id} transaction=ltx_\\w+ amount=3\\.00 balance=\\S+ reference=INV-2026/11-042 replayed=false`));
         assert.match(log, /event=admin_credit .* replayed=true/);
+        // refusals are logged with why, and the key's id only for a revoked key
+        for (const why of ['no_key', 'malformed_key', 'unknown_key'])
+            assert.match(log, new RegExp(`event=admin_auth_refused reason=${why} admin=- path=/admin/accounts/\\{\\}(/credit)? trace=\\S+`), why);
+        assert.match(log, new RegExp(`event=admin_auth_refused reason=revoked_key admin=${revoked.id} path=/admin/accounts/\\{\\}/credit`));
+        assert.doesNotMatch(log, new RegExp(stranger.id), 'an unknown key has no id here');
         srv.checkLog();
     });
 });
