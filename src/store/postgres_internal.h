@@ -60,6 +60,7 @@ typedef enum {
     S_TPL_DEFAULT,
     S_DLR,
     S_PURGE,
+    S_KEY_BUCKETS_PURGE,
     S_ADMIN_KEY_INSERT,
     S_ADMIN_KEY_REVOKE,
     /* reads (postgres_read.c) */

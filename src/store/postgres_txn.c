@@ -117,6 +117,11 @@ const char *const pg_write_sql[S__COUNT] = {
     [S_TPL_DEFAULT] = "SELECT otp_template_set_default($1, $2)",
     [S_DLR] = "SELECT otp_dlr($1, $2, $3, $4, $5)",
     [S_PURGE] = "SELECT * FROM otp_purge($1, $2, $3, $4)",
+    /* The buckets of keys that can no longer take (revoked or gone). A key the
+     * cache still lets through for a moment may put its row back: the next
+     * purge takes it. */
+    [S_KEY_BUCKETS_PURGE] = "DELETE FROM key_buckets b WHERE NOT EXISTS (SELECT 1 FROM api_keys k"
+                            " WHERE k.id = b.key_id AND k.revoked_at IS NULL)",
     [S_ADMIN_KEY_INSERT] = "INSERT INTO admin_keys (public_id, hash, prefix, name, created_at)"
                            " VALUES ($1, $2, $3, $4, $5) RETURNING id",
     [S_ADMIN_KEY_REVOKE] = "UPDATE admin_keys SET revoked_at = $2"
@@ -1535,7 +1540,8 @@ static int64_t cutoff(int64_t now, int64_t retention)
     return retention > 0 && now < INT64_MIN + retention ? INT64_MIN : now - retention;
 }
 
-/* PURGE: one call of otp_purge(). OTP_OK with the counts set;
+/* PURGE: one call of otp_purge(), then the shared token buckets (schema 7) of
+ * keys that can no longer use them. OTP_OK with the counts set;
  * OTP_E_INVALID_REQUEST (max_rows < 1, negative retention); or a store error. */
 static otp_err tx_purge(pg_conn *c, otp_txn_purge *in)
 {
@@ -1556,7 +1562,8 @@ static otp_err tx_purge(pg_conn *c, otp_txn_purge *in)
         in->purged_idem = (int)pg_int(r, 0, 2);
     }
     PQclear(r);
-    return e;
+    pg_params none = {0};
+    return e ? e : run(c, S_KEY_BUCKETS_PURGE, &none, NULL);
 }
 
 otp_err pg_txn_run(pg_conn *c, otp_txn *t)

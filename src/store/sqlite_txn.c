@@ -1193,7 +1193,8 @@ static otp_err tx_account_create(sq_store *s, otp_txn_account_create *in)
  * OTP_E_INVALID_REQUEST for a taken hash or id; or a store error. */
 static otp_err tx_key_create(sq_store *s, const otp_txn_key_create *in)
 {
-    if (!in->public_id[0])
+    if (!in->public_id[0] || !TERMINATED(in->public_id) || !TERMINATED(in->prefix) ||
+        !TERMINATED(in->name))
         return OTP_E_INVALID_REQUEST;
     sqlite3_stmt *st = s->w[W_KEY_INSERT];
     sqlite3_bind_int64(st, 1, in->account_id);

@@ -632,6 +632,29 @@ static void *take_many(void *arg)
  * asked, a wait when empty, refilled by time; two store handles (two nodes) and
  * four threads taking at once take exactly the burst between them. SQLite has
  * no shared bucket (one process: api/guard.c keeps it). */
+/* A key of the fixture's account, revoked or not; its row id. */
+static int64_t bucket_key(fx *f, const char *name, bool revoke)
+{
+    otp_txn t = {.kind = OTP_TXN_KEY_CREATE};
+    otp_txn_key_create *k = &t.u.key_create;
+    k->account_id = f->acc;
+    otp_id_new("key_", T0, k->public_id);
+    memset(k->hash, name[0], sizeof(k->hash));
+    snprintf(k->prefix, sizeof(k->prefix), "otpd_live_ab");
+    snprintf(k->name, sizeof(k->name), "%s", name);
+    k->now_ms = T0;
+    assert_int_equal(otp_store_exec(f->s, &t), OTP_OK);
+    if (revoke) {
+        otp_txn r = {.kind = OTP_TXN_KEY_REVOKE};
+        memcpy(r.u.key_revoke.public_id, k->public_id, OTP_ID_SIZE);
+        r.u.key_revoke.now_ms = T0 + 1;
+        assert_int_equal(otp_store_exec(f->s, &r), OTP_OK);
+    }
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SELECT id FROM api_keys WHERE public_id = '%s'", k->public_id);
+    return raw_int(f, sql);
+}
+
 static void t_key_bucket_shared(void **state)
 {
     fx *f = *state;
@@ -683,6 +706,25 @@ static void t_key_bucket_shared(void **state)
     int64_t secs = (otp_now_ms() - t0) / 1000;
     assert_in_range(total, 50, 50 + secs + 1);
     otp_store_close(other);
+
+    /* The purge drops the buckets of keys that cannot take any more (revoked,
+     * or no such key: 42, 43, 44 above) and keeps an active key's, tokens and
+     * all. */
+    int64_t live = bucket_key(f, "live", false), gone = bucket_key(f, "gone", true);
+    assert_int_equal(f->s->ops->key_take(f->s, live, 10, 12, 5, &g, &wait), OTP_OK);
+    assert_int_equal(f->s->ops->key_take(f->s, gone, 10, 12, 5, &g, &wait), OTP_OK);
+    assert_int_equal(raw_int(f, "SELECT count(*) FROM key_buckets"), 5);
+    otp_txn p = {.kind = OTP_TXN_PURGE};
+    p.u.purge.now_ms = otp_now_ms();
+    p.u.purge.request_retention_ms = 86400000;
+    p.u.purge.idem_retention_ms = 86400000;
+    p.u.purge.max_rows = 100;
+    assert_int_equal(otp_store_exec(f->s, &p), OTP_OK);
+    assert_int_equal(raw_int(f, "SELECT count(*) FROM key_buckets"), 1);
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SELECT tokens_milli FROM key_buckets WHERE key_id = %lld",
+             (long long)live);
+    assert_int_equal(raw_int(f, sql), 7000); /* 12 - 5, as the take left it */
 }
 
 /* Drops the schemas the PostgreSQL run made. */

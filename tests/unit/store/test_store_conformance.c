@@ -383,6 +383,23 @@ static void t_keys(void **state)
     assert_int_equal(create_key(s, c->acc, 0x03, false, pid), OTP_OK);
     assert_int_equal(create_key(s, c->acc, 0x03, false, NULL), OTP_E_INVALID_REQUEST);
     assert_int_equal(create_key(s, c->acc + 1000, 0x04, false, NULL), OTP_E_NOT_FOUND);
+    /* text fields without their terminating NUL are refused, nothing stored */
+    for (int field = 0; field < 3; field++) {
+        otp_txn t = {.kind = OTP_TXN_KEY_CREATE};
+        otp_txn_key_create *k = &t.u.key_create;
+        k->account_id = c->acc;
+        new_id("key_", k->public_id);
+        memset(k->hash, 0x05, sizeof(k->hash));
+        snprintf(k->prefix, sizeof(k->prefix), "otpd_live_ab");
+        k->now_ms = T0;
+        if (field == 0)
+            memset(k->public_id, 'k', sizeof(k->public_id));
+        else if (field == 1)
+            memset(k->prefix, 'p', sizeof(k->prefix));
+        else
+            memset(k->name, 'n', sizeof(k->name));
+        assert_int_equal(otp_store_exec(s, &t), OTP_E_INVALID_REQUEST);
+    }
 
     key_seen seen = {0};
     assert_int_equal(s->ops->key_list(s, c->acc, on_key, &seen), OTP_OK);
