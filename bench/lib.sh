@@ -254,6 +254,28 @@ wrk_run() {
     awk 'NR == 2 { gsub(/[ms]/, " "); print $1 * 60 + $2 + $3 * 60 + $4 }' "$out.times" >"$out.cpu"
 }
 
+# fit_to_pool KEY WARMUP_OUTPUT USES: sets FIT_SECS, the measured run's length.
+# A run that takes pending requests from the pool (USES of them per request: 1
+# for verify, "1/4" for mixed) must not run out: a thread that runs out stops,
+# and wrk divides what it did by the whole run, idle time included. So when the
+# pool would not last DURATION at the warm-up's rate (with a fifth to spare),
+# the run is shortened to what it lasts, at least 2 s, and its row and the
+# notes say so.
+fit_to_pool() {
+    local key=$1 warm=$2 uses=$3 have rps secs
+    have=$(lines "$PAIRS")
+    rps=$(field rps "$warm")
+    secs=$(awk -v h="$have" -v r="${rps:-0}" -v u="$uses" -v d="$DURATION" 'BEGIN {
+        split(u, f, "/"); per = f[1] / (f[2] ? f[2] : 1)
+        s = r * per > 0 ? int(h * 5 / 6 / (r * per)) : d
+        if (s > d) s = d; if (s < 2) s = 2; print s }')
+    if [ "$secs" -lt "$DURATION" ]; then
+        R_NOTE[$key]="a ${secs} s run, see the notes"
+        NOTES+=("${key%|*} @${key#*|}: a ${secs} s run, not ${DURATION} s: the $have pending requests left after the warm-up (${rps}/s) last about that long")
+    fi
+    FIT_SECS=$secs
+}
+
 # field NAME FILE: a key=value of the BENCH line of a wrk output.
 field() { sed -n "s/^BENCH .*\b$1=\([^ ]*\).*/\1/p" "$2" | tail -n 1; }
 
@@ -284,11 +306,15 @@ ORDER=()
 measure() {
     local label=$1 conns=$2 script=$3 url=$4 spid=$5
     local key="$label|$conns" out="$TMP/wrk.${label// /_}.$conns" pids
-    local left=
+    local left= dur=$DURATION
     [ -z "$PAIRS" ] || left=$PAIRS.left
     if [ "$WARMUP" -gt 0 ]; then
         BENCH_PAIRS=$PAIRS BENCH_PAIRS_LEFT=$left wrk_run "$out.warm" "$WARMUP" "$conns" "$script" "$url"
         [ -z "$left" ] || [ ! -f "$left" ] || mv "$left" "$PAIRS"
+        if [ -n "${BENCH_USES:-}" ]; then
+            fit_to_pool "$key" "$out.warm" "$BENCH_USES"
+            dur=$FIT_SECS
+        fi
     fi
     pids=$(server_pids "$spid" | tr '\n' ' ')
     # peak RSS: the server's own processes (a PostgreSQL cluster's shared
@@ -304,7 +330,7 @@ measure() {
     # shellcheck disable=SC2086
     c0=$(cpu_ticks $pids)
     b0=$(($(machine_busy) - $(kthread_ticks)))
-    BENCH_PAIRS=$PAIRS BENCH_PAIRS_LEFT=$left wrk_run "$out" "$DURATION" "$conns" "$script" "$url"
+    BENCH_PAIRS=$PAIRS BENCH_PAIRS_LEFT=$left wrk_run "$out" "$dur" "$conns" "$script" "$url"
     # shellcheck disable=SC2086
     c1=$(cpu_ticks $pids)
     b1=$(($(machine_busy) - $(kthread_ticks)))
@@ -330,15 +356,15 @@ measure() {
         'BEGIN { printf "%.3f", n ? t / hz / n * 1000 : 0 }')
     # shellcheck disable=SC2086
     R_RSS[$key]=$(awk -v k="$(status_kb VmHWM $own)" 'BEGIN { printf "%.1f", k / 1024 }')
-    R_OTHER[$key]=$(awk -v b=$((b1 - b0)) -v s=$((c1 - c0)) -v w="$wcpu" -v hz="$HZ" -v d="$DURATION" \
+    R_OTHER[$key]=$(awk -v b=$((b1 - b0)) -v s=$((c1 - c0)) -v w="$wcpu" -v hz="$HZ" -v d="$dur" \
         'BEGIN { o = ((b - s) / hz - w) / d; if (o < 0) o = 0; printf "%.2f", o }')
     # per thread: CPU s per 1,000 requests and how busy the thread was (cores)
     R_THREADS[$key]=$(join <(sort <<<"$th0") <(sort <<<"$th1") |
-        awk -v hz="$HZ" -v n="$req" -v d="$DURATION" '{ t = $3 - $2; if (t > 0 && n > 0)
+        awk -v hz="$HZ" -v n="$req" -v d="$dur" '{ t = $3 - $2; if (t > 0 && n > 0)
             printf "%s %.3f %.2f\n", $1, t / hz / n * 1000, t / hz / d }')
     # the writer's COMMITs during the run: how many, their mean, how many slow
     if [ -n "$k0" ] && [ -n "$k1" ]; then
-        R_COMMITS[$key]=$(awk -v d="$DURATION" -v a="$k0" -v b="$k1" 'BEGIN {
+        R_COMMITS[$key]=$(awk -v d="$dur" -v a="$k0" -v b="$k1" 'BEGIN {
             split(a, x, " "); split(b, y, " "); n = y[1] - x[1]
             g = y[5] - x[5]
             if (n > 0) printf "%d %.0f %.2f %d %d %.1f", n, n / d, (y[4] - x[4]) / n * 1000,

@@ -73,30 +73,6 @@ check_status_route() {
     fi
 }
 
-# fit_run LABEL CONNS RATE: when the pool of pending requests would not last
-# warm-up and run at RATE of them a second (with a fifth to spare), the run is
-# shortened to what it lasts (at least 2 s) and the table's notes say so: a run
-# that runs out divides what it did by time it spent idle, and understates.
-# end_fit LABEL CONNS, after the run, marks its row and restores the length.
-fit_run() {
-    local label=$1 conns=$2 rate=$3 have secs
-    RUN_DURATION=$DURATION
-    have=$(lines "$PAIRS")
-    [ "$rate" -gt 0 ] || return 0
-    secs=$((have * 5 / 6 / rate - WARMUP))
-    [ "$secs" -lt "$DURATION" ] || return 0
-    [ "$secs" -ge 2 ] || secs=2
-    DURATION=$secs
-    NOTES+=("$label @$conns: a ${secs} s run, not ${RUN_DURATION} s: the $have pending requests preloaded within the budget last about that long at the rate expected ($rate a second)")
-}
-end_fit() {
-    local key="$1|$2"
-    if [ "$DURATION" != "$RUN_DURATION" ] && [ -z "${R_NOTE[$key]:-}" ]; then
-        R_NOTE[$key]="a ${DURATION} s run, see the notes"
-    fi
-    DURATION=$RUN_DURATION
-}
-
 # suite SUFFIX CONNS…: send, verify and mixed against the otpd at $OTPD_URL;
 # their labels get SUFFIX.
 suite() {
@@ -127,9 +103,7 @@ suite() {
         for c in "$@"; do
             need=$((vrate * (WARMUP + DURATION) * 6 / 5))
             ensure_pairs "$need" "$MAX_PRELOAD"
-            fit_run "verify$tag" "$c" "$vrate"
-            BENCH_KEY=$KEY measure "verify$tag" "$c" verify.lua "$OTPD_URL" "$OTPD_PID"
-            end_fit "verify$tag" "$c"
+            BENCH_KEY=$KEY BENCH_USES=1 measure "verify$tag" "$c" verify.lua "$OTPD_URL" "$OTPD_PID"
             rate=${R_RPS["verify$tag|$c"]:-0}
             rate=${rate%.*}
             [ "$rate" -le "$vrate" ] || vrate=$rate
@@ -143,10 +117,8 @@ suite() {
         for c in "$@"; do
             need=$((mrate / 4 * (WARMUP + DURATION) * 3 / 2))
             ensure_pairs "$need" $((MAX_PRELOAD / 2))
-            fit_run "mixed$tag" "$c" $((mrate / 4))
-            BENCH_KEY=$KEY BENCH_READ_PATH=$READ_PATH measure "mixed$tag" "$c" mixed.lua "$OTPD_URL" \
-                "$OTPD_PID"
-            end_fit "mixed$tag" "$c"
+            BENCH_KEY=$KEY BENCH_READ_PATH=$READ_PATH BENCH_USES=1/4 measure "mixed$tag" "$c" mixed.lua \
+                "$OTPD_URL" "$OTPD_PID"
             rate=${R_RPS["mixed$tag|$c"]:-0}
             rate=${rate%.*}
             [ "$rate" -le "$mrate" ] || mrate=$rate
