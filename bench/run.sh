@@ -41,7 +41,8 @@
 # reset before the run; otpd alone, nginx master + workers); the change of
 # requests/s from the first connection count; "other" = CPU, in cores, used
 # during the run by processes that are neither the server nor wrk nor kernel
-# threads. A run with other > ~0.1 shared the machine with other work: take it
+# threads, or taken by the hypervisor (steal: the header gives the bench's
+# average). A run with other > ~0.1 shared the machine with other work: take it
 # again. Below the table: CPU per thread of otpd, and delivery.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -228,9 +229,12 @@ print_table() {
     printf 'otpd %s (release, %s), %s, wrk -t%s, %ss runs after %ss warm-up\n' \
         "$("$OTPD" version 2>/dev/null | awk '{ print $NF }')" "$BUILD_DIR" \
         "$(nginx -v 2>&1 | sed 's/.*: //')" "$WRK_THREADS" "$DURATION" "$WARMUP"
-    printf 'load average before: %s, after: %s; fdatasync of 4 KiB p50/p99 before: %s ms, after: %s ms\n\n' \
+    printf 'load average before: %s, after: %s; fdatasync of 4 KiB p50/p99 before: %s ms, after: %s ms\n' \
         "$LOAD_BEFORE" "$(cut -d' ' -f1-3 /proc/loadavg)" "$FSYNC_BEFORE" \
         "$(node bench/fsync.mjs "$TMP" | tr ' ' /)"
+    printf 'CPU stolen by the hypervisor during the bench: %s cores on average (counted in "other")\n\n' \
+        "$(awk -v t=$(($(steal_ticks) - STEAL_BEFORE)) -v hz="$HZ" -v s=$(($(date +%s) - T0)) \
+            'BEGIN { printf "%.2f", s > 0 ? t / hz / s : 0 }')"
     if [ -n "$DISK" ]; then
         read -r d50 d99 d999 dmax dstall <<<"$DISK"
         printf 'disk alone, %ss of durable 128 KiB writes: fdatasync p50 %s, p99 %s, p99.9 %s, max %s ms; %s%% of the time in syncs over 10 ms (over ~1%%: p99 <= 10 ms is out of reach for any durable server on this disk)\n\n' \
@@ -304,6 +308,10 @@ print_table() {
 # ---- main -------------------------------------------------------------------------
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+# CPU time the hypervisor gave to others while this VM wanted it (/proc/stat's
+# steal): part of every run's "other" column
+steal_ticks() { awk '/^cpu / { print $9; exit }' /proc/stat; }
+STEAL_BEFORE=$(steal_ticks)
 install_tools
 build_otpd
 make_tmp
