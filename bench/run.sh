@@ -234,7 +234,7 @@ print_table() {
         "$(node bench/fsync.mjs "$TMP" | tr ' ' /)"
     printf 'CPU stolen by the hypervisor during the bench: %s cores on average (counted in "other")\n\n' \
         "$(awk -v t=$(($(steal_ticks) - STEAL_BEFORE)) -v hz="$HZ" -v s=$(($(date +%s) - T0)) \
-            'BEGIN { printf "%.2f", s > 0 ? t / hz / s : 0 }')"
+            'BEGIN { printf "%.2f", (s > 0 ? t / hz / s : 0) }')"
     if [ -n "$DISK" ]; then
         read -r d50 d99 d999 dmax dstall <<<"$DISK"
         printf 'disk alone, %ss of durable 128 KiB writes: fdatasync p50 %s, p99 %s, p99.9 %s, max %s ms; %s%% of the time in syncs over 10 ms (over ~1%%: p99 <= 10 ms is out of reach for any durable server on this disk)\n\n' \
