@@ -628,10 +628,6 @@ static void *take_many(void *arg)
     return NULL;
 }
 
-/* A key's bucket is the store's, on PostgreSQL: whole tokens up to what was
- * asked, a wait when empty, refilled by time; two store handles (two nodes) and
- * four threads taking at once take exactly the burst between them. SQLite has
- * no shared bucket (one process: api/guard.c keeps it). */
 /* A key of the fixture's account, revoked or not; its row id. */
 static int64_t bucket_key(fx *f, const char *name, bool revoke)
 {
@@ -655,6 +651,11 @@ static int64_t bucket_key(fx *f, const char *name, bool revoke)
     return raw_int(f, sql);
 }
 
+/* A key's bucket is the store's, on PostgreSQL: whole tokens up to what was
+ * asked, a wait when empty, refilled by time; two store handles (two nodes) and
+ * four threads taking at once take exactly the burst between them; the purge
+ * drops the buckets of keys that cannot take. SQLite has no shared bucket (one
+ * process: api/guard.c keeps it). */
 static void t_key_bucket_shared(void **state)
 {
     fx *f = *state;
