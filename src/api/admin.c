@@ -83,13 +83,6 @@ static bool route_account(otp_http_req *req, otp_api *api, otp_account *ret)
     return false;
 }
 
-static json_t *iso(int64_t ms)
-{
-    char at[OTP_ISO8601_LEN + 1];
-    otp_time_iso8601(ms, at);
-    return json_string(at);
-}
-
 /* ---- GET /admin/accounts/{account} ---------------------------------------- */
 
 void otp_api_admin_account(otp_http_req *req, void *app)
@@ -107,7 +100,7 @@ void otp_api_admin_account(otp_http_req *req, void *app)
                         json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "accountId", a.public_id,
                                   "name", a.name, "balance", balance, "currency", a.currency,
                                   "pricePerSegment", price, "lowBalanceThreshold", low, "createdAt",
-                                  iso(a.created_at_ms)));
+                                  otp_api_json_time(a.created_at_ms)));
 }
 
 /* ---- POST /admin/accounts/{account}/credit -------------------------------- */
@@ -212,7 +205,7 @@ static void credit_finish(otp_http_req *req, void *app)
                                   "accountId", st->account, "amount", amount, "balanceAfter", after,
                                   "currency", st->currency, "reference",
                                   c->reference[0] ? json_string(c->reference) : json_null(),
-                                  "createdAt", iso(c->created_at_ms)));
+                                  "createdAt", otp_api_json_time(c->created_at_ms)));
 }
 
 static void credit_done(otp_txn *txn)

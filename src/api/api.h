@@ -38,6 +38,13 @@ bool otp_api_authenticate(otp_http_req *req, otp_api *api, otp_key_auth *ret);
 /* The key the request presents (X-API-Key, else Authorization: Bearer), or NULL. */
 const char *otp_api_presented_key(otp_http_req *req);
 
+/* A time as the replies write it ("2026-02-15T10:30:00.000Z"); the _or_null
+ * form answers JSON null for 0 (never happened). A text field, or JSON null
+ * when it is NULL or empty. New references, for json_pack's "o". */
+json_t *otp_api_json_time(int64_t ms);
+json_t *otp_api_json_time_or_null(int64_t ms);
+json_t *otp_api_json_str_or_null(const char *s);
+
 /* Replies invalid_request with details.field and a message naming the field. */
 void otp_api_invalid_field(otp_http_req *req, const char *field, const char *message);
 

@@ -10,23 +10,11 @@
 #include "util/clock.h"
 #include "util/ids.h"
 
-static json_t *iso(int64_t ms)
-{
-    char buf[OTP_ISO8601_LEN + 1];
-    otp_time_iso8601(ms, buf);
-    return json_string(buf);
-}
-
-static json_t *str_or_null(const char *s)
-{
-    return s && *s ? json_string(s) : json_null();
-}
-
 static void add_event(const otp_message_event *ev, void *ctx)
 {
-    json_array_append_new(ctx,
-                          json_pack("{s:s, s:o, s:o}", "status", otp_msg_status_name(ev->status),
-                                    "at", iso(ev->at_ms), "error", str_or_null(ev->error)));
+    json_array_append_new(
+        ctx, json_pack("{s:s, s:o, s:o}", "status", otp_msg_status_name(ev->status), "at",
+                       otp_api_json_time(ev->at_ms), "error", otp_api_json_str_or_null(ev->error)));
 }
 
 void otp_api_message(otp_http_req *req, void *app)
@@ -60,12 +48,14 @@ void otp_api_message(otp_http_req *req, void *app)
         otp_http_reply_error(req, OTP_E_UNAVAILABLE, NULL, NULL);
         return;
     }
-    json_t *o = json_pack(
-        "{s:s, s:s, s:s, s:s, s:o, s:o, s:i, s:i, s:o, s:o, s:o, s:o}", "messageId", m.public_id,
-        "requestId", m.request_id, "to", m.to, "status", otp_msg_status_name(m.status), "provider",
-        str_or_null(m.provider), "providerMessageId", str_or_null(m.provider_message_id),
-        "attempts", m.attempts, "segments", m.segments, "createdAt", iso(m.created_at_ms),
-        "updatedAt", iso(m.updated_at_ms), "error", str_or_null(m.error), "events", events);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:i, s:i, s:o, s:o, s:o, s:o}",
+                          "messageId", m.public_id, "requestId", m.request_id, "to", m.to, "status",
+                          otp_msg_status_name(m.status), "provider",
+                          otp_api_json_str_or_null(m.provider), "providerMessageId",
+                          otp_api_json_str_or_null(m.provider_message_id), "attempts", m.attempts,
+                          "segments", m.segments, "createdAt", otp_api_json_time(m.created_at_ms),
+                          "updatedAt", otp_api_json_time(m.updated_at_ms), "error",
+                          otp_api_json_str_or_null(m.error), "events", events);
     if (!o) {
         otp_http_reply_error(req, OTP_E_INTERNAL, NULL, NULL);
         return;

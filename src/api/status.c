@@ -23,26 +23,13 @@ typedef struct cancel_state {
     otp_api *api;
 } cancel_state;
 
-static json_t *iso_or_null(int64_t ms)
-{
-    if (ms <= 0)
-        return json_null();
-    char buf[OTP_ISO8601_LEN + 1];
-    otp_time_iso8601(ms, buf);
-    return json_string(buf);
-}
-
-static json_t *str_or_null(const char *s)
-{
-    return s && *s ? json_string(s) : json_null();
-}
-
 static void add_message(const otp_message_info *m, void *ctx)
 {
-    json_array_append_new(
-        ctx, json_pack("{s:s, s:s, s:o, s:o, s:o}", "messageId", m->public_id, "deliveryStatus",
-                       otp_msg_status_name(m->status), "provider", str_or_null(m->provider),
-                       "updatedAt", iso_or_null(m->updated_at_ms), "error", str_or_null(m->error)));
+    json_array_append_new(ctx, json_pack("{s:s, s:s, s:o, s:o, s:o}", "messageId", m->public_id,
+                                         "deliveryStatus", otp_msg_status_name(m->status),
+                                         "provider", otp_api_json_str_or_null(m->provider),
+                                         "updatedAt", otp_api_json_time_or_null(m->updated_at_ms),
+                                         "error", otp_api_json_str_or_null(m->error)));
 }
 
 /* The GET /otp/{id} object of a request of this account, and its number masked
@@ -76,9 +63,10 @@ static otp_err status_object(otp_api *api, int64_t account_id, const char *reque
         "{s:s, s:s, s:s, s:s, s:i, s:i, s:o, s:o, s:o, s:i, s:o}", "requestId", info.public_id,
         "phoneNumber", info.phone, "status", otp_req_status_name(status), "channel",
         info.channel[0] ? info.channel : "sms", "attemptsLeft", info.attempts_left, "maxAttempts",
-        info.max_attempts, "createdAt", iso_or_null(info.created_at_ms), "expiresAt",
-        iso_or_null(info.expires_at_ms), "verifiedAt", iso_or_null(info.verified_at_ms),
-        "resendCount", info.resend_count, "messages", messages);
+        info.max_attempts, "createdAt", otp_api_json_time_or_null(info.created_at_ms), "expiresAt",
+        otp_api_json_time_or_null(info.expires_at_ms), "verifiedAt",
+        otp_api_json_time_or_null(info.verified_at_ms), "resendCount", info.resend_count,
+        "messages", messages);
     if (!o)
         return OTP_E_INTERNAL;
     *ret = o;

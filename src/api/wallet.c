@@ -85,11 +85,6 @@ static const char *type_name(otp_ledger_type t)
     return "unknown";
 }
 
-static json_t *str_or_null(const char *s)
-{
-    return s && *s ? json_string(s) : json_null();
-}
-
 typedef struct page {
     json_t *list;
     int limit;
@@ -111,11 +106,12 @@ static void add_entry(const otp_ledger_entry *e, void *ctx)
     otp_money_format(e->amount, amount);
     otp_money_format(e->balance_after, after);
     otp_time_iso8601(e->created_at_ms, at);
-    json_array_append_new(
-        p->list, json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s}", "id", id, "type",
-                           type_name(e->type), "amount", amount, "balanceAfter", after, "requestId",
-                           str_or_null(e->request_id), "messageId", str_or_null(e->message_id),
-                           "note", str_or_null(e->note), "createdAt", at));
+    json_array_append_new(p->list,
+                          json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s}", "id", id, "type",
+                                    type_name(e->type), "amount", amount, "balanceAfter", after,
+                                    "requestId", otp_api_json_str_or_null(e->request_id),
+                                    "messageId", otp_api_json_str_or_null(e->message_id), "note",
+                                    otp_api_json_str_or_null(e->note), "createdAt", at));
     p->last_id = e->id;
 }
 
