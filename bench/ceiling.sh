@@ -28,6 +28,12 @@ source "$(dirname "$0")/lib.sh"
 
 MODES=${BENCH_CEILING_MODES:-full send-handoff send-now verify-handoff verify-now}
 
+for mode in $MODES; do
+    case $mode in full | send-handoff | send-now | verify-handoff | verify-now) ;;
+    *) die "unknown mode $mode (BENCH_CEILING_MODES)" ;;
+    esac
+done
+git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1 || die "bench/ceiling.sh copies a git checkout's files (git ls-files)"
 make_tmp
 log "copying the working tree to $TMP/tree and applying bench/ceiling.patch"
 mkdir "$TMP/tree"
@@ -45,7 +51,6 @@ for mode in $MODES; do
     full) workloads="nginx send verify" ;;
     send-*) workloads="nginx send" ;;
     verify-*) workloads="nginx send verify" ;;
-    *) die "unknown mode $mode (BENCH_CEILING_MODES)" ;;
     esac
     log "mode $mode: $workloads"
     out=$TMP/$mode.txt
