@@ -38,11 +38,16 @@ make_tmp
 log "copying the working tree to $TMP/tree and applying bench/ceiling.patch"
 mkdir "$TMP/tree"
 git -C "$ROOT" ls-files -z --cached --others --exclude-standard |
-    (cd "$ROOT" && tar --null --ignore-failed-read -T - -cf - 2>/dev/null) | tar -C "$TMP/tree" -xf -
+    (cd "$ROOT" && tar --null --ignore-failed-read -T - -cf -) | tar -C "$TMP/tree" -xf - ||
+    die "could not copy the working tree to $TMP/tree"
 (cd "$TMP/tree" && git apply "$ROOT/bench/ceiling.patch") ||
     die "bench/ceiling.patch no longer applies: update it to the current src/"
 
+# bench/run.sh's rows: "label conns req/s ratio p50 p99 p999 errors cpu rss vs64
+# other", then the row's notes in parentheses, if any; a run without figures
+# prints "label conns (note)" instead.
 row() { awk -v w="$1" '$1 == w && $2 == 64 && $3 ~ /^[0-9]+$/ && NF >= 12 { print; exit }' "$2"; }
+no_row() { awk -v w="$1" '$1 == w && $2 == 64 && $3 !~ /^[0-9]+$/ { $1 = $2 = ""; sub(/^ +/, ""); print; exit }' "$2"; }
 threads() { awk -v w="$1" '$1 == w && $2 == 64 && $3 == "HTTP" { $1 = $2 = ""; sub(/^ +/, ""); print; exit }' "$2"; }
 
 RESULTS=()
@@ -55,32 +60,36 @@ for mode in $MODES; do
     log "mode $mode: $workloads"
     out=$TMP/$mode.txt
     # The copy's bench/run.sh builds the patched tree in its own build-bench.
-    OTPD_WRAP="env OTPD_PROBE=$mode" BENCH_WORKLOADS="$workloads" BENCH_CONNECTIONS=64 \
-        BENCH_KEEP=0 bash "$TMP/tree/bench/run.sh" >"$out" 2>"$TMP/$mode.log" ||
-        die "bench/run.sh failed in mode $mode: $(tail -n 3 "$TMP/$mode.log")"
+    if ! OTPD_WRAP="env OTPD_PROBE=$mode" BENCH_WORKLOADS="$workloads" BENCH_CONNECTIONS=64 \
+        BENCH_KEEP=0 bash "$TMP/tree/bench/run.sh" >"$out" 2>"$TMP/$mode.log"; then
+        tail -n 15 "$TMP/$mode.log" >&2
+        die "bench/run.sh failed in mode $mode (its log above)"
+    fi
     nginx=$(row nginx "$out" | awk '{ print $3 }')
     for w in send verify; do
         case $mode in full | "$w"-*) ;; *) continue ;; esac
         r=$(row "$w" "$out")
-        [ -n "$r" ] || continue
-        note=
-        grep -q "understated" <<<"$r" && note=" (ran out of pending requests)"
-        grep -q "a [0-9]* s run" <<<"$r" && note=" ($(grep -o 'a [0-9]* s run' <<<"$r"))"
-        RESULTS+=("$(awk -v m="$mode" -v n="$nginx" -v note="$note" \
-            '{ printf "%-15s %-7s %8s %7s %8s %9s %6s  %s", m, $1, $3, $4, $6, $9, $12, n note }' <<<"$r")|$(threads "$w" "$out")")
+        if [ -z "$r" ]; then
+            RESULTS+=("$(printf '%-15s %-7s no result: %s' "$mode" "$w" "$(no_row "$w" "$out")")|-")
+            continue
+        fi
+        note=$(sed -n 's/.*  (\(.*\))$/\1/p' <<<"$r")
+        RESULTS+=("$(awk -v m="$mode" -v n="${nginx:--}" -v note="$note" \
+            '{ printf "%-15s %-7s %8s %7s %8s %6s %9s %6s %8s  %s", m, $1, $3, $4, $6, $8, $9, $12, n, note }' \
+            <<<"$r")|$(threads "$w" "$out")")
     done
 done
 
 echo
 echo "otpd ceilings — $(date -u '+%Y-%m-%d %H:%M') UTC, $(nproc) CPUs, 64 connections, ${BENCH_DURATION}s runs (bench/ceiling.sh)"
-echo "mode            load       req/s x nginx   p99 ms  CPU s/1k  other  nginx req/s"
+echo "mode            load       req/s x nginx   p99 ms errors  CPU s/1k  other    nginx  notes (bench/run.sh's)"
 for r in "${RESULTS[@]}"; do
     echo "${r%%|*}"
 done
 echo
 echo "CPU s per 1,000 requests by thread (cores busy)"
 for r in "${RESULTS[@]}"; do
-    printf '%-15s %s\n' "$(cut -c1-15 <<<"${r%%|*}")" "${r#*|}"
+    printf '%-23s %s\n' "$(cut -c1-23 <<<"${r%%|*}")" "${r#*|}"
 done
 echo
 echo "Each mode is its own bench/run.sh run with its own nginx reference; compare"
