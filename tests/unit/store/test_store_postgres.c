@@ -724,6 +724,16 @@ static void t_upgrade_from_v6(void **state)
 
 #if OTPD_TEST_HOOKS
 
+/* Each txn's outcome against the expected one, naming the first that differs. */
+static void assert_errs(const otp_txn *t, const otp_err *want, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (t[i].err != want[i])
+            print_error("txn %d: %d, want %d\n", i, t[i].err, want[i]);
+        assert_int_equal(t[i].err, want[i]);
+    }
+}
+
 /* Submits the n txns while the workers are held, so that they find them all
  * queued, then waits for every done(). Returns how many batches the workers
  * took them in (each txn counted once). */
@@ -801,11 +811,7 @@ static void t_send_batches(void **state)
                                     OTP_E_INSUFFICIENT_BALANCE,
                                     OTP_E_INSUFFICIENT_BALANCE,
                                     OTP_E_INSUFFICIENT_BALANCE};
-    for (int i = 0; i < N; i++) {
-        if (t[i].err != want[i])
-            print_error("txn %d: %d, want %d\n", i, t[i].err, want[i]);
-        assert_int_equal(t[i].err, want[i]);
-    }
+    assert_errs(t, want, N);
     assert_false(t[5].u.send.idem.replayed);
     assert_true(t[6].u.send.idem.replayed);
     assert_string_equal(t[6].u.send.idem.replay_response, "{\"first\":5}");
@@ -893,11 +899,7 @@ static void t_verify_batches(void **state)
         OTP_E_OTP_INCORRECT,        OTP_E_OTP_INCORRECT, OTP_E_PHONE_LOCKED,     OTP_OK,
         OTP_E_OTP_ALREADY_VERIFIED, OTP_E_OTP_NOT_FOUND, OTP_E_INVALID_OTP_CODE, OTP_OK,
         OTP_E_OTP_CANCELLED};
-    for (int i = 0; i < N; i++) {
-        if (t[i].err != want[i])
-            print_error("txn %d: %d, want %d\n", i, t[i].err, want[i]);
-        assert_int_equal(t[i].err, want[i]);
-    }
+    assert_errs(t, want, N);
     assert_false(t[0].u.verify.abuse.phone_locked_now);
     assert_true(t[1].u.verify.abuse.phone_locked_now);
     assert_string_equal(t[2].u.verify.abuse.reason, "phone_locked");
