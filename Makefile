@@ -24,7 +24,7 @@ help:
 	@echo "make test   build with ASan+UBSan and run every test; ends with 'N passed, N failed'"
 	@echo "make deps   install the Debian packages otpd needs (as root)"
 	@echo "make build  release build into ./$(BUILD_DIR)"
-	@echo "make bench  benchmarks against nginx on 127.0.0.1, ~4 min (bench/run.sh; docs/performance.md)"
+	@echo "make bench  benchmarks against nginx on 127.0.0.1, ~4.5 min (bench/run.sh; docs/performance.md)"
 	@echo "make bench-rss  server RSS with 1,000,000 live requests (opt-in, ~3-5 min)"
 	@echo "make bench-ceiling  what each part of send and verify costs against nginx (opt-in, ~5 min)"
 	@echo "make clean  remove build directories"

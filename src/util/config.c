@@ -461,6 +461,16 @@ int otp_config_load_env(otp_config *c, char *err, size_t errlen)
             continue;
         snprintf(name, sizeof(name), "%.*s", (int)(len < sizeof(name) ? len : sizeof(name) - 1),
                  *e);
+        /* A provider's section is named by the operator (provider.my_gw.url),
+         * so OTPD_PROVIDER_MY_GW_URL cannot say where the name ends: refused,
+         * rather than ignored with the provider left unconfigured. */
+        if (strncmp(name, "OTPD_PROVIDER_", 14) == 0) {
+            fail(err, errlen,
+                 "%s: provider settings are not read from the environment (use the INI file"
+                 " or --set provider.NAME.KEY=VALUE)",
+                 name);
+            return -1;
+        }
         if (env_unknown(name)) {
             fail(err, errlen,
                  "unknown setting in the environment: %s (otpd help config lists them)", name);
@@ -714,7 +724,8 @@ void otp_config_describe(void *file)
     fputs("\nINI file: `key = value` lines; `#` or `;` starts a comment (inside a value only\n"
           "after a space); values may be wrapped in double quotes, taken verbatim. Keys before\n"
           "any [section] are top-level; [server] + `threads` is server.threads. Known sections:\n"
-          "[server], [store], [delivery], and [provider.NAME] for each SMS provider, whose\n"
-          "keys (`type = file|http|smpp`, ...) are checked by the provider itself.\n",
+          "[server], [store], [delivery], [limits], and [provider.NAME] for each SMS provider,\n"
+          "whose keys (`type = file|http|smpp`, ...) are checked by the provider itself; they\n"
+          "come from the INI file or --set provider.NAME.KEY=VALUE, never from OTPD_*.\n",
           f);
 }

@@ -77,6 +77,10 @@ describe('abuse: per-number send limits under parallel sends', () => {
         assert.equal(lat429.split(' ')[1], req429.split(' ')[1]);
         assert.match(m.text, /^otpd_http_request_duration_seconds_count\{method="POST",route="\/otp\/send",status="201"\} \d+$/m);
     });
+
+    it('SIGTERM: exits 0, no sanitizer report, no code or key in the log', async () => {
+        await srv.stop();
+    });
 });
 
 describe('abuse: per-number window without spacing', () => {
@@ -96,6 +100,10 @@ describe('abuse: per-number window without spacing', () => {
         const after0 = await srv.accountShow('acme');
         assert.equal(after0.requests - before0.requests, 5);
         assert.equal(after0.ledgerEntries - before0.ledgerEntries, 5);
+    });
+
+    it('SIGTERM: exits 0, no sanitizer report, no code or key in the log', async () => {
+        await srv.stop();
     });
 });
 
@@ -123,6 +131,10 @@ describe('abuse: per-key token bucket', () => {
         for (const r of rs.filter((x) => x.status !== 200)) assert429(r, 'rate_limited', 'key_rate', 1, 1);
         // 10/s over the run plus the burst of 10, with a little slack for timers
         assert.ok(ok >= 10 * 3 && ok <= 10 * elapsed + 10 + 3, `accepted ${ok} in ${elapsed.toFixed(2)} s`);
+    });
+
+    it('SIGTERM: exits 0, no sanitizer report, no code or key in the log', async () => {
+        await srv.stop();
     });
 });
 
@@ -182,6 +194,10 @@ describe('abuse: lockout after wrong codes across requests', () => {
         await srv.cli(['block', 'lift', 'acme', to]);
         assertData(await srv.verify(key, a.requestId, codeA), 200, ['verified']);
     });
+
+    it('SIGTERM: exits 0, no sanitizer report, no code or key in the log', async () => {
+        await srv.stop();
+    });
 });
 
 describe('abuse: country allow-list', () => {
@@ -221,6 +237,10 @@ describe('abuse: country allow-list', () => {
         const st = await srv.request('GET', `/otp/${sent.json.data.requestId}`, { key });
         assert.equal(st.json.data.resendCount, 0);
         assert.equal(st.json.data.messages.length, 1);
+    });
+
+    it('SIGTERM: exits 0, no sanitizer report, no code or key in the log', async () => {
+        await srv.stop();
     });
 });
 
@@ -276,6 +296,10 @@ describe('abuse: SMS pumping', () => {
         const rs = await Promise.all(Array.from({ length: 30 }, () => srv.send(key, { phoneNumber: safe() })));
         assert.equal(rs.filter((r) => r.status === 201).length, 30);
     });
+
+    it('SIGTERM: exits 0, no sanitizer report, no code or key in the log', async () => {
+        await srv.stop();
+    });
 });
 
 describe('abuse: brute force under the default limits', () => {
@@ -330,6 +354,10 @@ describe('abuse: brute force under the default limits', () => {
         // 100 guesses out of 10^6 codes: p <= 1/10,000 per day
         assert.ok(max / 1e6 <= 1 / 10000);
     });
+
+    it('SIGTERM: exits 0, no sanitizer report, no code or key in the log', async () => {
+        await srv.stop();
+    });
 });
 
 describe('abuse: spend caps and resends', () => {
@@ -368,5 +396,9 @@ describe('abuse: spend caps and resends', () => {
         await srv.advanceClock(31000);
         assert429(await srv.request('POST', '/otp/resend', { key, body: { requestId: s.requestId } }), 'rate_limited', 'phone_send_limit', 1, 900);
         assert429(await srv.send(key, { phoneNumber: to }), 'rate_limited', 'phone_send_limit', 1, 900);
+    });
+
+    it('SIGTERM: exits 0, no sanitizer report, no code or key in the log', async () => {
+        await srv.stop();
     });
 });

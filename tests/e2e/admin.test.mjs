@@ -250,4 +250,8 @@ describe('admin API', () => {
         assert.match(log, new RegExp(`event=admin_auth_refused reason=revoked_key admin=${revoked.id} path=/admin/accounts/\\{\\}/credit`));
         srv.checkLog();
     });
+
+    it('SIGTERM: exits 0, no sanitizer report, no code or key in the log', async () => {
+        await srv.stop();
+    });
 });

@@ -231,4 +231,8 @@ describe('limits: slow clients', () => {
         agent.destroy();
         assert.equal(sockets.size, 1, 'one connection served all six, over more than the request timeout');
     });
+
+    it('SIGTERM: exits 0, no sanitizer report, no code or key in the log', async () => {
+        await srv.stop();
+    });
 });

@@ -130,6 +130,10 @@ describe('metrics: OTP requests, verifications, wallet refusals', () => {
             'otpd_otp_sends_total{kind="send",mode="live"}': 0,
         }, 'wallet refusal');
     });
+
+    it('SIGTERM: exits 0, no sanitizer report, no code or key in the log', async () => {
+        await srv.stop();
+    });
 });
 
 describe('metrics: delivery by provider, reports, latency, the outbox', () => {
@@ -247,5 +251,9 @@ breaker_threshold = 1000
         const done = await scrape(srv);
         assert.equal(done['otpd_delivery_queue_depth{status="queued"}'], 0);
         assert.equal(done['otpd_delivery_queue_depth{status="sending"}'], 0);
+    });
+
+    it('SIGTERM: exits 0, no sanitizer report, no code or key in the log', async () => {
+        await srv.stop();
     });
 });

@@ -100,7 +100,8 @@ static void test_data_dir_derived(void **state)
 }
 
 /* A misspelt OTPD_<SECTION>_… variable fails like an unknown INI key, naming
- * it; other OTPD_* names (a wrapper's own) are left alone. */
+ * it, and so does any OTPD_PROVIDER_…; other OTPD_* names (a wrapper's own)
+ * are left alone. */
 static void test_env_unknown(void **state)
 {
     (void)state;
@@ -113,8 +114,10 @@ static void test_env_unknown(void **state)
     assert_string_equal(otp_config_get(c, "server.max_body"), "20000");
     otp_config_free(c);
 
+    /* OTPD_PROVIDER_…: provider settings are never read from the environment,
+     * and refused rather than ignored. */
     const char *typos[] = {"OTPD_LIMITS_DEFALTS", "OTPD_SERVER_MAX_BODDY", "OTPD_STORE_MIGRATION",
-                           "OTPD_DELIVERY_"};
+                           "OTPD_DELIVERY_", "OTPD_PROVIDER_SMS_URL"};
     for (size_t i = 0; i < sizeof(typos) / sizeof(typos[0]); i++) {
         setenv(typos[i], "1", 1);
         c = otp_config_new();
