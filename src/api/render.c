@@ -66,8 +66,8 @@ bool otp_api_parse_vars(otp_http_req *req, json_t *body, otp_api_vars *ret)
             continue;
         }
         if (!text_ok(s, 0, VAR_VALUE_MAX)) {
-            snprintf(msg, sizeof(msg), "variables.%.40s must be at most %d bytes, no line breaks",
-                     k, VAR_VALUE_MAX);
+            snprintf(msg, sizeof(msg), "variables.%.*s must be at most %d bytes, no line breaks",
+                     otp_utf8_cut(k, 40), k, VAR_VALUE_MAX);
             otp_api_invalid_field(req, "variables", msg);
             return false;
         }

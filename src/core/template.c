@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "core/sms_text.h"
+#include "util/str.h"
 
 #define NAME_MAX_LEN 32
 #define CHECK_CODE "0123456789" /* the longest code: 10 digits */
@@ -76,13 +77,7 @@ static bool is_name_char(char c)
  * the message may end up in a JSON reply). */
 static int quote_len(const char *p, size_t whole)
 {
-    size_t n = whole;
-    if (n > QUOTE_MAX) {
-        n = QUOTE_MAX;
-        while (n > 0 && ((unsigned char)p[n] & 0xC0) == 0x80)
-            n--;
-    }
-    return (int)n;
+    return whole > QUOTE_MAX ? otp_utf8_cut(p, QUOTE_MAX) : (int)whole;
 }
 
 /* Parses the placeholder whose "{{" is at p. Returns OTP_TPL_OK and *ret, or

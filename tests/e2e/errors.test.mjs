@@ -146,6 +146,12 @@ describe('request errors store and charge nothing', () => {
             assert.ok(e.details, `details for ${JSON.stringify(body)}`);
             assert.equal(e.details.field, field, `${path} ${JSON.stringify(body)}`);
         }
+        // The message quotes 40 bytes of a bad variable's name: cut before the
+        // 'é' that straddles them, not through it (which made the reply a 500).
+        const long = 'a'.repeat(39) + 'é';
+        const e = assertError(await post('/otp/send', { body: { phoneNumber: phone(), variables: { [long]: 'x\ny' } } }), 400, 'invalid_request');
+        assert.equal(e.message, `variables.${'a'.repeat(39)} must be at most 256 bytes, no line breaks`);
+        assert.equal(e.details.field, 'variables');
     });
 
     it('phone numbers that are not E.164 or cannot receive SMS: 400 invalid_phone_number', async () => {
