@@ -101,13 +101,20 @@ static void resend_done(otp_txn *txn)
 }
 
 /* The code to send: the kept one under `reuse` (true in *ret_reused), else a
- * new one. kept is what the request kept ("" if no code). */
-static void resend_code(const otp_key_auth *auth, const otp_request_info *info, const char *kept,
-                        char *code, bool *ret_reused)
+ * new one. kept is what the request kept ("" if no code). A kept code that no
+ * longer verifies (a resend rotated it while the account was on `rotate`) is
+ * never sent again: the request is rotated. */
+static void resend_code(const otp_api *api, const otp_key_auth *auth, const otp_request_info *info,
+                        const char *kept, char *code, bool *ret_reused)
 {
     int len;
     *ret_reused = auth->resend_strategy == OTP_RESEND_REUSE && otp_code_well_formed(kept, &len) &&
                   len == info->code_length;
+    if (*ret_reused) {
+        uint8_t hash[OTP_CODE_HASH_LEN];
+        otp_code_hash(&api->secrets.code_mac, info->public_id, kept, hash);
+        *ret_reused = otp_code_hash_equal(hash, info->code_hash);
+    }
     if (*ret_reused)
         memcpy(code, kept, (size_t)len + 1);
     else
@@ -215,7 +222,7 @@ void otp_api_resend(otp_http_req *req, void *app)
                           &kept);
     if (vars.n == 0 && kept)
         kept_vars(kept, &vars);
-    resend_code(&auth, &info, kept_code, code, &reused);
+    resend_code(api, &auth, &info, kept_code, code, &reused);
     sodium_memzero(kept_code, sizeof(kept_code));
     r->rotate = !reused;
     if (r->rotate)

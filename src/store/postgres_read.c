@@ -63,7 +63,7 @@ const char *const pg_read_sql[S__COUNT] = {
                   " max_attempts, code_length, expires_in, created_at, expires_at,"
                   " coalesce(verified_at, 0), resend_count, coalesce(last_sent_at, created_at),"
                   " channel, coalesce(template_id, ''), coalesce(app_name, ''),"
-                  " coalesce(app_hash, ''), code_sealed"
+                  " coalesce(app_hash, ''), code_sealed, code_hash"
                   " FROM otp_requests WHERE public_id = $1 AND account_id = $2",
     [S_REQ_MESSAGES] = MESSAGE_COLS " WHERE r.public_id = $1 AND r.account_id = $2 ORDER BY m.id",
     [S_MSG_GET] = MESSAGE_COLS " WHERE m.public_id = $1 AND m.account_id = $2",
@@ -385,6 +385,14 @@ otp_err pg_request_get(otp_store *s, int64_t account_id, const char *request_id,
         q.code_sealed_len = len;
     }
     free(sealed);
+    uint8_t *hash = NULL;
+    if (!e && pg_bytea(r, 0, 20, &hash, &len))
+        e = OTP_E_INTERNAL;
+    else if (!e && (!hash || len != OTP_CODE_HASH_LEN))
+        ok = false;
+    else if (!e)
+        memcpy(q.code_hash, hash, OTP_CODE_HASH_LEN);
+    free(hash);
     PQclear(r);
     if (e)
         return e;

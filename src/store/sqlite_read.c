@@ -111,7 +111,7 @@ static const char *const rsql[R__COUNT] = {
                   " max_attempts, code_length, expires_in, created_at, expires_at,"
                   " coalesce(verified_at, 0), resend_count, coalesce(last_sent_at, created_at),"
                   " channel, coalesce(template_id, ''), coalesce(app_name, ''),"
-                  " coalesce(app_hash, ''), code_sealed"
+                  " coalesce(app_hash, ''), code_sealed, code_hash"
                   " FROM otp_requests WHERE public_id = ?1 AND account_id = ?2",
     [R_REQ_MESSAGES] = MESSAGE_COLS " WHERE r.public_id = ?1 AND r.account_id = ?2 ORDER BY m.id",
     [R_MSG_GET] = MESSAGE_COLS " WHERE m.public_id = ?1 AND m.account_id = ?2",
@@ -524,6 +524,11 @@ otp_err sq_request_get(otp_store *s, int64_t account_id, const char *request_id,
                 r.code_sealed_len = (size_t)len;
             }
         }
+        const void *hash = sqlite3_column_blob(st, 20);
+        if (hash && sqlite3_column_bytes(st, 20) == OTP_CODE_HASH_LEN)
+            memcpy(r.code_hash, hash, OTP_CODE_HASH_LEN);
+        else
+            ok = false;
     }
     sqlite3_reset(st);
     if (rc == SQLITE_DONE)

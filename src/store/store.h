@@ -92,6 +92,9 @@ typedef struct otp_request_info {
      * request stops being pending. 0 = none. */
     uint8_t code_sealed[OTP_CODE_SEALED_MAX];
     size_t code_sealed_len;
+    /* The keyed hash of the code that verifies now (a rotating resend replaces
+     * it, not the kept code): a kept code that no longer matches it is stale. */
+    uint8_t code_hash[OTP_CODE_HASH_LEN];
 } otp_request_info;
 
 /* A message as GET /messages/{id} shows it. */

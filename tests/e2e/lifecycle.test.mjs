@@ -69,7 +69,7 @@ describe('resend, status, cancel, messages', () => {
     const sentCount = (to) => srv.readSms().filter((m) => m.to === to).length;
 
     before(async () => {
-        srv = await startServer({ accounts: { acme: '100.00', other: '100.00', reuser: '100.00' } });
+        srv = await startServer({ accounts: { acme: '100.00', other: '100.00', reuser: '100.00', switcher: '100.00' } });
         key = srv.accounts.acme.key;
         await srv.cli(['account', 'set', 'reuser', '--resend-strategy', 'reuse']);
     });
@@ -176,6 +176,29 @@ describe('resend, status, cancel, messages', () => {
         // Verified: the kept code is gone and resending is refused.
         await srv.advanceClock(COOLDOWN_MS);
         assertError(await resend(d.requestId, {}, rkey), 409, 'otp_already_verified');
+    });
+
+    it('reuse, then rotate, then reuse again: the rotated code is the one that verifies, and the stale kept one is never sent', async () => {
+        const skey = srv.accounts.switcher.key;
+        const strategy = async (s) => {
+            await srv.cli(['account', 'set', 'switcher', '--resend-strategy', s]);
+            // past the key cache, whose entry holds the strategy
+            await srv.advanceClock(COOLDOWN_MS);
+        };
+        await strategy('reuse');
+        const to = phone();
+        const d = await sendOk(srv, skey, { phoneNumber: to, codeLength: 10 });
+        const first = await srv.codeFor(to);
+        await strategy('rotate');
+        assertData(await resend(d.requestId, {}, skey), 200, SEND_KEYS, 'rotating resend');
+        const second = codeFromText((await srv.waitForSms(to, { count: 2 })).text);
+        assert.notEqual(second, first);
+        await strategy('reuse');
+        assertData(await resend(d.requestId, {}, skey), 200, SEND_KEYS, 'resend under reuse again');
+        const third = codeFromText((await srv.waitForSms(to, { count: 3 })).text);
+        assert.notEqual(third, first, 'the code kept at send stopped verifying: it is not sent again');
+        assertError(await srv.verify(skey, d.requestId, first), 400, 'otp_incorrect', 'the first code');
+        assert.deepEqual((await srv.verify(skey, d.requestId, third)).json, { data: { verified: true } }, 'the code of the last SMS');
     });
 
     it('resend errors: unknown / malformed / foreign id 404, missing requestId 400, finished requests 409/410', async () => {
