@@ -33,6 +33,8 @@ void otp_api_message(otp_http_req *req, void *app)
         return;
     }
     otp_err e = api->store->ops->message_get(api->store, auth.account_id, id, &m);
+    if (!e && m.test != auth.test)
+        e = OTP_E_MESSAGE_NOT_FOUND; /* the other key mode's: as unknown */
     if (e) {
         otp_http_reply_error(req, e == OTP_E_MESSAGE_NOT_FOUND ? e : OTP_E_UNAVAILABLE, NULL, NULL);
         return;

@@ -122,7 +122,7 @@ typedef struct send_params {
 } send_params;
 
 /* Validates the send body into *p; returns false after replying. */
-static bool parse_send(otp_http_req *req, json_t *body, send_params *p)
+static bool parse_send(otp_http_req *req, json_t *body, bool test, send_params *p)
 {
     p->code_length = DEFAULT_CODE_LENGTH;
     p->expires_in = DEFAULT_EXPIRES_IN;
@@ -140,7 +140,7 @@ static bool parse_send(otp_http_req *req, json_t *body, send_params *p)
     p->phone = json_string_value(phone);
 
     const char *channel;
-    if (!otp_api_idem_init(req, body, &p->idem) ||
+    if (!otp_api_idem_init(req, body, test, &p->idem) ||
         !otp_api_int_field(req, body, "codeLength", OTP_CODE_MIN_LEN, OTP_CODE_MAX_LEN,
                            &p->code_length) ||
         !otp_api_int_field(req, body, "expiresIn", 60, 3600, &p->expires_in) ||
@@ -256,7 +256,7 @@ void otp_api_send(otp_http_req *req, void *app)
         otp_http_reply_error(req, e, NULL, NULL);
         return;
     }
-    if (!parse_send(req, body, &p))
+    if (!parse_send(req, body, auth.test, &p))
         goto out;
     if (otp_phone_parse(p.phone, &phone) != OTP_PHONE_OK) {
         otp_http_reply_error(req, OTP_E_INVALID_PHONE_NUMBER, NULL, NULL);
@@ -447,6 +447,7 @@ void otp_api_verify(otp_http_req *req, void *app)
     st->txn.done = verify_done;
     st->txn.user = st;
     v->account_id = auth.account_id;
+    v->test = auth.test;
     memcpy(v->request_id, request_id, OTP_ID_SIZE);
     otp_code_hash(&api->secrets.code_mac, request_id, code, v->code_hash);
     v->code_length = code_length;

@@ -172,7 +172,7 @@ void otp_api_resend(otp_http_req *req, void *app)
         goto out;
     }
     request_id = json_string_value(rid);
-    if (!otp_api_idem_init(req, body, &idem) || !otp_api_parse_vars(req, body, &vars))
+    if (!otp_api_idem_init(req, body, auth.test, &idem) || !otp_api_parse_vars(req, body, &vars))
         goto out;
     if (!otp_id_valid(request_id, "req_")) {
         otp_http_reply_error(req, OTP_E_OTP_NOT_FOUND, NULL, NULL);

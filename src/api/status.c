@@ -7,7 +7,9 @@
  * strict clients). A cancel is a txn like any other write: pending → cancelled
  * atomically with respect to verifies and resends, then the object is read back
  * on the HTTP thread. Cancelling a cancelled request answers 200 again, so a
- * client may retry a cancel whose answer it lost.
+ * client may retry a cancel whose answer it lost. A key sees the requests of
+ * its own mode only (test or live), as for verify and resend: the other mode's
+ * are 404.
  */
 #include "api/api.h"
 #include "core/phone.h"
@@ -21,6 +23,7 @@ typedef struct cancel_state {
     otp_txn txn;
     otp_http_req *req;
     otp_api *api;
+    bool test; /* the key's mode */
 } cancel_state;
 
 static void add_message(const otp_message_info *m, void *ctx)
@@ -32,16 +35,28 @@ static void add_message(const otp_message_info *m, void *ctx)
                                          "error", otp_api_json_str_or_null(m->error)));
 }
 
-/* The GET /otp/{id} object of a request of this account, and its number masked
- * for the log line. Returns OTP_OK and a new reference, OTP_E_OTP_NOT_FOUND, or
- * OTP_E_UNAVAILABLE. */
-static otp_err status_object(otp_api *api, int64_t account_id, const char *request_id, json_t **ret,
-                             char masked[OTP_PHONE_MASK_SIZE])
+/* The request of this account and key mode (test keys see test requests only,
+ * live keys live ones): OTP_OK, OTP_E_OTP_NOT_FOUND (also for the other mode's,
+ * as resend answers), or OTP_E_UNAVAILABLE. */
+static otp_err request_of(otp_api *api, int64_t account_id, bool test, const char *request_id,
+                          otp_request_info *ret)
+{
+    otp_err e = api->store->ops->request_get(api->store, account_id, request_id, ret);
+    if (!e && ret->test != test)
+        return OTP_E_OTP_NOT_FOUND;
+    return !e || e == OTP_E_OTP_NOT_FOUND ? e : OTP_E_UNAVAILABLE;
+}
+
+/* The GET /otp/{id} object of a request of this account and key mode, and its
+ * number masked for the log line. Returns OTP_OK and a new reference,
+ * OTP_E_OTP_NOT_FOUND, or OTP_E_UNAVAILABLE. */
+static otp_err status_object(otp_api *api, int64_t account_id, bool test, const char *request_id,
+                             json_t **ret, char masked[OTP_PHONE_MASK_SIZE])
 {
     otp_request_info info;
-    otp_err e = api->store->ops->request_get(api->store, account_id, request_id, &info);
+    otp_err e = request_of(api, account_id, test, request_id, &info);
     if (e)
-        return e == OTP_E_OTP_NOT_FOUND ? e : OTP_E_UNAVAILABLE;
+        return e;
     otp_phone_mask(info.phone, masked);
     json_t *messages = json_array();
     if (!messages)
@@ -73,12 +88,12 @@ static otp_err status_object(otp_api *api, int64_t account_id, const char *reque
     return OTP_OK;
 }
 
-static void reply_status(otp_http_req *req, otp_api *api, int64_t account_id,
+static void reply_status(otp_http_req *req, otp_api *api, int64_t account_id, bool test,
                          const char *request_id)
 {
     json_t *o;
     char masked[OTP_PHONE_MASK_SIZE];
-    otp_err e = status_object(api, account_id, request_id, &o, masked);
+    otp_err e = status_object(api, account_id, test, request_id, &o, masked);
     if (e) {
         otp_http_reply_error(req, e, NULL, NULL);
         return;
@@ -100,7 +115,7 @@ void otp_api_status(otp_http_req *req, void *app)
         otp_http_reply_error(req, OTP_E_OTP_NOT_FOUND, NULL, NULL);
         return;
     }
-    reply_status(req, api, auth.account_id, id);
+    reply_status(req, api, auth.account_id, auth.test, id);
 }
 
 /* POST /otp/{x}: a request id has no POST (405; Allow: GET from the router,
@@ -121,7 +136,7 @@ static void cancel_finish(otp_http_req *req, void *app)
     (void)app;
     otp_txn_cancel *c = &st->txn.u.cancel;
     if (st->txn.err == OTP_OK || st->txn.err == OTP_E_OTP_CANCELLED)
-        reply_status(req, st->api, c->account_id, c->request_id);
+        reply_status(req, st->api, c->account_id, st->test, c->request_id);
     else
         otp_http_reply_error(req, st->txn.err, NULL, NULL);
 }
@@ -145,6 +160,13 @@ void otp_api_cancel(otp_http_req *req, void *app)
         otp_http_reply_error(req, OTP_E_OTP_NOT_FOUND, NULL, NULL);
         return;
     }
+    /* A request's mode never changes, so it is checked before the txn. */
+    otp_request_info info;
+    otp_err e = request_of(api, auth.account_id, auth.test, id, &info);
+    if (e) {
+        otp_http_reply_error(req, e, NULL, NULL);
+        return;
+    }
     cancel_state *st = calloc(1, sizeof(*st));
     if (!st) {
         otp_http_reply_error(req, OTP_E_INTERNAL, NULL, NULL);
@@ -153,6 +175,7 @@ void otp_api_cancel(otp_http_req *req, void *app)
     otp_http_set_state(req, st, free);
     st->req = req;
     st->api = api;
+    st->test = auth.test;
     st->txn.kind = OTP_TXN_CANCEL;
     st->txn.done = cancel_done;
     st->txn.user = st;

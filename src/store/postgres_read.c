@@ -24,7 +24,7 @@
 #define MESSAGE_COLS                                                                               \
     "SELECT m.public_id, r.public_id, m.to_phone, m.status, coalesce(m.provider, ''),"             \
     " coalesce(m.provider_message_id, ''), m.attempts, m.segments, m.created_at, m.updated_at,"    \
-    " coalesce(m.error, '') FROM messages m JOIN otp_requests r ON r.id = m.request_id"
+    " coalesce(m.error, ''), m.test FROM messages m JOIN otp_requests r ON r.id = m.request_id"
 #define TEMPLATE_COLS                                                                              \
     "SELECT public_id, name, body, coalesce(dlt_template_id, ''), coalesce(sender_id, ''),"        \
     " is_default, created_at FROM templates"
@@ -417,6 +417,7 @@ static bool message_from_row(const PGresult *r, int i, otp_message_info *m)
     m->created_at_ms = pg_int(r, i, 8);
     m->updated_at_ms = pg_int(r, i, 9);
     pg_copy(r, i, 10, m->error, sizeof(m->error));
+    m->test = pg_int(r, i, 11) != 0;
     return ok;
 }
 

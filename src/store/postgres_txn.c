@@ -43,7 +43,7 @@ const char *const pg_write_sql[S__COUNT] = {
                ", $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28,"
                " $29::bigint[])",
     [S_VERIFY_LOCK] = "SELECT id, status, attempts_left, expires_at, coalesce(verified_at, 0),"
-                      " code_hash, code_length, phone, region FROM otp_requests"
+                      " code_hash, code_length, phone, region, test FROM otp_requests"
                       " WHERE public_id = $1 AND account_id = $2 FOR NO KEY UPDATE",
     /* The number's advisory lock (the one otp_abuse_pre takes), then its
      * state read by a statement of its own, so after the lock: a guess on one
@@ -566,7 +566,8 @@ static void phone_state_of(PGresult *r, otp_phone_state *ps)
  * then otp_req_guess() on a constant-time comparison. Returns the verdict. */
 static otp_err decide(otp_txn_verify *in, PGresult *r, guess *g)
 {
-    if (PQntuples(r) == 0) /* unknown, or another account's: the same answer */
+    /* unknown, another account's, or of the other key mode: the same answer */
+    if (PQntuples(r) == 0 || (pg_int(r, 0, 9) != 0) != in->test)
         return OTP_E_OTP_NOT_FOUND;
     g->id = pg_int(r, 0, 0);
     pg_copy(r, 0, 7, g->phone, sizeof(g->phone));

@@ -114,7 +114,7 @@ static const char *const wsql[W__COUNT] = {
     [W_LEDGER_INSERT] = "INSERT INTO ledger (account_id, type, amount, balance_after, request_id,"
                         " message_id, note, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [W_REQ_FOR_VERIFY] = "SELECT id, status, attempts_left, expires_at, coalesce(verified_at, 0),"
-                         " code_hash, code_length, phone, region FROM otp_requests"
+                         " code_hash, code_length, phone, region, test FROM otp_requests"
                          " WHERE public_id = ?1 AND account_id = ?2",
     /* A sealed code (reuse strategy) goes as soon as the request is no longer
      * pending (CASE without ELSE is NULL). */
@@ -1068,6 +1068,8 @@ static otp_err tx_verify(sq_store *s, otp_txn_verify *in, bool *ret_keep)
     bind_text(st, 1, in->request_id);
     sqlite3_bind_int64(st, 2, in->account_id);
     int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && (sqlite3_column_int(st, 9) != 0) != in->test)
+        rc = SQLITE_DONE; /* the other mode's: as unknown */
     if (rc == SQLITE_ROW) {
         id = sqlite3_column_int64(st, 0);
         status_ok = parse_req_status((const char *)sqlite3_column_text(st, 1), &state.status);

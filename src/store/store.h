@@ -110,6 +110,7 @@ typedef struct otp_message_info {
     int64_t created_at_ms;
     int64_t updated_at_ms;
     char error[OTP_ERROR_TEXT_SIZE]; /* "" if none */
+    bool test;                       /* sent with a test key */
 } otp_message_info;
 
 /* One status change of a message (its delivery history). */
@@ -341,6 +342,7 @@ typedef struct otp_txn_send {
 typedef struct otp_txn_verify {
     /* in */
     int64_t account_id;
+    bool test; /* the key's mode: a request of the other mode is OTP_NOT_FOUND */
     char request_id[OTP_ID_SIZE];
     uint8_t code_hash[OTP_CODE_HASH_LEN]; /* of the guess, under this request id */
     int code_length;                      /* of the guess; mismatch = INVALID_OTP_CODE */

@@ -132,6 +132,60 @@ describe('test mode', () => {
         }
     });
 
+    it('each key mode sees its own requests only: status, verify, cancel, resend and messages of the other mode are 404 and change nothing', async () => {
+        const lkey = srv.accounts.acme.key;
+        const liveTo = phone();
+        const live = await sendOk(srv, lkey, { phoneNumber: liveTo });
+        const liveCode = await srv.codeFor(liveTo);
+        const testTo = phone();
+        const test = await sendOk(srv, tkey, { phoneNumber: testTo });
+        const testCode = codeFromText((await inboxOk(testTo))[0].text);
+        const liveMsg = assertData(await srv.request('GET', `/otp/${live.requestId}`, { key: lkey }), 200).messages[0].messageId;
+        const testMsg = assertData(await srv.request('GET', `/otp/${test.requestId}`, { key: tkey }), 200).messages[0].messageId;
+        await srv.advanceClock(COOLDOWN_MS);
+        for (const [key, d, code, msg, what] of [
+            [tkey, live, liveCode, liveMsg, 'a test key, a live request'],
+            [lkey, test, testCode, testMsg, 'a live key, a test request'],
+        ]) {
+            assertError(await srv.request('GET', `/otp/${d.requestId}`, { key }), 404, 'otp_not_found', `${what}: status`);
+            assertError(await srv.verify(key, d.requestId, code), 404, 'otp_not_found', `${what}: right code`);
+            assertError(await srv.verify(key, d.requestId, '000000'), 404, 'otp_not_found', `${what}: a guess`);
+            assertError(await srv.request('POST', `/otp/${d.requestId}/cancel`, { key }), 404, 'otp_not_found', `${what}: cancel`);
+            assertError(await srv.request('POST', '/otp/resend', { key, body: { requestId: d.requestId } }), 404, 'otp_not_found', `${what}: resend`);
+            assertError(await srv.request('GET', `/messages/${msg}`, { key }), 404, 'message_not_found', `${what}: message`);
+        }
+        // Nothing was used: each is still pending with all its attempts, and
+        // verifies with its own mode's key.
+        for (const [key, d, code] of [[lkey, live, liveCode], [tkey, test, testCode]]) {
+            const s = assertData(await srv.request('GET', `/otp/${d.requestId}`, { key }), 200);
+            assert.equal(s.status, 'pending');
+            assert.equal(s.attemptsLeft, 3);
+            assert.equal(s.resendCount, 0);
+            assert.deepEqual((await srv.verify(key, d.requestId, code)).json, { data: { verified: true } });
+        }
+    });
+
+    it('an idempotency key used by a test key is not replayed to a live key (nor the other way): 409, nothing sent twice or not at all', async () => {
+        const lkey = srv.accounts.acme.key;
+        const to = phone();
+        const body = { phoneNumber: to, idempotencyKey: `signup-${to}` };
+        const t = await sendOk(srv, tkey, body);
+        const e = assertError(await srv.request('POST', '/otp/send', { key: lkey, body }), 409, 'idempotency_key_reused');
+        assert.equal(e.details, undefined);
+        const again = await srv.request('POST', '/otp/send', { key: tkey, body });
+        assertData(again, 201);
+        assert.equal(again.headers['idempotent-replayed'], 'true');
+        assert.equal(again.json.data.requestId, t.requestId);
+        // and a live key's send under a fresh key is sent for real
+        await srv.advanceClock(COOLDOWN_MS);
+        const to2 = phone();
+        const l = await sendOk(srv, lkey, { phoneNumber: to2, idempotencyKey: `signup-${to2}` });
+        await srv.waitForSms(to2);
+        assertError(await srv.request('POST', '/otp/send', { key: tkey, body: { phoneNumber: to2, idempotencyKey: `signup-${to2}` } }), 409, 'idempotency_key_reused');
+        assert.deepEqual(await inboxOk(to2), [], 'the test key sent nothing');
+        assert.ok(l.requestId);
+    });
+
     it('stops cleanly: exit 0, no sanitizer report, no code or key in the log', async () => {
         await srv.stop();
     });

@@ -43,8 +43,12 @@ otp_err credit(otp_store *s, int64_t acc, int64_t amount, int64_t *ret_balance);
 /* Fills t as a SEND of a fresh request (6-digit code, RIGHT hash, 3 attempts,
  * expiring at T0 + 600 s) by key (test or live) of account acc. */
 void make_send(otp_txn *t, int64_t acc, int64_t key, bool test, int segments);
+/* A guess from a key of the request's own mode; verify_as() from a test key
+ * (test) or a live one. */
 otp_err verify(otp_store *s, int64_t acc, const char *request_id, uint8_t guess, int len,
                int64_t now, int *ret_left);
+otp_err verify_as(otp_store *s, int64_t acc, bool test, const char *request_id, uint8_t guess,
+                  int len, int64_t now, int *ret_left);
 /* The account's stats, after asserting balance == ledger sum and balance >= 0. */
 otp_account_stats stats(otp_store *s, int64_t acc);
 /* B->raw_int of fmt with one %s filled by arg. */

@@ -141,12 +141,22 @@ void make_send(otp_txn *t, int64_t acc, int64_t key, bool test, int segments)
     s->sealed_text_len = sizeof(sealed_text) - 1;
 }
 
+/* (a live key's if the request is unknown) */
 otp_err verify(otp_store *s, int64_t acc, const char *request_id, uint8_t guess, int len,
                int64_t now, int *ret_left)
+{
+    otp_request_info r;
+    bool test = s->ops->request_get(s, acc, request_id, &r) == OTP_OK && r.test;
+    return verify_as(s, acc, test, request_id, guess, len, now, ret_left);
+}
+
+otp_err verify_as(otp_store *s, int64_t acc, bool test, const char *request_id, uint8_t guess,
+                  int len, int64_t now, int *ret_left)
 {
     otp_txn t = {.kind = OTP_TXN_VERIFY};
     otp_txn_verify *v = &t.u.verify;
     v->account_id = acc;
+    v->test = test;
     memcpy(v->request_id, request_id, OTP_ID_SIZE);
     memset(v->code_hash, guess, sizeof(v->code_hash));
     v->code_length = len;
@@ -1030,6 +1040,34 @@ static void t_verify_other_account(void **state)
     assert_int_equal(left, 2);
 }
 
+/* A key sees the requests of its own mode only: a live key's guess at a test
+ * request, or a test key's at a live one, is as unknown and uses nothing. */
+static void t_verify_other_mode(void **state)
+{
+    ctx *c = *state;
+    char rid[OTP_ID_SIZE];
+    int left;
+    one_request(c, 3, rid); /* a test key's */
+    assert_int_equal(verify_as(c->s, c->acc, false, rid, RIGHT, 6, T0 + 10, NULL),
+                     OTP_E_OTP_NOT_FOUND);
+    assert_int_equal(verify_as(c->s, c->acc, false, rid, WRONG, 6, T0 + 10, NULL),
+                     OTP_E_OTP_NOT_FOUND);
+    assert_int_equal(verify_as(c->s, c->acc, true, rid, WRONG, 6, T0 + 10, &left),
+                     OTP_E_OTP_INCORRECT);
+    assert_int_equal(left, 2);
+    assert_int_equal(verify_as(c->s, c->acc, true, rid, RIGHT, 6, T0 + 10, NULL), OTP_OK);
+
+    otp_txn t;
+    assert_int_equal(credit(c->s, c->acc, PRICE, NULL), OTP_OK);
+    make_send(&t, c->acc, c->key, false, 1); /* a live key's */
+    assert_int_equal(otp_store_exec(c->s, &t), OTP_OK);
+    assert_int_equal(verify_as(c->s, c->acc, true, t.u.send.request_id, RIGHT, 6, T0 + 10, NULL),
+                     OTP_E_OTP_NOT_FOUND);
+    assert_int_equal(verify_as(c->s, c->acc, false, t.u.send.request_id, WRONG, 6, T0 + 10, &left),
+                     OTP_E_OTP_INCORRECT);
+    assert_int_equal(left, 2);
+}
+
 /* ---- concurrency --------------------------------------------------------- */
 
 void tally_init(tally *t)
@@ -1571,6 +1609,7 @@ static void t_commit_failure_fails_batch(void **state)
     memset(&txns[5], 0, sizeof(txns[5]));
     txns[5].kind = OTP_TXN_VERIFY;
     txns[5].u.verify.account_id = c->acc;
+    txns[5].u.verify.test = true; /* one_request()'s is a test key's */
     memcpy(txns[5].u.verify.request_id, rid, OTP_ID_SIZE);
     memset(txns[5].u.verify.code_hash, WRONG, OTP_CODE_HASH_LEN);
     txns[5].u.verify.code_length = 6;
@@ -1619,6 +1658,7 @@ static void t_batch_txns_isolated(void **state)
     memset(&txns[2], 0, sizeof(txns[2]));          /* wrong guess: kept */
     txns[2].kind = OTP_TXN_VERIFY;
     txns[2].u.verify.account_id = c->acc;
+    txns[2].u.verify.test = true; /* one_request()'s is a test key's */
     memcpy(txns[2].u.verify.request_id, rid, OTP_ID_SIZE);
     memset(txns[2].u.verify.code_hash, WRONG, OTP_CODE_HASH_LEN);
     txns[2].u.verify.code_length = 6;
@@ -1682,6 +1722,7 @@ static void t_failed_txn_half_way_leaves_nothing(void **state)
     memset(&txns[3], 0, sizeof(txns[3]));
     txns[3].kind = OTP_TXN_VERIFY;
     txns[3].u.verify.account_id = c->acc;
+    txns[3].u.verify.test = true; /* one_request()'s is a test key's */
     memcpy(txns[3].u.verify.request_id, rid, OTP_ID_SIZE);
     memset(txns[3].u.verify.code_hash, WRONG, OTP_CODE_HASH_LEN);
     txns[3].u.verify.code_length = 6;
@@ -1780,6 +1821,7 @@ int store_conformance_run(const store_backend *b)
         T(t_verify_expired),
         T(t_verify_wrong_length),
         T(t_verify_other_account),
+        T(t_verify_other_mode),
         T(t_group_commit_threads),
         T(t_group_commit_mixed_balance),
         T(t_verify_concurrent_attempts),
