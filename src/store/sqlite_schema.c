@@ -17,8 +17,10 @@
 #include "store/sqlite_internal.h"
 #include "util/clock.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *const migrations[] = {
     /* 1: the whole initial schema. */
@@ -422,9 +424,25 @@ fail:
     return -1;
 }
 
+/* A database file otpd creates is readable by its owner only (0600), as the
+ * server secret is: it holds the keyed code hashes, the sealed texts and the
+ * numbers. SQLite would create it 0644 (less the umask), and its -wal and -shm
+ * files take the database file's mode. A file that exists keeps its mode; an
+ * in-memory or URI path is left to SQLite. */
+static void create_private(const char *path)
+{
+    if (path[0] == '\0' || path[0] == ':' || strncmp(path, "file:", 5) == 0)
+        return;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0)
+        close(fd);
+}
+
 int sq_schema_open(sq_store *s, bool migrate, char *err, size_t errlen)
 {
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (migrate ? SQLITE_OPEN_CREATE : 0);
+    if (migrate)
+        create_private(s->path);
     /* Through the writer's VFS (sqlite_vfs.c: a commit's WAL writes
      * gathered), which needs synchronous=FULL, set below before any write. */
     int rc = sq_vfs_open(s->path, &s->wdb, flags, SQ_VFS_WRITER);

@@ -9,7 +9,7 @@ import crypto from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { startServer, phones, assertError, sleep } from './lib/server.mjs';
+import { startServer, phones, assertError, sleep, E2E_DB } from './lib/server.mjs';
 
 const phone = phones(16);
 const wrong = (code) => code.slice(0, -1) + String((Number(code.at(-1)) + 1) % 10);
@@ -118,6 +118,12 @@ describe('secrets stay secret', () => {
         const st = fs.statSync(p);
         assert.equal((st.mode & 0o777).toString(8), '600');
         assert.equal(st.size, 32);
+    });
+
+    it('the SQLite database, its WAL and its shared memory are mode 0600', { skip: E2E_DB ? 'the store is PostgreSQL' : false }, () => {
+        const files = fs.readdirSync(srv.dataDir).filter((f) => /^otpd\.db(-wal|-shm)?$/.test(f)).sort();
+        assert.deepEqual(files, ['otpd.db', 'otpd.db-shm', 'otpd.db-wal'], 'the server runs: all three exist');
+        for (const f of files) assert.equal((fs.statSync(path.join(srv.dataDir, f)).mode & 0o777).toString(8), '600', f);
     });
 
     it('one log line per request, with its X-Request-Id as traceId and a masked phone number', async () => {
