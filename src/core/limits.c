@@ -3,8 +3,9 @@
  *
  * A design note on the lockout: failures are counted per (account, number)
  * across all of the number's requests, so an attacker cannot reset the count by
- * asking for a new code. fail_max wrong codes within fail_window lock the
- * number for lock_s; the count then starts over. Independently, every wrong
+ * asking for a new code. fail_max wrong codes within any fail_window (a
+ * rolling window: the times of the failures in it are kept) lock the number
+ * for lock_s; the count then starts over. Independently, every wrong
  * code adds to a streak that only a correct code clears; fail_streak_max of
  * them lock the number for streak_lock_s (NIST SP 800-63B 5.2.2: at most 100
  * consecutive failed attempts). docs/security.md shows why, with the defaults,
@@ -369,14 +370,44 @@ int otp_phone_locked(const otp_phone_state *s, int64_t now_ms)
     return ceil_s(s->locked_until_ms - now_ms);
 }
 
+/* Adds a failure at now to the kept times, keeping only those of the window
+ * that ends at now, oldest first (a guess stamped before one already stored,
+ * as parallel guesses can be, goes in its place). */
+static void fail_times_add(otp_phone_state *s, int64_t window_ms, int64_t now_ms)
+{
+    int n = 0, kept = s->fails < OTP_PHONE_FAILS_KEPT ? s->fails : OTP_PHONE_FAILS_KEPT;
+    for (int i = 0; i < kept; i++)
+        if (s->fail_at[i] > now_ms - window_ms)
+            s->fail_at[n++] = s->fail_at[i];
+    if (n == OTP_PHONE_FAILS_KEPT) { /* only with fail_max = OTP_PHONE_FAILS_KEPT */
+        memmove(s->fail_at, s->fail_at + 1, (size_t)(n - 1) * sizeof(s->fail_at[0]));
+        n--;
+    }
+    int at = n;
+    while (at > 0 && s->fail_at[at - 1] > now_ms) {
+        s->fail_at[at] = s->fail_at[at - 1];
+        at--;
+    }
+    s->fail_at[at] = now_ms;
+    s->fails = n + 1;
+    s->fail_since_ms = s->fail_at[0];
+    s->times_kept = true;
+}
+
 bool otp_phone_fail(otp_phone_state *s, const otp_limits *l, int64_t now_ms)
 {
     bool locked = false;
-    if (s->fails == 0 || now_ms - s->fail_since_ms >= (int64_t)l->fail_window_s * 1000) {
-        s->fails = 0;
-        s->fail_since_ms = now_ms;
+    int64_t window_ms = (int64_t)l->fail_window_s * 1000;
+    if (l->fail_max > 0 && l->fail_max <= OTP_PHONE_FAILS_KEPT) {
+        fail_times_add(s, window_ms, now_ms);
+    } else {
+        if (s->fails == 0 || now_ms - s->fail_since_ms >= window_ms) {
+            s->fails = 0;
+            s->fail_since_ms = now_ms;
+        }
+        s->fails++;
+        s->times_kept = false;
     }
-    s->fails++;
     s->streak++;
     if (l->fail_streak_max > 0 && s->streak >= l->fail_streak_max) {
         s->locked_until_ms = now_ms + (int64_t)l->streak_lock_s * 1000;
@@ -401,6 +432,45 @@ void otp_phone_success(otp_phone_state *s)
     s->fails = 0;
     s->fail_since_ms = 0;
     s->streak = 0;
+}
+
+size_t otp_phone_fail_times_encode(const otp_phone_state *s, uint8_t out[OTP_PHONE_FAILS_KEPT * 8])
+{
+    if (!s->times_kept || s->fails <= 0)
+        return 0;
+    int n = s->fails < OTP_PHONE_FAILS_KEPT ? s->fails : OTP_PHONE_FAILS_KEPT;
+    for (int i = 0; i < n; i++) {
+        uint64_t v = (uint64_t)s->fail_at[i];
+        for (int b = 0; b < 8; b++)
+            out[i * 8 + b] = (uint8_t)(v >> (56 - 8 * b));
+    }
+    return (size_t)n * 8;
+}
+
+void otp_phone_fail_times_decode(otp_phone_state *s, const uint8_t *in, size_t len)
+{
+    /* fails = 0 (a success, a lock, an operator's lift) empties the window
+     * whatever times a store left beside it. */
+    if (s->fails > 0 && in && len > 0 && len % 8 == 0 && len / 8 <= OTP_PHONE_FAILS_KEPT) {
+        int n = (int)(len / 8);
+        for (int i = 0; i < n; i++) {
+            uint64_t v = 0;
+            for (int b = 0; b < 8; b++)
+                v = v << 8 | in[i * 8 + b];
+            s->fail_at[i] = (int64_t)v;
+        }
+        s->fails = n;
+        s->fail_since_ms = s->fail_at[0];
+        s->times_kept = true;
+        return;
+    }
+    /* Counted in a fixed window (or before the times were kept): each of its
+     * failures counts as made at the window's start, which keeps them in a
+     * rolling window no longer than the fixed one kept them. */
+    int n = s->fails < OTP_PHONE_FAILS_KEPT ? s->fails : OTP_PHONE_FAILS_KEPT;
+    for (int i = 0; i < n; i++)
+        s->fail_at[i] = s->fail_since_ms;
+    s->times_kept = false;
 }
 
 /* ---- countries ---- */

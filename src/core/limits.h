@@ -129,14 +129,32 @@ enum { OTP_PHONE_SEND_OK = 0, OTP_PHONE_SEND_INTERVAL = 1, OTP_PHONE_SEND_WINDOW
 int otp_phone_send_check(const otp_limits *l, const int64_t *recent_ms, int n, int64_t now_ms,
                          int *ret_retry_s);
 
+/* The failure window rolls (SPEC 3: fail_max wrong codes within any
+ * fail_window) for fail_max up to this many: the times of the failures inside
+ * the window are kept. A larger fail_max (an unusual setting) counts in fixed
+ * windows from a first failure, with fails and fail_since alone. */
+#define OTP_PHONE_FAILS_KEPT 64
+
 /* A number's failure state, as the store keeps it. */
 typedef struct otp_phone_state {
-    int fails;             /* wrong codes since fail_since */
-    int64_t fail_since_ms; /* start of the current failure window */
+    int fails;             /* wrong codes in the window (kept times, when kept) */
+    int64_t fail_since_ms; /* the oldest of them (the fixed window's start) */
     int streak;            /* consecutive wrong codes with no success */
     int64_t locked_until_ms;
     int lock_kind; /* 0 none, 1 window lock, 2 streak lock (24 h) */
+    /* The failures' times, oldest first: fail_at[0 .. fails - 1] when kept
+     * (times_kept), else only the count and fail_since. */
+    bool times_kept;
+    int64_t fail_at[OTP_PHONE_FAILS_KEPT];
 } otp_phone_state;
+
+/* The kept failure times as the store keeps them (8 bytes each, big-endian,
+ * oldest first): writes out and returns its length, 0 if none are kept. */
+size_t otp_phone_fail_times_encode(const otp_phone_state *s, uint8_t out[OTP_PHONE_FAILS_KEPT * 8]);
+/* Restores the failure times from the store's bytes (NULL: a state written
+ * before the times were kept, whose fails all count as at fail_since). Call
+ * after fails and fail_since are set; with fails = 0 the bytes are ignored. */
+void otp_phone_fail_times_decode(otp_phone_state *s, const uint8_t *in, size_t len);
 
 /* Seconds (>= 1) until the lock ends, or 0 if the number is not locked at now. */
 int otp_phone_locked(const otp_phone_state *s, int64_t now_ms);

@@ -1286,8 +1286,15 @@ static const char *const migration7[] = {
     NULL,
 };
 
+static const char *const migration8[] = {
+    /* 8: the times of a number's wrong codes within the failure window, as
+     * SQLite's migration 8. */
+    "ALTER TABLE phone_state ADD COLUMN fail_times bytea;",
+    NULL,
+};
+
 static const char *const *const migrations[] = {migration1, migration2, migration3, migration4,
-                                                migration5, migration6, migration7};
+                                                migration5, migration6, migration7, migration8};
 
 /* The schema versions this backend can build. store.h's OTP_SCHEMA_VERSION may
  * move ahead of it while a new migration is written for SQLite first: the

@@ -62,15 +62,17 @@ const char *const pg_write_sql[S__COUNT] = {
                       " || p.phone)) FROM (SELECT DISTINCT phone FROM otp_requests"
                       " WHERE account_id = $1::bigint AND public_id = ANY($2::text[])"
                       " ORDER BY phone) p",
-    [S_PHONE_STATE_GET] = "SELECT fails, fail_since, streak, locked_until, lock_kind"
+    [S_PHONE_STATE_GET] = "SELECT fails, fail_since, streak, locked_until, lock_kind, fail_times"
                           " FROM phone_state WHERE account_id = $2 AND phone ="
                           " (SELECT phone FROM otp_requests WHERE public_id = $1"
                           " AND account_id = $2)",
     [S_PHONE_STATE_PUT] = "INSERT INTO phone_state (account_id, phone, fails, fail_since, streak,"
-                          " locked_until, lock_kind) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                          " locked_until, lock_kind, fail_times)"
+                          " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
                           " ON CONFLICT (account_id, phone) DO UPDATE SET fails = excluded.fails,"
                           " fail_since = excluded.fail_since, streak = excluded.streak,"
-                          " locked_until = excluded.locked_until, lock_kind = excluded.lock_kind",
+                          " locked_until = excluded.locked_until, lock_kind = excluded.lock_kind,"
+                          " fail_times = excluded.fail_times",
     [S_TRAFFIC_ADD] = "SELECT otp_traffic_add($1, $2, $3, $4, $5)",
     /* A sealed code (reuse strategy) goes as soon as the request is no longer
      * pending (CASE without ELSE is NULL). */
@@ -557,6 +559,12 @@ static void phone_state_of(PGresult *r, otp_phone_state *ps)
     ps->streak = (int)pg_int(r, 0, 2);
     ps->locked_until_ms = pg_int(r, 0, 3);
     ps->lock_kind = (int)pg_int(r, 0, 4);
+    uint8_t *times = NULL;
+    size_t len = 0;
+    if (pg_bytea(r, 0, 5, &times, &len) != 0)
+        len = 0; /* out of memory: as a state of before, counted at fail_since */
+    otp_phone_fail_times_decode(ps, times, len);
+    free(times);
 }
 
 /* Decides one guess on the locked request row r (and, with abuse.use, the
@@ -645,6 +653,9 @@ static bool send_guess_writes(pg_conn *c, const otp_txn_verify *in, const guess 
         pg_p_int(&w, g->ps.streak);
         pg_p_int(&w, g->ps.locked_until_ms);
         pg_p_int(&w, g->ps.lock_kind);
+        uint8_t times[OTP_PHONE_FAILS_KEPT * 8];
+        size_t n = otp_phone_fail_times_encode(&g->ps, times);
+        pg_p_bytea(&w, n ? times : NULL, n);
         ok = send_prepared(c, S_PHONE_STATE_PUT, &w);
     }
     if (ok && g->converted) {

@@ -309,6 +309,11 @@ static const char *const migrations[] = {
     "ALTER TABLE ledger ADD COLUMN reference TEXT;"
     "CREATE UNIQUE INDEX ledger_reference ON ledger(account_id, reference)"
     " WHERE reference IS NOT NULL;",
+    /* 8: the times of a number's wrong codes within the failure window (8
+     * bytes each, big-endian, oldest first: core/limits.h), so that the
+     * window rolls; NULL for a state of before (its fails count at
+     * fail_since) and when fail_max is too large to keep them. */
+    "ALTER TABLE phone_state ADD COLUMN fail_times BLOB;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == OTP_SCHEMA_VERSION,

@@ -209,13 +209,15 @@ static const char *const wsql[W__COUNT] = {
                      " (SELECT rowid FROM idempotency WHERE created_at < ?1"
                      " ORDER BY created_at LIMIT ?2)",
     /* ---- abuse protection (SPEC 3) ---- */
-    [W_PHONE_STATE_GET] = "SELECT fails, fail_since, streak, locked_until, lock_kind"
+    [W_PHONE_STATE_GET] = "SELECT fails, fail_since, streak, locked_until, lock_kind, fail_times"
                           " FROM phone_state WHERE account_id = ?1 AND phone = ?2",
     [W_PHONE_STATE_PUT] = "INSERT INTO phone_state (account_id, phone, fails, fail_since, streak,"
-                          " locked_until, lock_kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                          " locked_until, lock_kind, fail_times)"
+                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
                           " ON CONFLICT (account_id, phone) DO UPDATE SET fails = excluded.fails,"
                           " fail_since = excluded.fail_since, streak = excluded.streak,"
-                          " locked_until = excluded.locked_until, lock_kind = excluded.lock_kind",
+                          " locked_until = excluded.locked_until, lock_kind = excluded.lock_kind,"
+                          " fail_times = excluded.fail_times",
     /* A backwards range scan of messages_phone_recent. */
     [W_RECENT_SENDS] = "SELECT created_at FROM messages"
                        " WHERE account_id = ?1 AND to_phone = ?2 AND created_at > ?3"
@@ -586,6 +588,8 @@ static otp_err phone_state_get(sq_store *s, int64_t account, const char *phone,
         ret->streak = sqlite3_column_int(st, 2);
         ret->locked_until_ms = sqlite3_column_int64(st, 3);
         ret->lock_kind = sqlite3_column_int(st, 4);
+        otp_phone_fail_times_decode(ret, sqlite3_column_blob(st, 5),
+                                    (size_t)sqlite3_column_bytes(st, 5));
     }
     sqlite3_reset(st);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? OTP_OK : sq_err(rc);
@@ -602,6 +606,12 @@ static otp_err phone_state_put(sq_store *s, int64_t account, const char *phone,
     sqlite3_bind_int(st, 5, ps->streak);
     sqlite3_bind_int64(st, 6, ps->locked_until_ms);
     sqlite3_bind_int(st, 7, ps->lock_kind);
+    uint8_t times[OTP_PHONE_FAILS_KEPT * 8];
+    size_t n = otp_phone_fail_times_encode(ps, times);
+    if (n)
+        sqlite3_bind_blob(st, 8, times, (int)n, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 8);
     int rc = run(st);
     return rc == SQLITE_DONE ? OTP_OK : sq_err(rc);
 }

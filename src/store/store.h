@@ -709,7 +709,7 @@ typedef struct otp_store_options {
 } otp_store_options;
 
 /* Latest schema version this binary knows. */
-#define OTP_SCHEMA_VERSION 7
+#define OTP_SCHEMA_VERSION 8
 
 /* Opens the store named by url: "sqlite:PATH" (or a bare path) or "postgres://…".
  * On error returns -1 and writes a one-line reason into err. */

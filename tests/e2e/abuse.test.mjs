@@ -172,6 +172,19 @@ describe('abuse: lockout after wrong codes across requests', () => {
         assertData(await srv.verify(key, c.requestId, codeC), 200, ['verified']);
     });
 
+    it('the window rolls: 5 wrong codes within any 15 minutes lock, also across the 15th minute after the first', async () => {
+        const to = phone();
+        const a = assertData(await srv.send(key, { phoneNumber: to, maxAttempts: 10, expiresIn: 3600 }), 201, SEND_KEYS);
+        const code = await srv.codeFor(to);
+        assertError(await srv.verify(key, a.requestId, wrong(code, 0)), 400, 'otp_incorrect');
+        await srv.advanceClock(899000);
+        for (let i = 1; i < 4; i++) assertError(await srv.verify(key, a.requestId, wrong(code, i)), 400, 'otp_incorrect');
+        await srv.advanceClock(1500); // the first has left the window: 3 in it
+        assertError(await srv.verify(key, a.requestId, wrong(code, 4)), 400, 'otp_incorrect', '4 within 15 minutes');
+        assertError(await srv.verify(key, a.requestId, wrong(code, 5)), 400, 'otp_incorrect', 'the 5th within 15 minutes');
+        assert429(await srv.verify(key, a.requestId, code), 'phone_locked', 'phone_locked', 899, 900, 'locked, the right code too');
+    });
+
     it('a correct verification before the 5th wrong code resets the count', async () => {
         const to = phone();
         const a = assertData(await send(to), 201, SEND_KEYS);

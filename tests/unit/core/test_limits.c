@@ -260,6 +260,95 @@ static void test_lockout(void **state)
     assert_int_equal(w.fails, 1);
 }
 
+/* The window rolls: fail_max wrong codes within ANY fail_window lock, also
+ * when they straddle the end of a window counted from a first failure (in
+ * fixed windows, 4 just before that end and 4 just after passed unlocked). */
+static void test_lockout_window_rolls(void **state)
+{
+    (void)state;
+    otp_limits l;
+    otp_limits_defaults(&l); /* 5 within 900 s */
+    otp_phone_state s = {0};
+    int64_t t = 50000000;
+    assert_false(otp_phone_fail(&s, &l, t));
+    for (int i = 0; i < 3; i++)
+        assert_false(otp_phone_fail(&s, &l, t + 899000));
+    /* t has left the window: 3 + this one */
+    assert_false(otp_phone_fail(&s, &l, t + 900500));
+    assert_int_equal(s.fails, 4);
+    assert_true(otp_phone_fail(&s, &l, t + 901000)); /* the 5th within 900 s */
+    assert_int_equal(otp_phone_locked(&s, t + 901000), 900);
+
+    /* Every 900 s window holds at most 4 unlocked failures, however they are
+     * spaced: a failure every 225 s passes for ever (4 per 900 s), one every
+     * 180 s locks at the 5th (5 in 720 s). */
+    otp_phone_state u = {0};
+    for (int i = 0; i < 50; i++)
+        assert_false(otp_phone_fail(&u, &l, t + i * 225000LL + 1));
+    otp_phone_state v = {0};
+    for (int i = 0; i < 4; i++)
+        assert_false(otp_phone_fail(&v, &l, t + i * 180000LL));
+    assert_true(otp_phone_fail(&v, &l, t + 4 * 180000LL));
+
+    /* A guess stamped before one already counted (parallel guesses) takes its
+     * place in time order; the oldest still leaves first. */
+    otp_phone_state o = {0};
+    otp_phone_fail(&o, &l, t + 5000);
+    otp_phone_fail(&o, &l, t + 1000);
+    assert_int_equal(o.fail_since_ms, t + 1000);
+    assert_int_equal(o.fail_at[1], t + 5000);
+    assert_false(otp_phone_fail(&o, &l, t + 901000)); /* t + 1000 gone */
+    assert_int_equal(o.fails, 2);
+    assert_int_equal(o.fail_since_ms, t + 5000);
+}
+
+/* The kept times survive the store's bytes; a state without them (written
+ * before they were kept, or counted in a fixed window) counts its failures
+ * at fail_since; a fail_max above what is kept counts in fixed windows. */
+static void test_lockout_times_stored(void **state)
+{
+    (void)state;
+    otp_limits l;
+    otp_limits_defaults(&l);
+    int64_t t = 50000000;
+    otp_phone_state s = {0};
+    otp_phone_fail(&s, &l, t);
+    otp_phone_fail(&s, &l, t + 7000);
+    uint8_t buf[OTP_PHONE_FAILS_KEPT * 8];
+    size_t len = otp_phone_fail_times_encode(&s, buf);
+    assert_int_equal(len, 16);
+    otp_phone_state z = {0}; /* fails = 0 (an operator's lift): the times are ignored */
+    otp_phone_fail_times_decode(&z, buf, len);
+    assert_int_equal(z.fails, 0);
+    otp_phone_state r = {.fails = 99, .fail_since_ms = 1};
+    otp_phone_fail_times_decode(&r, buf, len);
+    assert_int_equal(r.fails, 2);
+    assert_int_equal(r.fail_since_ms, t);
+    assert_int_equal(r.fail_at[1], t + 7000);
+    assert_true(r.times_kept);
+    for (int i = 0; i < 2; i++)
+        assert_false(otp_phone_fail(&r, &l, t + 8000));
+    assert_true(otp_phone_fail(&r, &l, t + 9000));
+    assert_int_equal(otp_phone_fail_times_encode(&r, buf), 0); /* locked: count reset */
+
+    /* an old row: 4 failures since t, no times */
+    otp_phone_state old = {.fails = 4, .fail_since_ms = t};
+    otp_phone_fail_times_decode(&old, NULL, 0);
+    assert_true(otp_phone_fail(&old, &l, t + 899999));
+    otp_phone_state aged = {.fails = 4, .fail_since_ms = t};
+    otp_phone_fail_times_decode(&aged, NULL, 0);
+    assert_false(otp_phone_fail(&aged, &l, t + 900000));
+    assert_int_equal(aged.fails, 1);
+
+    /* fail_max above OTP_PHONE_FAILS_KEPT: fixed windows, no times stored */
+    l.fail_max = OTP_PHONE_FAILS_KEPT + 1;
+    otp_phone_state big = {0};
+    for (int i = 0; i < OTP_PHONE_FAILS_KEPT; i++)
+        assert_false(otp_phone_fail(&big, &l, t + i));
+    assert_int_equal(otp_phone_fail_times_encode(&big, buf), 0);
+    assert_true(otp_phone_fail(&big, &l, t + 1000));
+}
+
 /* docs/security.md: under the defaults an attacker who guesses as fast as the
  * limits allow gets at most 100 wrong guesses per number in any 24 h, so the
  * chance of guessing a 6-digit code is at most 100 / 10^6 = 1 / 10,000 a day. */
@@ -346,6 +435,8 @@ int main(void)
         cmocka_unit_test(test_key_lease),
         cmocka_unit_test(test_phone_window),
         cmocka_unit_test(test_lockout),
+        cmocka_unit_test(test_lockout_window_rolls),
+        cmocka_unit_test(test_lockout_times_stored),
         cmocka_unit_test(test_brute_force_bound),
         cmocka_unit_test(test_countries),
         cmocka_unit_test(test_prefix_and_safe),

@@ -295,6 +295,42 @@ static void t_lockout(void **state)
     assert_int_equal(otp_store_exec(f->s, &l), OTP_E_NOT_FOUND);
 }
 
+/* The store keeps the times of the wrong codes, so the window rolls: 1 wrong
+ * code, 3 more just before 900 s have passed, then 2 just after: the second of
+ * those is the 5th within 900 s and locks (in fixed windows counted from the
+ * first, the count started over and it did not). A lift forgets the times. */
+static void t_lockout_window_rolls(void **state)
+{
+    fx *f = *state;
+    otp_txn a;
+    make_send(&a, f, "+919876500002", T0);
+    a.u.send.expires_in_s = 3600;
+    a.u.send.expires_at_ms = T0 + 3600000;
+    assert_int_equal(otp_store_exec(f->s, &a), OTP_OK);
+    const char *rid = a.u.send.request_id;
+    int64_t t = T0 + 1000;
+    otp_abuse out;
+    assert_int_equal(verify(f, rid, false, t, &out), OTP_E_OTP_INCORRECT);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(verify(f, rid, false, t + 899000, &out), OTP_E_OTP_INCORRECT);
+    assert_int_equal(verify(f, rid, false, t + 900500, &out), OTP_E_OTP_INCORRECT);
+    assert_false(out.phone_locked_now);
+    assert_int_equal(verify(f, rid, false, t + 901000, &out), OTP_E_OTP_INCORRECT);
+    assert_true(out.phone_locked_now);
+    assert_int_equal(verify(f, rid, true, t + 901000, &out), OTP_E_PHONE_LOCKED);
+
+    otp_txn l = {.kind = OTP_TXN_ACCOUNT_SET};
+    l.u.account_set.account_id = f->acc;
+    l.u.account_set.fields = OTP_SET_BLOCK_LIFT;
+    snprintf(l.u.account_set.lift_target, OTP_PREFIX_SIZE, "+919876500002");
+    l.u.account_set.now_ms = t + 902000;
+    assert_int_equal(otp_store_exec(f->s, &l), OTP_OK);
+    /* 3 more wrong codes after the lift: none of the earlier ones count */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(verify(f, rid, false, t + 903000, &out), OTP_E_OTP_INCORRECT);
+    assert_false(out.phone_locked_now);
+}
+
 static void t_pumping(void **state)
 {
     fx *f = *state;
@@ -748,6 +784,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(t_window_under_parallel_sends, setup, teardown),
         cmocka_unit_test_setup_teardown(t_lockout, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_lockout_window_rolls, setup, teardown),
         cmocka_unit_test_setup_teardown(t_pumping, setup, teardown),
         cmocka_unit_test_setup_teardown(t_spend_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(t_refund_lowers_spend, setup, teardown),
