@@ -450,8 +450,11 @@ size_t otp_phone_fail_times_encode(const otp_phone_state *s, uint8_t out[OTP_PHO
 void otp_phone_fail_times_decode(otp_phone_state *s, const uint8_t *in, size_t len)
 {
     /* fails = 0 (a success, a lock, an operator's lift) empties the window
-     * whatever times a store left beside it. */
-    if (s->fails > 0 && in && len > 0 && len % 8 == 0 && len / 8 <= OTP_PHONE_FAILS_KEPT) {
+     * whatever times a store left beside it; times that do not match fails
+     * were left by a writer that does not keep them (an older node during a
+     * rolling upgrade, which counted in fixed windows): counted as below. */
+    if (s->fails > 0 && in && len % 8 == 0 && len / 8 == (size_t)s->fails &&
+        len / 8 <= OTP_PHONE_FAILS_KEPT) {
         int n = (int)(len / 8);
         for (int i = 0; i < n; i++) {
             uint64_t v = 0;
@@ -459,7 +462,6 @@ void otp_phone_fail_times_decode(otp_phone_state *s, const uint8_t *in, size_t l
                 v = v << 8 | in[i * 8 + b];
             s->fail_at[i] = (int64_t)v;
         }
-        s->fails = n;
         s->fail_since_ms = s->fail_at[0];
         s->times_kept = true;
         return;

@@ -151,9 +151,10 @@ typedef struct otp_phone_state {
 /* The kept failure times as the store keeps them (8 bytes each, big-endian,
  * oldest first): writes out and returns its length, 0 if none are kept. */
 size_t otp_phone_fail_times_encode(const otp_phone_state *s, uint8_t out[OTP_PHONE_FAILS_KEPT * 8]);
-/* Restores the failure times from the store's bytes (NULL: a state written
- * before the times were kept, whose fails all count as at fail_since). Call
- * after fails and fail_since are set; with fails = 0 the bytes are ignored. */
+/* Restores the failure times from the store's bytes (NULL, or not fails of
+ * them: a state written by a version that did not keep them, whose fails all
+ * count as at fail_since). Call after fails and fail_since are set; with
+ * fails = 0 the bytes are ignored. */
 void otp_phone_fail_times_decode(otp_phone_state *s, const uint8_t *in, size_t len);
 
 /* Seconds (>= 1) until the lock ends, or 0 if the number is not locked at now. */

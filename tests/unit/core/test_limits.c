@@ -320,7 +320,14 @@ static void test_lockout_times_stored(void **state)
     otp_phone_state z = {0}; /* fails = 0 (an operator's lift): the times are ignored */
     otp_phone_fail_times_decode(&z, buf, len);
     assert_int_equal(z.fails, 0);
-    otp_phone_state r = {.fails = 99, .fail_since_ms = 1};
+    /* times that do not match fails (an older writer counted on without them):
+     * fails counted at fail_since */
+    otp_phone_state m = {.fails = 3, .fail_since_ms = t + 100};
+    otp_phone_fail_times_decode(&m, buf, len);
+    assert_false(m.times_kept);
+    assert_int_equal(m.fails, 3);
+    assert_int_equal(m.fail_at[2], t + 100);
+    otp_phone_state r = {.fails = 2, .fail_since_ms = 1};
     otp_phone_fail_times_decode(&r, buf, len);
     assert_int_equal(r.fails, 2);
     assert_int_equal(r.fail_since_ms, t);
