@@ -367,6 +367,10 @@ static void verify_finish(otp_http_req *req, void *app)
         char masked[OTP_PHONE_MASK_SIZE];
         otp_phone_mask(st->txn.u.verify.phone, masked);
         otp_http_log_phone(req, masked);
+        /* the number is known only now: for the lock's and the refusal's lines */
+        otp_abuse *a = &st->txn.u.verify.abuse;
+        if (!a->phone[0])
+            memcpy(a->phone, st->txn.u.verify.phone, sizeof(a->phone));
     }
     if (otp_guard_finish(req, st->txn.err, &st->txn.u.verify.abuse))
         return;

@@ -163,6 +163,10 @@ describe('abuse: lockout after wrong codes across requests', () => {
         assert429(await srv.verify(key, b.requestId, codeB), 'phone_locked', 'phone_locked', 899, 900, 'verify');
         assert429(await srv.verify(key, a.requestId, codeA), 'phone_locked', 'phone_locked', 899, 900, 'verify A');
         assert429(await send(to), 'phone_locked', 'phone_locked', 899, 900, 'send');
+        // the lock and the refused verify name the number, masked
+        const masked = `${to.slice(0, 3)}${'*'.repeat(to.length - 7)}${to.slice(-4)}`.replace(/[+*]/g, '\\$&');
+        assert.match(srv.log(), new RegExp(`event=phone_locked account=acc_\\w+ phone=${masked}\\b`));
+        assert.match(srv.log(), new RegExp(`event=refused reason=phone_locked account=acc_\\w+ phone=${masked}\\b`));
         const blocks = await srv.cli(['block', 'list', 'acme', '--json']);
         assert.ok(blocks.some((x) => x.target === to && x.kind === 'phone_locked'), JSON.stringify(blocks));
 
