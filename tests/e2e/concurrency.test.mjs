@@ -158,6 +158,34 @@ describe('concurrency', () => {
         assert.deepEqual((await srv.verify(rkey, d.requestId, second)).json, { data: { verified: true } });
     });
 
+    // docs/api.md: resend_too_soon's retryAfter is the "seconds left" of the 30 s,
+    // so never more than 30. On PostgreSQL a burst of parallel resends sometimes
+    // tells a loser 31: otp_resend() (src/store/postgres_schema.c, "o_retry :=
+    // ((r.last_sent + p_cooldown - p_now + 999) / 1000)") uses the p_now its
+    // request read on arrival (src/api/resend.c, r->now_ms = otp_now_ms()), before
+    // it waited for the request's row lock, while r.last_sent is the winner's
+    // later now. Seen in about one burst in four; up to 10 bursts are tried here,
+    // stopping at the first 31.
+    it('parallel resends: no resend_too_soon says more than 30 s', { todo: 'PostgreSQL: a loser of a resend race can be told retryAfter 31 (its now predates the winner\'s)' }, async (t) => {
+        const rkey = srv.accounts.resender.key;
+        let worst = 0;
+        for (let burst = 0; burst < 10 && worst <= 30; burst++) {
+            const to = phone();
+            const d = await sendOk(srv, rkey, { phoneNumber: to });
+            await srv.waitForSms(to);
+            await srv.advanceClock(31000);
+            const rs = await Promise.all(
+                Array.from({ length: 20 }, () =>
+                    srv.request('POST', '/otp/resend', { key: rkey, body: { requestId: d.requestId }, agent: false }),
+                ),
+            );
+            assert.equal(rs.filter((r) => r.status === 200).length, 1);
+            for (const r of rs.filter((x) => x.status === 429)) worst = Math.max(worst, r.json.details.retryAfter);
+            t.diagnostic(`burst ${burst}: largest retryAfter so far ${worst}`);
+        }
+        assert.ok(worst <= 30, `a refused resend was told to wait ${worst} s, more than the 30 s cooldown`);
+    });
+
     it('200 sends in parallel across 2 accounts: every 201 verifiable, ledgers balanced', async () => {
         await srv.cli(['wallet', 'credit', 'pool', '25.00', '--json']);
         const jobs = Array.from({ length: 200 }, (_, i) => {
