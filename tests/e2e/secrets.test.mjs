@@ -213,10 +213,11 @@ describe('codes at rest while their requests are pending', () => {
     let gw;
     const phone = phones(18);
     const held = new Set(); // numbers the gateway refuses (503: the message stays queued)
+    let ini;
     before(async () => {
         gw = await startGateway({ name: 'gw' });
         gw.behave = (body) => (body && held.has(body.to) ? { status: 503 } : null);
-        const ini = writeIni(`[delivery]
+        ini = writeIni(`[delivery]
 providers = gw
 
 [provider.gw]
@@ -233,6 +234,7 @@ timeout = 2000
     after(async () => {
         if (srv) srv.cleanup('secrets-pending');
         if (gw) await gw.close();
+        if (ini && !process.env.OTPD_E2E_KEEP) fs.rmSync(path.dirname(ini), { recursive: true, force: true });
     });
 
     const messageOf = async (key, requestId) => {
