@@ -7,7 +7,10 @@
 // (the server-wide defaults) and `otpd limits set` (per account).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, phones, assertData, assertError, sleep } from './lib/server.mjs';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Server, startServer, phones, assertData, assertError, paise, sleep } from './lib/server.mjs';
 
 const SEND_KEYS = ['requestId', 'expiresAt', 'attemptsLeft'];
 
@@ -413,6 +416,99 @@ describe('abuse: spend caps and resends', () => {
         await srv.advanceClock(31000);
         assert429(await srv.request('POST', '/otp/resend', { key, body: { requestId: s.requestId } }), 'rate_limited', 'phone_send_limit', 1, 900);
         assert429(await srv.send(key, { phoneNumber: to }), 'rate_limited', 'phone_send_limit', 1, 900);
+    });
+
+    it('SIGTERM: exits 0, no sanitizer report, no code or key in the log', async () => {
+        await srv.stop();
+    });
+});
+
+// Daily spend caps (SPEC 3 "optional daily spend caps per account and per
+// destination country"; docs/security.md: daily_cap, country_daily_cap in paise,
+// `429 rate_limited` with details.reason "daily_spend_cap" and Retry-After = the
+// next UTC midnight) under parallel sends: the cap is checked and the spend
+// recorded in the send's transaction, so 40 sends at once accept exactly what the
+// cap allows, and the wallet is charged for exactly those.
+describe('abuse: spend caps under parallel sends', () => {
+    let srv;
+    const phone = phones(58);
+    const usPhone = (() => {
+        let n = 100;
+        return () => `+1201555${String(n++).padStart(4, '0')}`; // +12015550100, … (US, like the allow-list test)
+    })();
+    const DAY = 86400000;
+    before(async () => {
+        // The caps are set before the server starts (it re-reads an account's
+        // limits at most once a second, so no wait is needed). The pumping rule is
+        // off: 40 sends to one prefix with no verification would trip it.
+        srv = new Server(fs.mkdtempSync(path.join(os.tmpdir(), 'otpd-e2e-')));
+        await srv.addAccount('capped', { credit: '100.00' });
+        await srv.addAccount('percountry', { credit: '100.00' });
+        await srv.cli(['limits', 'set', 'capped', 'daily_cap=300']); // 3.00 a day: 12 sends at 0.25
+        await srv.cli(['limits', 'set', 'percountry', 'country_daily_cap=100']); // 1.00 per country: 4 sends
+        await srv.start({ env: { OTPD_LIMITS_DEFAULTS: 'key_rate=0,pump_min_sends=0,pump_country_min_sends=0' } });
+        // Not within two minutes of a UTC midnight (the caps reset there): move the
+        // server's clock past it if the test happens to run then.
+        const now = Date.now() + srv.clockOffsetMs;
+        const toMidnight = DAY - (now % DAY);
+        if (toMidnight < 120000) await srv.advanceClock(toMidnight + 1000);
+    });
+    after(() => srv && srv.cleanup('abuse-spend-parallel'));
+
+    /** Fires the sends at once (one connection each); checks every refusal. */
+    async function burst(name, numbers) {
+        const key = srv.accounts[name].key;
+        const t0 = Date.now() + srv.clockOffsetMs;
+        const rs = await Promise.all(numbers.map((phoneNumber) => srv.send(key, { phoneNumber })));
+        const t1 = Date.now() + srv.clockOffsetMs;
+        // Retry-After: the seconds to the next UTC midnight, as of some moment
+        // between the burst's start and its end (give or take the rounding).
+        const lo = Math.ceil((DAY - (t1 % DAY)) / 1000) - 1;
+        const hi = Math.ceil((DAY - (t0 % DAY)) / 1000) + 1;
+        const accepted = [];
+        for (const [i, r] of rs.entries()) {
+            if (r.status === 201) {
+                assertData(r, 201, SEND_KEYS);
+                accepted.push(numbers[i]);
+            } else {
+                assert429(r, 'rate_limited', 'daily_spend_cap', lo, hi, `send to ${numbers[i]}`);
+            }
+        }
+        return accepted;
+    }
+
+    it('daily_cap 3.00 at 0.25 a send: 40 parallel sends → exactly 12 × 201, 28 × 429 daily_spend_cap (Retry-After to UTC midnight); charged 12 times', async () => {
+        const before0 = await srv.accountShow('capped');
+        const numbers = Array.from({ length: 40 }, () => phone());
+        const accepted = await burst('capped', numbers);
+        assert.equal(accepted.length, 12, `accepted ${accepted.length} of 40 under a 3.00 cap`);
+        const after0 = await srv.accountShow('capped');
+        assert.equal(paise(before0.balance) - paise(after0.balance), 12 * 25, 'the balance moved by exactly 12 charges');
+        assert.equal(after0.balance, after0.ledgerSum);
+        assert.equal(after0.ledgerEntries - before0.ledgerEntries, 12, 'twelve debits');
+        assert.equal(after0.requests - before0.requests, 12);
+        assert.equal(after0.messages - before0.messages, 12);
+        // The cap stays reached: one more send later is refused too, and charges nothing.
+        assert429(await srv.send(srv.accounts.capped.key, { phoneNumber: phone() }), 'rate_limited', 'daily_spend_cap', 1, 86400, 'after the burst');
+        assert.equal((await srv.accountShow('capped')).balance, after0.balance);
+        // Exactly the accepted numbers get an SMS.
+        await srv.codesFor(accepted);
+        const smsTo = new Set(srv.readSms().map((m) => m.to));
+        for (const to of numbers) assert.equal(smsTo.has(to), accepted.includes(to), `SMS to ${to}`);
+    });
+
+    it('country_daily_cap 1.00: 40 parallel sends to India → exactly 4 accepted; the United States has a cap of its own, untouched by India\'s', async () => {
+        const before0 = await srv.accountShow('percountry');
+        const india = await burst('percountry', Array.from({ length: 40 }, () => phone()));
+        assert.equal(india.length, 4, `accepted ${india.length} of 40 Indian sends under a 1.00 per-country cap`);
+        // India's cap is reached; US numbers still go through, up to their own 1.00.
+        const us = await burst('percountry', Array.from({ length: 10 }, () => usPhone()));
+        assert.equal(us.length, 4, `accepted ${us.length} of 10 US sends after India's cap was reached`);
+        const after0 = await srv.accountShow('percountry');
+        assert.equal(paise(before0.balance) - paise(after0.balance), 8 * 25, 'the balance moved by exactly 8 charges');
+        assert.equal(after0.balance, after0.ledgerSum);
+        assert.equal(after0.ledgerEntries - before0.ledgerEntries, 8);
+        assert.equal(after0.requests - before0.requests, 8);
     });
 
     it('SIGTERM: exits 0, no sanitizer report, no code or key in the log', async () => {

@@ -21,7 +21,7 @@ describe('concurrency', () => {
     let srv;
     let key;
     before(async () => {
-        srv = await startServer({ accounts: { acme: '100.00', pool: '2.50' } });
+        srv = await startServer({ accounts: { acme: '100.00', pool: '2.50', resender: '100.00' } });
         key = srv.accounts.acme.key;
     });
     after(() => srv && srv.cleanup('concurrency'));
@@ -96,6 +96,94 @@ describe('concurrency', () => {
         }
         const smsTo = new Set(srv.readSms().map((m) => m.to));
         for (const to of numbers) assert.equal(smsTo.has(to), accepted.includes(to), `SMS to ${to}`);
+    });
+
+    it('20 parallel resends after the cooldown (rotate): one 200, 19 × 429 resend_too_soon, one debit, resendCount 1, only the newest code verifies', async () => {
+        // An account of its own: the other tests count one message per request.
+        const rkey = srv.accounts.resender.key;
+        const to = phone();
+        const d = await sendOk(srv, rkey, { phoneNumber: to, codeLength: 10 });
+        // The first SMS goes out before the resends, so no resend supersedes a
+        // queued message (which would add a refund to the ledger).
+        const first = await srv.codeFor(to);
+        await srv.advanceClock(31000); // past the 30 s cooldown (SPEC 1.5)
+        const before0 = await srv.accountShow('resender');
+        const rs = await Promise.all(
+            Array.from({ length: 20 }, () =>
+                srv.request('POST', '/otp/resend', { key: rkey, body: { requestId: d.requestId }, agent: false }),
+            ),
+        );
+        const t = tally(rs.map((r) => (r.status === 200 ? { ...r, json: { data: '…' } } : r)));
+        assert.deepEqual(t, { '200 {"data":"…"}': 1, '429 resend_too_soon': 19 }, JSON.stringify(t));
+        const ok = rs.find((r) => r.status === 200);
+        assert.deepEqual(Object.keys(ok.json.data).sort(), ['attemptsLeft', 'expiresAt', 'requestId']);
+        assert.equal(ok.json.data.requestId, d.requestId);
+        for (const r of rs.filter((x) => x.status === 429)) {
+            const e = assertError(r, 429, 'resend_too_soon', 'parallel resend');
+            const ra = e.details.retryAfter;
+            // At most the 30 s cooldown, rounded up. PostgreSQL's resend decides with
+            // the `now` its request read on arrival, before it waited for the request's
+            // row lock, so a loser that arrived a moment before the winner is told up
+            // to a second more (31): over-cautious, never too early.
+            assert.ok(Number.isInteger(ra) && ra >= 1 && ra <= 31, `retryAfter ${ra}: ${r.text}`);
+            assert.equal(r.headers['retry-after'], String(ra), 'Retry-After = details.retryAfter');
+        }
+
+        // One charge for the one resend: the account's ledger grew by one debit of 0.25.
+        const after0 = await srv.accountShow('resender');
+        assert.equal(after0.ledgerEntries - before0.ledgerEntries, 1, 'one ledger entry for 20 resends');
+        assert.equal(paise(before0.balance) - paise(after0.balance), 25);
+        assert.equal(after0.balance, after0.ledgerSum);
+        assert.equal(after0.messages - before0.messages, 1, 'one new message');
+        const tx = await srv.request('GET', '/wallet/transactions?limit=200', { key: rkey });
+        assert.equal(tx.status, 200, tx.text);
+        const mine = tx.json.data.transactions.filter((x) => x.requestId === d.requestId);
+        assert.deepEqual(
+            mine.map((x) => `${x.type} ${x.amount}`),
+            ['debit -0.25', 'debit -0.25'],
+            'the send and exactly one resend were debited, nothing refunded',
+        );
+
+        const st = await srv.request('GET', `/otp/${d.requestId}`, { key: rkey });
+        assert.equal(st.status, 200, st.text);
+        assert.equal(st.json.data.resendCount, 1);
+        assert.equal(st.json.data.messages.length, 2);
+        assert.equal(st.json.data.status, 'pending');
+
+        // Two SMS in all; rotate: the newest code verifies, the first does not.
+        const second = await srv.codeFor(to, { count: 2 });
+        assert.equal(srv.readSms().filter((m) => m.to === to).length, 2, 'one SMS for the send, one for the resend');
+        assert.notEqual(second, first, 'rotate draws a new code');
+        assertError(await srv.verify(rkey, d.requestId, first), 400, 'otp_incorrect', 'the superseded code');
+        assert.deepEqual((await srv.verify(rkey, d.requestId, second)).json, { data: { verified: true } });
+    });
+
+    // docs/api.md: resend_too_soon's retryAfter is the "seconds left" of the 30 s,
+    // so never more than 30. On PostgreSQL a burst of parallel resends sometimes
+    // tells a loser 31: otp_resend() (src/store/postgres_schema.c, "o_retry :=
+    // ((r.last_sent + p_cooldown - p_now + 999) / 1000)") uses the p_now its
+    // request read on arrival (src/api/resend.c, r->now_ms = otp_now_ms()), before
+    // it waited for the request's row lock, while r.last_sent is the winner's
+    // later now. Seen in about one burst in four; up to 10 bursts are tried here,
+    // stopping at the first 31.
+    it('parallel resends: no resend_too_soon says more than 30 s', { todo: 'PostgreSQL: a loser of a resend race can be told retryAfter 31 (its now predates the winner\'s)' }, async (t) => {
+        const rkey = srv.accounts.resender.key;
+        let worst = 0;
+        for (let burst = 0; burst < 10 && worst <= 30; burst++) {
+            const to = phone();
+            const d = await sendOk(srv, rkey, { phoneNumber: to });
+            await srv.waitForSms(to);
+            await srv.advanceClock(31000);
+            const rs = await Promise.all(
+                Array.from({ length: 20 }, () =>
+                    srv.request('POST', '/otp/resend', { key: rkey, body: { requestId: d.requestId }, agent: false }),
+                ),
+            );
+            assert.equal(rs.filter((r) => r.status === 200).length, 1);
+            for (const r of rs.filter((x) => x.status === 429)) worst = Math.max(worst, r.json.details.retryAfter);
+            t.diagnostic(`burst ${burst}: largest retryAfter so far ${worst}`);
+        }
+        assert.ok(worst <= 30, `a refused resend was told to wait ${worst} s, more than the 30 s cooldown`);
     });
 
     it('200 sends in parallel across 2 accounts: every 201 verifiable, ledgers balanced', async () => {

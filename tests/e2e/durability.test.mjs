@@ -3,12 +3,16 @@
 // send that was answered 201 is there and verifiable (the dispatcher delivers what
 // was committed but not yet sent), no wallet debit exists without its request, no
 // SMS goes out for a request that was not committed, and the balance equals the sum
-// of the ledger.
+// of the ledger. And a graceful shutdown: SIGTERM with 20 sends held inside otpd
+// behind the store's write lock answers all 20 with 201 once the lock goes, while
+// new connections are refused, and exits 0 with all 20 durable.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
-import { startServer, phones, paise } from './lib/server.mjs';
+import { startServer, phones, paise, sendOk, assertError, sleep } from './lib/server.mjs';
 
 const phone = phones(15);
 const CREDIT = '10000.00'; // 40 000 sends: the stream is never short of money
@@ -177,6 +181,219 @@ describe('durability', () => {
     });
 
     it('SIGTERM: exits 0, no sanitizer report, no code or key in the log', async () => {
+        await srv.stop();
+    });
+});
+
+/**
+ * Takes the store's write lock from another process and holds it until
+ * release(): on SQLite a `sqlite3` shell in BEGIN IMMEDIATE on the database file
+ * (otpd's writer then waits in its own BEGIN IMMEDIATE, busy timeout 5 s); on
+ * PostgreSQL a psql session holding LOCK TABLE accounts IN EXCLUSIVE MODE, which
+ * a live send waits for (otp_send() reads its account row FOR NO KEY UPDATE;
+ * plain reads such as the key lookup pass). Resolves once the lock is held.
+ */
+async function holdWriteLock(srv) {
+    const p = srv.db
+        ? spawn('psql', ['-qAtX', '-v', 'ON_ERROR_STOP=1', '-d', srv.db])
+        : spawn('sqlite3', [srv.dbFile]);
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (err += d));
+    const exited = new Promise((r) => p.on('exit', (code) => r(code)));
+    p.stdin.write(
+        srv.db
+            ? "BEGIN;\nLOCK TABLE accounts IN EXCLUSIVE MODE;\nSELECT 'held';\n"
+            : "PRAGMA busy_timeout = 5000;\nBEGIN IMMEDIATE;\nSELECT 'held';\n",
+    );
+    const deadline = Date.now() + 10000;
+    while (!out.includes('held')) {
+        if (Date.now() > deadline) {
+            p.kill();
+            assert.fail(`could not take the store's write lock: ${err}`);
+        }
+        await sleep(10);
+    }
+    let released = false;
+    return {
+        async release() {
+            if (released) return;
+            released = true;
+            p.stdin.end('COMMIT;\n');
+            assert.equal(await exited, 0, `the lock holder failed: ${err}`);
+        },
+    };
+}
+
+/**
+ * POST /otp/send on a connection of its own. Resolves {written, response}:
+ * written once the whole request has been handed to the kernel (the 'finish'
+ * event), response with {status, json, text} or {error}.
+ */
+function sendOnNewConnection(srv, key, body) {
+    const payload = Buffer.from(JSON.stringify(body));
+    let onWritten;
+    const written = new Promise((r) => (onWritten = r));
+    const response = new Promise((resolve) => {
+        const req = http.request(
+            {
+                host: '127.0.0.1',
+                port: srv.port,
+                method: 'POST',
+                path: '/otp/send',
+                agent: false,
+                headers: { 'X-API-Key': key, 'Content-Type': 'application/json', 'Content-Length': payload.length },
+            },
+            (res) => {
+                let text = '';
+                res.setEncoding('utf8');
+                res.on('data', (c) => (text += c));
+                res.on('end', () => {
+                    let json = null;
+                    try {
+                        json = JSON.parse(text);
+                    } catch {
+                        /* not JSON */
+                    }
+                    resolve({ status: res.statusCode, json, text });
+                });
+            },
+        );
+        req.setTimeout(30000, () => req.destroy(new Error('timed out')));
+        req.on('error', (e) => resolve({ error: e.code || e.message }));
+        req.on('finish', onWritten);
+        req.end(payload);
+    });
+    return { written, response };
+}
+
+/**
+ * The receive queues of the server's side of the established connections to
+ * port (Linux's /proc/net/tcp and tcp6): the bytes each holds that otpd has not
+ * read yet.
+ */
+function serverRxQueues(port) {
+    const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+    const out = [];
+    for (const f of ['/proc/net/tcp', '/proc/net/tcp6']) {
+        let text = '';
+        try {
+            text = fs.readFileSync(f, 'utf8');
+        } catch {
+            continue;
+        }
+        for (const line of text.split('\n').slice(1)) {
+            const c = line.trim().split(/\s+/);
+            if (c.length < 5 || c[3] !== '01') continue; // ESTABLISHED only
+            if (!c[1].endsWith(`:${hexPort}`)) continue; // local port = the server's
+            out.push(parseInt(c[4].split(':')[1], 16));
+        }
+    }
+    return out;
+}
+
+// SPEC 7: "SIGTERM stops accepting, finishes in-flight requests, flushes the
+// writer, stops dispatchers cleanly; nothing committed is lost". 20 sends are
+// parked inside otpd behind the store's write lock, held from outside, when
+// SIGTERM arrives; the lock is released only after the server has stopped
+// accepting. Each of the 20 must still be answered 201 (not 503) and be durable.
+describe('graceful shutdown', () => {
+    let srv;
+    let key;
+    before(async () => {
+        srv = await startServer({ accounts: { acme: '100.00' } });
+        key = srv.accounts.acme.key;
+    });
+    after(() => srv && srv.cleanup('durability-drain'));
+
+    it('SIGTERM with 20 sends in flight behind the write lock: all 201, a new connection refused or 503, exit 0; every one verifies after a restart', async (t) => {
+        // One send first: the key, the store's connections and the dispatcher are warm.
+        const warm = phone();
+        await sendOk(srv, key, { phoneNumber: warm });
+        await srv.waitForSms(warm);
+
+        const lock = await holdWriteLock(srv);
+        let stopping = null;
+        let sends = [];
+        const numbers = Array.from({ length: 20 }, () => phone());
+        try {
+            sends = numbers.map((to) => sendOnNewConnection(srv, key, { phoneNumber: to, codeLength: 10 }));
+            await Promise.all(sends.map((s) => s.written));
+            // In flight: every one of the 20 is wholly written, and otpd has read
+            // everything that arrived on its connections (nothing left in any
+            // receive queue), while none can have been answered (the lock is held).
+            const deadline = Date.now() + 5000;
+            for (;;) {
+                const q = serverRxQueues(srv.port);
+                if (q.length >= 20 && q.every((n) => n === 0)) break;
+                if (Date.now() > deadline) assert.fail(`otpd did not read the 20 requests: receive queues ${JSON.stringify(q)}`);
+                await sleep(10);
+            }
+            const early = await Promise.race([Promise.all(sends.map((s) => s.response)).then(() => 'answered'), sleep(100)]);
+            assert.notEqual(early, 'answered', 'the sends were answered while the lock was held: the test proves nothing');
+
+            stopping = srv.stop(); // SIGTERM; resolves once the process has exited 0 with a clean log
+            stopping.catch(() => {}); // awaited below; a failure before then must not be an unhandled rejection
+
+            // Once SIGTERM is handled the listener is closed: a new connection is
+            // refused (or, if one gets in, answered 503 unavailable). One that the
+            // kernel completed just before the listener closed is reset instead
+            // (ECONNRESET): torn down unserved, a refusal too. Before SIGTERM is
+            // handled /healthz still answers 200, so poll.
+            const probe = async (method, urlPath, body) => {
+                try {
+                    return await srv.request(method, urlPath, { key, body, agent: false, timeoutMs: 5000 });
+                } catch (e) {
+                    return { error: e.code || e.message };
+                }
+            };
+            const until = Date.now() + 5000;
+            let r;
+            for (;;) {
+                r = await probe('GET', '/healthz');
+                if (r.error || r.status !== 200) break;
+                if (Date.now() > until) assert.fail('/healthz on a new connection still answered 200 5 s after SIGTERM');
+                await sleep(10);
+            }
+            const refusedOr503 = (x, what) => {
+                if (x.error) assert.ok(['ECONNREFUSED', 'ECONNRESET'].includes(x.error), `${what}: ${x.error}`);
+                else assertError(x, 503, 'unavailable', what);
+            };
+            refusedOr503(r, 'GET /healthz after SIGTERM');
+            const late = await probe('POST', '/otp/send', { phoneNumber: phone() });
+            refusedOr503(late, 'POST /otp/send on a new connection after SIGTERM');
+            t.diagnostic(`after SIGTERM a new connection got: ${r.error || r.status}, then ${late.error || late.status}`);
+            assert.equal(srv.exit, null, 'otpd exited while 20 sends were in flight');
+        } finally {
+            await lock.release();
+        }
+
+        const rs = await Promise.all(sends.map((s) => s.response));
+        const bad = rs.map((x, i) => [numbers[i], x]).filter(([, x]) => x.status !== 201);
+        assert.deepEqual(bad.map(([to, x]) => `${to}: ${x.error || `${x.status} ${x.text}`}`), [], 'every in-flight send is answered 201');
+        await stopping; // exit status 0, no sanitizer report, no code or key in the log
+        const m = /event=stopping signal=SIGTERM inflight=(\d+)/.exec(srv.log());
+        assert.ok(m, 'no event=stopping line in the log');
+        assert.ok(Number(m[1]) >= 20, `only ${m[1]} requests in flight when SIGTERM arrived (want the 20 sends)`);
+        t.diagnostic(`in flight at SIGTERM: ${m[1]}`);
+
+        await srv.start();
+        const codes = await srv.codesFor(numbers, { timeoutMs: 30000 });
+        const vs = await Promise.all(rs.map((x, i) => srv.verify(key, x.json.data.requestId, codes.get(numbers[i]))));
+        assert.deepEqual(
+            vs.map((v) => `${v.status} ${v.text}`),
+            numbers.map(() => '200 {"data":{"verified":true}}'),
+            'each request verifies with its code after the restart',
+        );
+        const a = await srv.accountShow('acme');
+        assert.equal(a.requests, 21, 'the warm-up send and the 20: nothing else (no send made after SIGTERM) was committed');
+        assert.equal(a.balance, a.ledgerSum);
+        assert.equal(paise(a.balance), 10000 - 21 * 25);
+    });
+
+    it('SIGTERM: exits 0, no sanitizer report, no code or key in the log', async () => {
+        if (!srv.child || srv.exit) await srv.start();
         await srv.stop();
     });
 });

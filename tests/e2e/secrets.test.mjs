@@ -8,8 +8,11 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { startServer, phones, assertError, sleep, E2E_DB } from './lib/server.mjs';
+import { Server, NO_ABUSE_LIMITS, startServer, phones, assertError, sleep, E2E_DB } from './lib/server.mjs';
+import { startGateway } from './peers/http_gateway.mjs';
+import { writeIni } from './peers/otpd.mjs';
 
 const phone = phones(16);
 const wrong = (code) => code.slice(0, -1) + String((Number(code.at(-1)) + 1) % 10);
@@ -177,5 +180,163 @@ describe('secrets stay secret', () => {
     it('after SIGTERM (exit 0, clean log) the database files still hold no code', async () => {
         await srv.stop();
         checkDb('stopped');
+    });
+});
+
+/**
+ * Every row of every table of srv's store as text: SQLite's `.dump` (text
+ * quoted, BLOBs as X'hex'), or on PostgreSQL each row cast to text (bytea as
+ * \\xhex). This is the logical view of the same data dbFiles() reads raw: it also
+ * sees a value the file scan could miss (say one PostgreSQL had compressed).
+ */
+function dumpRows(srv) {
+    if (!srv.db) return execFileSync('sqlite3', ['-readonly', srv.dbFile, '.dump'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+    const psql = (q) => execFileSync('psql', ['-qAtX', '-v', 'ON_ERROR_STOP=1', '-d', srv.db, '-c', q], { encoding: 'utf8', maxBuffer: 64 << 20 });
+    const tables = psql(
+        "SELECT format('%I.%I', table_schema, table_name) FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')",
+    )
+        .split('\n')
+        .filter(Boolean);
+    assert.ok(tables.length >= 5, `tables: ${tables}`);
+    return tables.map((t) => `-- ${t}\n${psql(`SELECT t::text FROM ${t} t`)}`).join('\n');
+}
+
+// The code of a request that is still pending is at rest in three places, each
+// of which must hold it sealed (SPEC 5: the outbox text is stored encrypted under
+// a key derived from the server secret; SPEC 6: codes are stored only as a keyed
+// hash): the test inbox (a test key's message text, kept for GET /test/messages),
+// the kept code of an account with the `reuse` resend strategy (sent again on a
+// resend), and the outbox row of a live message no provider has taken yet. The
+// gateway here (peers/http_gateway.mjs) records every text it is offered, so the
+// test learns each code even while its message stays queued (it answers 503,
+// temporary, to that number). While all three requests are pending the store is
+// read twice: its files byte for byte (SQLite: otpd.db and its -wal; PostgreSQL:
+// the database's files in $OTPD_E2E_PGDATA after a CHECKPOINT has written every
+// dirty page there), and its rows as text (dumpRows), for the code in plain
+// digits, as the hex of its ASCII digits, and under an unkeyed hash.
+describe('codes at rest while their requests are pending', () => {
+    let srv;
+    let gw;
+    const phone = phones(18);
+    const held = new Set(); // numbers the gateway refuses (503: the message stays queued)
+    let ini;
+    before(async () => {
+        gw = await startGateway({ name: 'gw' });
+        gw.behave = (body) => (body && held.has(body.to) ? { status: 503 } : null);
+        ini = writeIni(`[delivery]
+providers = gw
+
+[provider.gw]
+type = http
+url = ${gw.url}
+timeout = 2000
+`);
+        srv = new Server(fs.mkdtempSync(path.join(os.tmpdir(), 'otpd-e2e-')));
+        await srv.addAccount('acme', { credit: '100.00', testKey: true });
+        await srv.addAccount('reuser', { credit: '100.00' });
+        await srv.cli(['account', 'set', 'reuser', '--resend-strategy', 'reuse']);
+        await srv.start({ args: ['--config', ini], env: { OTPD_LIMITS_DEFAULTS: NO_ABUSE_LIMITS } });
+    });
+    after(async () => {
+        if (srv) srv.cleanup('secrets-pending');
+        if (gw) await gw.close();
+        if (ini && !process.env.OTPD_E2E_KEEP) fs.rmSync(path.dirname(ini), { recursive: true, force: true });
+    });
+
+    const messageOf = async (key, requestId) => {
+        const r = await srv.request('GET', `/otp/${requestId}`, { key });
+        assert.equal(r.status, 200, r.text);
+        assert.equal(r.json.data.status, 'pending', r.text);
+        return r.json.data.messages.at(-1).messageId;
+    };
+    const waitMessage = async (key, messageId, pred, what) => {
+        const deadline = Date.now() + 15000;
+        for (;;) {
+            const r = await srv.request('GET', `/messages/${messageId}`, { key });
+            assert.equal(r.status, 200, r.text);
+            if (pred(r.json.data)) return r.json.data;
+            if (Date.now() > deadline) assert.fail(`message ${messageId} never ${what}: ${r.text}`);
+            await sleep(30);
+        }
+    };
+    const codeIn = (text) => {
+        const m = /^(\d{10}) is your /.exec(text);
+        assert.ok(m, `no 10-digit code at the start of ${JSON.stringify(text)}`);
+        return m[1];
+    };
+
+    const pending = []; // {what, code, requestId}
+
+    it('a test key\'s send, a reuse account\'s sent code and a live message still queued: no code at rest in the store', async () => {
+        // 1. A test key: the text goes to the test inbox, nowhere else.
+        const acme = srv.accounts.acme;
+        const toTest = phone();
+        const t = await srv.send(acme.testKey, { phoneNumber: toTest, codeLength: 10 });
+        assert.equal(t.status, 201, t.text);
+        const inbox = await srv.request('GET', `/test/messages?phoneNumber=${encodeURIComponent(toTest)}`, { key: acme.testKey });
+        assert.equal(inbox.status, 200, inbox.text);
+        assert.equal(inbox.json.data.length, 1, inbox.text);
+        pending.push({ what: 'test inbox', code: codeIn(inbox.json.data[0].text), requestId: t.json.data.requestId });
+
+        // 2. reuse: the message is sent (its outbox text erased), the code kept for resends.
+        const reuser = srv.accounts.reuser;
+        const toReuse = phone();
+        const r = await srv.send(reuser.key, { phoneNumber: toReuse, codeLength: 10 });
+        assert.equal(r.status, 201, r.text);
+        await waitMessage(reuser.key, await messageOf(reuser.key, r.json.data.requestId), (m) => m.status === 'sent', 'sent');
+        const [offered] = gw.to(toReuse);
+        pending.push({ what: 'reuse kept code', code: codeIn(offered.body.text), requestId: r.json.data.requestId, to: toReuse });
+
+        // 3. A live message the gateway will not take: it stays queued, its text in the outbox.
+        const toHeld = phone();
+        held.add(toHeld);
+        const q = await srv.send(acme.key, { phoneNumber: toHeld, codeLength: 10, expiresIn: 3600 });
+        assert.equal(q.status, 201, q.text);
+        const qid = await messageOf(acme.key, q.json.data.requestId);
+        await gw.waitFor((g) => g.to(toHeld).length >= 1, 'the held message');
+        const m = await waitMessage(acme.key, qid, (x) => x.status === 'queued' && x.attempts >= 1, 'back in the outbox after a refusal');
+        assert.equal(m.status, 'queued');
+        pending.push({ what: 'queued outbox text', code: codeIn(gw.to(toHeld)[0].body.text), requestId: q.json.data.requestId });
+        assert.equal(new Set(pending.map((p) => p.code)).size, 3);
+
+        const files = dbFiles(srv);
+        assert.ok(files.length > 0, 'no database files');
+        const blobs = files.map((f) => [f, fs.readFileSync(f)]);
+        const rows = dumpRows(srv);
+        assert.ok(rows.includes(q.json.data.requestId), 'the dump holds the requests (it reads the right store)');
+        for (const p of pending) {
+            for (const form of testableForms(p.code, p.requestId)) {
+                for (const [f, b] of blobs) {
+                    assert.ok(!b.includes(form), `${p.what}: ${path.basename(f)} holds code ${p.code} (as ${form.length} bytes)`);
+                }
+                assert.ok(!rows.toLowerCase().includes(form.toString('hex')), `${p.what}: a row holds code ${p.code} (hex of ${form.length} bytes)`);
+            }
+            assert.ok(!rows.includes(p.code), `${p.what}: a row holds code ${p.code} in plain digits`);
+        }
+    });
+
+    it('the code was at rest all the same (sealed): the reuse resend sends it again and the queued message delivers it', async () => {
+        // Not a vacuous scan: the store did keep these codes, in a form only the server can open.
+        const reuser = srv.accounts.reuser;
+        const p = pending.find((x) => x.what === 'reuse kept code');
+        assert.ok(p, 'the test before ran');
+        await srv.advanceClock(31000);
+        const rr = await srv.request('POST', '/otp/resend', { key: reuser.key, body: { requestId: p.requestId } });
+        assert.equal(rr.status, 200, rr.text);
+        await gw.waitFor((g) => g.to(p.to).length >= 2, 'the resend');
+        assert.equal(codeIn(gw.to(p.to)[1].body.text), p.code, 'reuse sent the kept code');
+
+        const q = pending.find((x) => x.what === 'queued outbox text');
+        held.clear(); // the gateway takes it now (after the breaker's cool-down, if it opened)
+        await srv.advanceClock(600000); // past any retry backoff (at most 5 min) and the breaker's cool-down
+        const id = await messageOf(srv.accounts.acme.key, q.requestId);
+        await waitMessage(srv.accounts.acme.key, id, (m) => m.status === 'sent', 'sent once the gateway takes it');
+        assert.deepEqual((await srv.verify(srv.accounts.acme.key, q.requestId, q.code)).json, { data: { verified: true } });
+    });
+
+    it('SIGTERM: exits 0, no sanitizer report, no code or key in the log', async () => {
+        await srv.stop();
+        const log = srv.log();
+        for (const p of pending) assert.ok(!log.includes(p.code), `${p.what}: code in the log`);
     });
 });
