@@ -1391,7 +1391,12 @@ static otp_err tx_resend(pg_conn *c, otp_txn_resend *in)
     if (!e && !PQgetisnull(r, 0, 0)) { /* refused, nothing written but a pumping block */
         e = pg_err_by_code(pg_text(r, 0, 0));
         if (e == OTP_E_RESEND_TOO_SOON) {
-            int64_t v = pg_int(r, 0, 1);
+            /* otp_resend() counts from this resend's now, which is older than
+             * the last send's when a resend that arrived later won the row
+             * lock: the wait is then the whole cooldown, never more. */
+            int64_t v = pg_int(r, 0, 1), cap = (in->cooldown_ms + 999) / 1000;
+            if (v > cap)
+                v = cap;
             in->retry_after_s = v > 0 && v < INT_MAX ? (int)v : 1;
         } else {
             read_abuse(r, 2, 1, 3, &in->abuse);

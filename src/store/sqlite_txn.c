@@ -1715,7 +1715,10 @@ static otp_err tx_resend(sq_store *s, otp_txn_resend *in, bool *ret_keep)
     if (r.resend_count >= in->max_resends)
         return OTP_E_RESEND_LIMIT_REACHED;
     if (in->now_ms - r.last_sent_at < in->cooldown_ms) {
-        int64_t wait_ms = r.last_sent_at + in->cooldown_ms - in->now_ms;
+        /* Counted from the last send when that is stamped later than this
+         * resend (one that arrived later won the race): never over cooldown. */
+        int64_t from = in->now_ms > r.last_sent_at ? in->now_ms : r.last_sent_at;
+        int64_t wait_ms = r.last_sent_at + in->cooldown_ms - from;
         in->retry_after_s = (int)((wait_ms + 999) / 1000);
         return OTP_E_RESEND_TOO_SOON;
     }
