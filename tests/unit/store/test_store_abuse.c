@@ -152,6 +152,17 @@ static otp_err verify(const fx *f, const char *rid, bool right, int64_t now, otp
     return e;
 }
 
+/* An operator's lift of target's lock or block (otpd block lift). */
+static otp_err lift(const fx *f, const char *target, int64_t now)
+{
+    otp_txn l = {.kind = OTP_TXN_ACCOUNT_SET};
+    l.u.account_set.account_id = f->acc;
+    l.u.account_set.fields = OTP_SET_BLOCK_LIFT;
+    snprintf(l.u.account_set.lift_target, OTP_PREFIX_SIZE, "%s", target);
+    l.u.account_set.now_ms = now;
+    return otp_store_exec(f->s, &l);
+}
+
 /* The first column of the first row of sql, run on f's database behind the
  * store's back; INT64_MIN on error. */
 static int64_t raw_int(const fx *f, const char *sql)
@@ -284,15 +295,10 @@ static void t_lockout(void **state)
     make_send(&c, f, "+919876500001", t + 60000);
     assert_int_equal(otp_store_exec(f->s, &c), OTP_E_PHONE_LOCKED);
     /* the lock is listed, and a lift opens it */
-    otp_txn l = {.kind = OTP_TXN_ACCOUNT_SET};
-    l.u.account_set.account_id = f->acc;
-    l.u.account_set.fields = OTP_SET_BLOCK_LIFT;
-    snprintf(l.u.account_set.lift_target, OTP_PREFIX_SIZE, "+919876500001");
-    l.u.account_set.now_ms = t;
-    assert_int_equal(otp_store_exec(f->s, &l), OTP_OK);
+    assert_int_equal(lift(f, "+919876500001", t), OTP_OK);
     assert_int_equal(verify(f, b.u.send.request_id, true, t, &out), OTP_OK);
     /* nothing left to lift */
-    assert_int_equal(otp_store_exec(f->s, &l), OTP_E_NOT_FOUND);
+    assert_int_equal(lift(f, "+919876500001", t), OTP_E_NOT_FOUND);
 }
 
 /* The store keeps the times of the wrong codes, so the window rolls: 1 wrong
@@ -319,12 +325,7 @@ static void t_lockout_window_rolls(void **state)
     assert_true(out.phone_locked_now);
     assert_int_equal(verify(f, rid, true, t + 901000, &out), OTP_E_PHONE_LOCKED);
 
-    otp_txn l = {.kind = OTP_TXN_ACCOUNT_SET};
-    l.u.account_set.account_id = f->acc;
-    l.u.account_set.fields = OTP_SET_BLOCK_LIFT;
-    snprintf(l.u.account_set.lift_target, OTP_PREFIX_SIZE, "+919876500002");
-    l.u.account_set.now_ms = t + 902000;
-    assert_int_equal(otp_store_exec(f->s, &l), OTP_OK);
+    assert_int_equal(lift(f, "+919876500002", t + 902000), OTP_OK);
     /* 3 more wrong codes after the lift: none of the earlier ones count */
     for (int i = 0; i < 3; i++)
         assert_int_equal(verify(f, rid, false, t + 903000, &out), OTP_E_OTP_INCORRECT);
@@ -358,12 +359,7 @@ static void t_pumping(void **state)
     otp_account_stats after = stats(f);
     assert_int_equal(after.requests - before.requests, 19);
 
-    otp_txn l = {.kind = OTP_TXN_ACCOUNT_SET};
-    l.u.account_set.account_id = f->acc;
-    l.u.account_set.fields = OTP_SET_BLOCK_LIFT;
-    snprintf(l.u.account_set.lift_target, OTP_PREFIX_SIZE, "+91987650");
-    l.u.account_set.now_ms = T0 + 1000;
-    assert_int_equal(otp_store_exec(f->s, &l), OTP_OK);
+    assert_int_equal(lift(f, "+91987650", T0 + 1000), OTP_OK);
     otp_txn t;
     make_send(&t, f, "+919876509999", T0 + 2000);
     assert_int_equal(otp_store_exec(f->s, &t), OTP_OK);
