@@ -122,7 +122,8 @@ static void tls_failed(smpp_conn *c, int e, const char *what, char *why, size_t 
     int saved = errno;
     c->broken = true;
     long v = SSL_get_verify_result(c->ssl);
-    if (e == SSL_ERROR_SSL && !c->handshake_done && v != X509_V_OK) {
+    bool verifying = SSL_get_verify_mode(c->ssl) & SSL_VERIFY_PEER;
+    if (e == SSL_ERROR_SSL && !c->handshake_done && verifying && v != X509_V_OK) {
         snprintf(why, whylen, "%s: certificate verification failed: %s", what,
                  X509_verify_cert_error_string(v));
         ERR_clear_error();
