@@ -9,7 +9,8 @@ set -euo pipefail
 packages=(build-essential g++ meson ninja-build pkg-config clang-format
           libmicrohttpd-dev libjansson-dev libsodium-dev libsqlite3-dev
           libphonenumber-dev libprotobuf-dev libcmocka-dev sqlite3 curl ca-certificates
-          libcurl4-openssl-dev libsmpp34-dev
+          libcurl4-openssl-dev libsmpp34-dev libssl-dev
+          openssl  # the e2e tests make their TLS certificates with its CLI
           libpq-dev postgresql)  # the PostgreSQL backend, and the server its tests start
 if ! command -v node >/dev/null 2>&1; then
     packages+=(nodejs npm)

@@ -14,12 +14,19 @@
  * template id can be carried in a vendor TLV (dlt_template_tlv), since SMSCs
  * differ on which.
  *
- * Not done: TLS (the setting is refused rather than ignored), several addresses
- * of one host name (the first is used), submit_multi, data_sm.
+ * TLS (tls = true): the session speaks TLS 1.2 or later (smpp_conn.h). The
+ * SMSC's certificate must chain to the system's CAs, or to tls_ca_file's
+ * instead, and name host; tls_verify = false turns both checks off, for tests,
+ * with a warning at start. The CA file is loaded here, so a missing or empty one
+ * stops start-up naming the setting rather than failing every handshake.
+ *
+ * Not done: several addresses of one host name (the first is used),
+ * submit_multi, data_sm.
  */
 #include "delivery/provider.h"
 #include "delivery/sms_parts.h"
 #include "delivery/smpp_session.h"
+#include "util/log.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -33,6 +40,8 @@ typedef struct smpp_provider {
     otp_provider base;
     smpp_config cfg;
     smpp_session *session;
+    smpp_tls *tls; /* NULL: plain TCP */
+    bool tls_verify;
     char source_addr[21];
     int source_ton, source_npi; /* -1: from the address */
     uint8_t dest_ton, dest_npi;
@@ -85,12 +94,43 @@ static int parse_temporary(const otp_config *cfg, const char *section, smpp_conf
     return 0;
 }
 
+/* Makes p->tls when tls is on; the TLS settings without it are refused, since
+ * they would suggest a protection that is not there. */
+static int parse_tls(smpp_provider *p, const otp_config *cfg, const char *section, bool tls,
+                     const char *ca_file, char *err, size_t errlen)
+{
+    char k[160], why[256];
+    if (!tls) {
+        const char *set = ca_file[0]                                     ? "tls_ca_file"
+                          : otp_provider_get(cfg, section, "tls_verify") ? "tls_verify"
+                                                                         : NULL;
+        if (!set)
+            return 0;
+        snprintf(k, sizeof(k), "%s.%s", section, set);
+        snprintf(err, errlen, "%s (from %s): set, but %s.tls is not true", k,
+                 otp_config_origin(cfg, k), section);
+        return -1;
+    }
+    if (smpp_tls_new(ca_file, p->tls_verify, &p->tls, why, sizeof(why)) == 0)
+        return 0;
+    if (ca_file[0]) {
+        snprintf(k, sizeof(k), "%s.tls_ca_file", section);
+        snprintf(err, errlen, "%s = \"%.200s\" (from %s): %s", k, ca_file,
+                 otp_config_origin(cfg, k), why);
+    } else {
+        snprintf(k, sizeof(k), "%s.tls", section);
+        snprintf(err, errlen, "%s (from %s): %s", k, otp_config_origin(cfg, k), why);
+    }
+    return -1;
+}
+
 static int parse_settings(smpp_provider *p, const otp_config *cfg, const char *section, char *err,
                           size_t errlen)
 {
     smpp_config *c = &p->cfg;
     long port, window, enquire, resp, send_to, rmin, rmax, throttle, ston, snpi, dton, dnpi;
     bool tls;
+    char ca_file[1024];
     char k[160];
     if (otp_provider_str(cfg, section, "host", NULL, true, c->host, sizeof(c->host), err, errlen) ||
         otp_provider_int(cfg, section, "port", 2775, 1, 65535, &port, err, errlen) ||
@@ -120,6 +160,9 @@ static int parse_settings(smpp_provider *p, const otp_config *cfg, const char *s
         otp_provider_bool(cfg, section, "registered_delivery", true, &p->registered_delivery, err,
                           errlen) ||
         otp_provider_bool(cfg, section, "tls", false, &tls, err, errlen) ||
+        otp_provider_bool(cfg, section, "tls_verify", true, &p->tls_verify, err, errlen) ||
+        otp_provider_str(cfg, section, "tls_ca_file", "", false, ca_file, sizeof(ca_file), err,
+                         errlen) ||
         parse_temporary(cfg, section, c, err, errlen))
         return -1;
     if (ston >= 0 && snpi < 0)
@@ -132,14 +175,8 @@ static int parse_settings(smpp_provider *p, const otp_config *cfg, const char *s
                  otp_config_origin(cfg, k), rmin);
         return -1;
     }
-    if (tls) {
-        snprintf(k, sizeof(k), "%s.tls", section);
-        snprintf(err, errlen,
-                 "%s = true (from %s): SMPP over TLS is not supported yet; use a TLS tunnel "
-                 "(e.g. stunnel) to the SMSC",
-                 k, otp_config_origin(cfg, k));
+    if (parse_tls(p, cfg, section, tls, ca_file, err, errlen))
         return -1;
-    }
     const char *dc = otp_provider_get(cfg, section, "data_coding");
     if (dc && strcmp(dc, "auto") != 0 && strcmp(dc, "ucs2") != 0) {
         snprintf(k, sizeof(k), "%s.data_coding", section);
@@ -183,20 +220,26 @@ static int smpp_create(const otp_config *cfg, const char *section, const otp_dlr
         return -1;
     }
     if (otp_provider_init(&p->base, &otp_provider_smpp_ops, cfg, section, err, errlen) ||
-        parse_settings(p, cfg, section, err, errlen)) {
-        sodium_memzero(p, sizeof(*p));
-        free(p);
-        return -1;
-    }
+        parse_settings(p, cfg, section, err, errlen))
+        goto fail;
     atomic_init(&p->ref, randombytes_uniform(256));
+    p->cfg.tls = p->tls;
     if (smpp_session_start(&p->cfg, p->base.name, dlr, &p->session) != 0) {
         snprintf(err, errlen, "%s: cannot start the SMPP session (out of memory?)", section);
-        sodium_memzero(p, sizeof(*p));
-        free(p);
-        return -1;
+        goto fail;
     }
+    if (p->tls && !p->tls_verify)
+        otp_log(OTP_LOG_WARN,
+                "event=smpp_tls_unverified provider=%s host=%s detail=\"tls_verify = false: "
+                "the SMSC's certificate and name are not checked; for tests only\"",
+                p->base.name, p->cfg.host);
     *ret = &p->base;
     return 0;
+fail:
+    smpp_tls_free(p->tls);
+    sodium_memzero(p, sizeof(*p));
+    free(p);
+    return -1;
 }
 
 static void smpp_destroy(otp_provider *base)
@@ -205,6 +248,7 @@ static void smpp_destroy(otp_provider *base)
     if (!p)
         return;
     smpp_session_stop(p->session);
+    smpp_tls_free(p->tls);
     sodium_memzero(p, sizeof(*p));
     free(p);
 }
@@ -318,6 +362,8 @@ static void smpp_send(otp_provider *base, const otp_sms *msgs, size_t n, otp_sen
 static const char *const smpp_keys[] = {"host",
                                         "port",
                                         "tls",
+                                        "tls_ca_file",
+                                        "tls_verify",
                                         "system_id",
                                         "password",
                                         "system_type",

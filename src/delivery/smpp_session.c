@@ -8,6 +8,13 @@
  * the thread, and waits on a condition variable until the thread (or its own
  * deadline) has given every message a fate.
  *
+ * The connection goes through smpp_conn.h, the same calls for plain TCP and
+ * TLS: connecting (the TCP connect), handshake (TLS; at once for plain TCP),
+ * binding, bound. One deadline, response_timeout, covers connect and handshake
+ * together. A TLS failure (a certificate that does not verify, a server that
+ * does not speak TLS) is a disconnect like any other, logged with its reason
+ * and followed by the usual reconnect with backoff.
+ *
  * The window is a small table of slots, one per outstanding submit_sm, keyed by
  * sequence number. A response that matches no slot (it came after its message
  * had already been given up) is ignored: the dispatcher will send the message
@@ -39,6 +46,7 @@
  * buffers are wiped; nothing here logs a text or a short_message.
  */
 #include "delivery/smpp_session.h"
+#include "delivery/smpp_conn.h"
 #include "util/clock.h"
 #include "util/log.h"
 #include "util/random.h"
@@ -74,7 +82,7 @@
 #define GROUP_PARTS 16         /* longer messages are not mapped (and never happen: 14 max) */
 #define BUCKETS 4096
 
-enum { S_DOWN, S_CONNECTING, S_BINDING, S_BOUND };
+enum { S_DOWN, S_CONNECTING, S_HANDSHAKE, S_BINDING, S_BOUND };
 enum { P_WAITING = 0, P_INFLIGHT, P_DONE };
 
 typedef struct job job;
@@ -146,7 +154,7 @@ struct smpp_session {
 
     /* Under lock, owned by the thread. */
     int state;
-    int fd;
+    smpp_conn conn;
     uint64_t gen;
     uint8_t *rbuf;
     size_t rlen;
@@ -368,7 +376,7 @@ static int32_t group_find(smpp_session *s, const char *id)
 
 static const char *state_name(int state)
 {
-    static const char *const names[] = {"down", "connecting", "binding", "bound"};
+    static const char *const names[] = {"down", "connecting", "handshake", "binding", "bound"};
     return names[state];
 }
 
@@ -378,9 +386,7 @@ static void disconnect(smpp_session *s, const char *reason, bool quiet)
 {
     int64_t now = otp_mono_us();
     int was = s->state;
-    if (s->fd >= 0)
-        close(s->fd);
-    s->fd = -1;
+    smpp_conn_close(&s->conn);
     s->state = S_DOWN;
     s->gen++;
     atomic_store(&s->bound, false);
@@ -452,12 +458,24 @@ static void send_bind(smpp_session *s)
     s->state_deadline_us = otp_mono_us() + s->cfg.response_timeout_ms * 1000;
 }
 
-/* The connect finished (POLLOUT): check it and bind. */
+/* Runs the TLS handshake as far as the socket allows (plain TCP has none) and
+ * binds once it is done. The connect's deadline still runs: it covers both. */
+static void handshake(smpp_session *s)
+{
+    char why[256];
+    int r = smpp_conn_handshake(&s->conn, why, sizeof(why));
+    if (r < 0)
+        disconnect(s, why, false);
+    else if (r > 0)
+        send_bind(s);
+}
+
+/* The connect finished (POLLOUT): check it, then the handshake and the bind. */
 static void connected(smpp_session *s)
 {
     int err = 0;
     socklen_t len = sizeof(err);
-    if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+    if (getsockopt(s->conn.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
         err = errno;
     if (err != 0) {
         char why[160];
@@ -466,7 +484,8 @@ static void connected(smpp_session *s)
         disconnect(s, why, false);
         return;
     }
-    send_bind(s);
+    s->state = S_HANDSHAKE;
+    handshake(s);
 }
 
 /* ---- Submitting ---------------------------------------------------------- */
@@ -767,8 +786,10 @@ static void handle_pdu(smpp_session *s, const uint8_t *pdu, int64_t now)
         s->backoff_ms = s->cfg.reconnect_min_ms;
         s->throttle_ms = s->cfg.throttle_delay_ms;
         atomic_store(&s->bound, true);
-        otp_log(OTP_LOG_INFO, "event=smpp_bound provider=%s host=%s port=%d system_id=\"%s\"",
-                s->name, s->cfg.host, s->cfg.port, s->cfg.system_id);
+        const char *tls = smpp_conn_tls_version(&s->conn);
+        otp_log(OTP_LOG_INFO,
+                "event=smpp_bound provider=%s host=%s port=%d system_id=\"%s\" tls=%s", s->name,
+                s->cfg.host, s->cfg.port, s->cfg.system_id, tls ? tls : "off");
         return;
     case SMPP_SUBMIT_SM_RESP:
         on_submit_resp(s, &h, pdu, now);
@@ -801,7 +822,7 @@ static void handle_pdu(smpp_session *s, const uint8_t *pdu, int64_t now)
     case SMPP_UNBIND:
         queue_simple(s, SMPP_UNBIND_RESP, SMPP_ROK, h.seq);
         flush(s); /* best effort: the connection ends either way */
-        if (s->fd >= 0)
+        if (s->conn.fd >= 0)
             disconnect(s, "unbind from the SMSC", false);
         return;
     case SMPP_UNBIND_RESP:
@@ -817,22 +838,20 @@ static void handle_pdu(smpp_session *s, const uint8_t *pdu, int64_t now)
     }
 }
 
-/* Reads what the socket has and handles every complete PDU. Returns false
- * (after disconnecting) when the connection ended. */
+/* Reads what the connection has and handles every complete PDU, until it
+ * would block (so TLS holds no decrypted bytes while poll() sleeps; the buffer
+ * always has room, as a PDU is at most SMPP_PDU_MAX). Returns false (after
+ * disconnecting) when the connection ended. */
 static bool read_some(smpp_session *s, int64_t now)
 {
     for (;;) {
-        ssize_t r = read(s->fd, s->rbuf + s->rlen, RBUF_SIZE - s->rlen);
+        char why[256];
+        ssize_t r =
+            smpp_conn_read(&s->conn, s->rbuf + s->rlen, RBUF_SIZE - s->rlen, why, sizeof(why));
+        if (r == 0)
+            return true;
         if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return true;
-            disconnect(s, strerror(errno), false);
-            return false;
-        }
-        if (r == 0) {
-            disconnect(s, "closed by the SMSC", false);
+            disconnect(s, why, false);
             return false;
         }
         s->rlen += (size_t)r;
@@ -847,7 +866,7 @@ static bool read_some(smpp_session *s, int64_t now)
             if (s->rlen - off < h.length)
                 break;
             handle_pdu(s, s->rbuf + off, now);
-            if (s->fd < 0)
+            if (s->conn.fd < 0)
                 return false; /* handle_pdu disconnected */
             off += h.length;
         }
@@ -859,20 +878,21 @@ static bool read_some(smpp_session *s, int64_t now)
     }
 }
 
-/* Writes what the socket takes. Returns false (after disconnecting) on error. */
+/* Writes what the connection takes. Unsent bytes stay at the buffer's start
+ * and are only appended to, as a TLS retry needs. Returns false (after
+ * disconnecting) on error. */
 static bool flush(smpp_session *s)
 {
     size_t off = 0;
     while (off < s->wlen) {
-        ssize_t w = send(s->fd, s->wbuf + off, s->wlen - off, MSG_NOSIGNAL);
+        char why[256];
+        ssize_t w = smpp_conn_write(&s->conn, s->wbuf + off, s->wlen - off, why, sizeof(why));
         if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
-            disconnect(s, strerror(errno), false);
+            disconnect(s, why, false);
             return false;
         }
+        if (w == 0)
+            break;
         off += (size_t)w;
     }
     if (off > 0) {
@@ -887,8 +907,11 @@ static bool flush(smpp_session *s)
 
 static void tick(smpp_session *s, int64_t now)
 {
-    if ((s->state == S_CONNECTING || s->state == S_BINDING) && now >= s->state_deadline_us) {
-        disconnect(s, s->state == S_CONNECTING ? "connect timed out" : "no bind_transceiver_resp",
+    if (s->state >= S_CONNECTING && s->state <= S_BINDING && now >= s->state_deadline_us) {
+        disconnect(s,
+                   s->state == S_CONNECTING  ? "connect timed out"
+                   : s->state == S_HANDSHAKE ? "TLS handshake timed out"
+                                             : "no bind_transceiver_resp",
                    false);
         return;
     }
@@ -936,7 +959,7 @@ static int poll_timeout_ms(smpp_session *s, int64_t now)
     } while (0)
     if (s->state == S_DOWN)
         SOONER(s->reconnect_at_us);
-    if (s->state == S_CONNECTING || s->state == S_BINDING)
+    if (s->state >= S_CONNECTING && s->state <= S_BINDING)
         SOONER(s->state_deadline_us);
     if (s->state == S_BOUND) {
         SOONER(s->enquire_seq ? s->enquire_sent_us + s->cfg.response_timeout_ms * 1000
@@ -964,14 +987,26 @@ static void try_connect(smpp_session *s)
     pthread_mutex_unlock(&s->lock);
     int fd = open_socket(s, why, sizeof(why));
     pthread_mutex_lock(&s->lock);
-    if (fd < 0) {
+    if (fd < 0 || smpp_conn_open(&s->conn, fd, s->cfg.tls, s->cfg.host, why, sizeof(why)) != 0) {
         disconnect(s, why, false);
         return;
     }
-    s->fd = fd;
     s->state = S_CONNECTING;
     s->state_deadline_us = otp_mono_us() + s->cfg.response_timeout_ms * 1000;
     s->last_rx_us = otp_mono_us();
+}
+
+/* The poll() events the connection waits for once it is up. */
+static short io_events(const smpp_session *s)
+{
+    return POLLIN | (s->wlen > 0 || s->conn.read_wants_write ? POLLOUT : 0);
+}
+
+/* Whether revents mean read_some() has something to do. */
+static bool io_readable(const smpp_session *s, short revents)
+{
+    return (revents & (POLLIN | POLLHUP | POLLERR)) ||
+           ((revents & POLLOUT) && s->conn.read_wants_write);
 }
 
 /* At stop: unbind and wait a little for unbind_resp, then close. */
@@ -983,14 +1018,14 @@ static void unbind(smpp_session *s)
     s->unbound = false;
     queue_simple(s, SMPP_UNBIND, SMPP_ROK, s->unbind_seq);
     int64_t deadline = otp_mono_us() + UNBIND_WAIT_MS * 1000LL;
-    while (s->fd >= 0 && !s->unbound && otp_mono_us() < deadline) {
+    while (s->conn.fd >= 0 && !s->unbound && otp_mono_us() < deadline) {
         if (!flush(s))
             return;
-        struct pollfd p = {.fd = s->fd, .events = POLLIN | (s->wlen ? POLLOUT : 0)};
+        struct pollfd p = {.fd = s->conn.fd, .events = io_events(s)};
         pthread_mutex_unlock(&s->lock);
         int n = poll(&p, 1, 100);
         pthread_mutex_lock(&s->lock);
-        if (n > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)) && !read_some(s, otp_mono_us()))
+        if (n > 0 && io_readable(s, p.revents) && !read_some(s, otp_mono_us()))
             return;
     }
     if (s->unbound)
@@ -1003,22 +1038,22 @@ static void *run(void *arg)
     pthread_mutex_lock(&s->lock);
     while (!atomic_load(&s->stopping)) {
         int64_t now = otp_mono_us();
-        if (s->state == S_DOWN && s->fd < 0 && now >= s->reconnect_at_us) {
+        if (s->state == S_DOWN && s->conn.fd < 0 && now >= s->reconnect_at_us) {
             try_connect(s);
             continue;
         }
         drain_receipts(s, now);
         tick(s, now);
         pump(s, now);
-        if (s->fd >= 0 && s->wlen > 0 && s->state != S_CONNECTING && !flush(s))
+        if (s->conn.fd >= 0 && s->wlen > 0 && s->state >= S_BINDING && !flush(s))
             continue;
 
         struct pollfd fds[2] = {{.fd = s->wake_fd, .events = POLLIN}, {.fd = -1}};
-        if (s->fd >= 0) {
-            fds[1].fd = s->fd;
-            fds[1].events = s->state == S_CONNECTING ? POLLOUT : POLLIN;
-            if (s->wlen > 0)
-                fds[1].events |= POLLOUT;
+        if (s->conn.fd >= 0) {
+            fds[1].fd = s->conn.fd;
+            fds[1].events = s->state == S_CONNECTING  ? POLLOUT
+                            : s->state == S_HANDSHAKE ? s->conn.want
+                                                      : io_events(s);
         }
         int timeout = poll_timeout_ms(s, now);
         pthread_mutex_unlock(&s->lock);
@@ -1032,17 +1067,21 @@ static void *run(void *arg)
             (void)r;
         }
         now = otp_mono_us();
-        if (s->fd >= 0 && fds[1].fd == s->fd && fds[1].revents) {
+        if (s->conn.fd >= 0 && fds[1].fd == s->conn.fd && fds[1].revents) {
             if (s->state == S_CONNECTING) {
                 connected(s);
                 continue;
             }
-            if ((fds[1].revents & (POLLIN | POLLHUP | POLLERR)) && !read_some(s, now))
+            if (s->state == S_HANDSHAKE) {
+                handshake(s);
+                continue;
+            }
+            if (io_readable(s, fds[1].revents) && !read_some(s, now))
                 continue;
         }
     }
     unbind(s);
-    if (s->fd >= 0)
+    if (s->conn.fd >= 0)
         disconnect(s, "shutting down", true);
     fail_all_jobs(s, "shutting down");
     pthread_mutex_unlock(&s->lock);
@@ -1090,7 +1129,7 @@ int smpp_session_start(const smpp_config *cfg, const char *name, const otp_dlr_s
     s->cfg = *cfg;
     copy_str(s->name, sizeof(s->name), name);
     s->dlr = dlr && dlr->submit ? dlr : NULL;
-    s->fd = -1;
+    s->conn = SMPP_CONN_CLOSED;
     s->state = S_DOWN;
     s->backoff_ms = cfg->reconnect_min_ms;
     s->throttle_ms = cfg->throttle_delay_ms;

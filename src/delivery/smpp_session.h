@@ -1,7 +1,8 @@
 /* delivery/smpp_session.h — one SMPP 3.4 transceiver session to an SMSC.
  *
- * A session is a thread that keeps one TCP connection bound (bind_transceiver),
- * reconnecting with exponential backoff and jitter when it drops or the bind is
+ * A session is a thread that keeps one TCP connection, or TLS connection
+ * (smpp_conn.h), bound (bind_transceiver), reconnecting with exponential
+ * backoff and jitter when it drops, the TLS handshake fails or the bind is
  * refused. smpp_session_send() hands it a batch of messages already split into
  * parts and blocks until each message has its fate: accepted (every part got a
  * submit_sm_resp with ESME_ROK; the first part's message_id is the message's
@@ -22,6 +23,7 @@
 #include <stdint.h>
 
 #include "delivery/provider.h"
+#include "delivery/smpp_conn.h"
 #include "delivery/sms_parts.h"
 #include "delivery/smpp_pdu.h"
 
@@ -33,9 +35,10 @@ typedef struct smpp_config {
     char system_id[16];
     char password[9];
     char system_type[13];
+    smpp_tls *tls;               /* NULL: plain TCP; not copied: must outlive the session */
     int window;                  /* outstanding submit_sm at most */
     int64_t enquire_link_ms;     /* idle time before an enquire_link */
-    int64_t response_timeout_ms; /* wait for any response (bind, submit, enquire) */
+    int64_t response_timeout_ms; /* connect + TLS handshake, and any response */
     int64_t send_timeout_ms;     /* longest a batch waits in smpp_session_send() */
     int64_t reconnect_min_ms;
     int64_t reconnect_max_ms;

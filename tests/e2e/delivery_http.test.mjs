@@ -314,7 +314,7 @@ describe('provider configuration errors stop start-up naming the setting', () =>
         ['[provider.sms]\ntype = smpp\nhost = 127.0.0.1\n', /provider\.sms\.system_id/],
         ['[provider.sms]\ntype = smpp\nhost = 127.0.0.1\nsystem_id = x\nwindow = 0\n', /provider\.sms\.window/],
         ['[provider.sms]\ntype = smpp\nhost = 127.0.0.1\nsystem_id = x\npassword = longerthan8\n', /provider\.sms\.password/],
-        ['[provider.sms]\ntype = smpp\nhost = 127.0.0.1\nsystem_id = x\ntls = true\n', /provider\.sms\.tls/],
+        ['[provider.sms]\ntype = smpp\nhost = 127.0.0.1\nsystem_id = x\ntls = true\ntls_ca_file = /nonexistent/ca.pem\n', /provider\.sms\.tls_ca_file = "\/nonexistent\/ca\.pem".*cannot read it/],
         ['[provider.sms]\ntype = smpp\nhost = h\nsystem_id = x\ndata_coding = latin9\n', /provider\.sms\.data_coding/],
         ['[provider.x]\ntype = carrier-pigeon\n', /provider\.x\.type = "carrier-pigeon": unknown provider type \(file, http, smpp\)/],
         ['[provider.gw]\ntype = http\nurl = http://x/\nbreaker_threshold = 0\n', /provider\.gw\.breaker_threshold/],

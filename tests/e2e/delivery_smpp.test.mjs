@@ -11,11 +11,23 @@
 // multi-part message only when every part is delivered, and a REJECTD reported
 // twice refunds once; the SMSC dropping the connection mid-stream loses nothing;
 // ESME_RTHROTTLED slows otpd down without losing messages; SIGTERM unbinds.
+//
+// Over TLS (tls = true), against the same SMSC listening with TLS and
+// certificates made for the test by the openssl CLI (peers/certs.mjs): with
+// tls_ca_file naming the test CA otpd binds, sends and takes receipts; a
+// certificate from another CA, one for another name, or an SMSC that does not
+// speak TLS never gets a bind — the log says why, /readyz stays 503, nothing is
+// delivered, otpd keeps retrying and stops cleanly; a CA file that is missing
+// or holds no certificate stops start-up naming the setting.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { phones, sleep, sendOk, paise } from './lib/server.mjs';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { phones, sleep, sendOk, paise, runCli, sanitizerReports, freePort } from './lib/server.mjs';
 import { startSmsc, reassemble } from './peers/smsc.mjs';
 import { writeIni, startWithConfig } from './peers/otpd.mjs';
+import { makeCerts } from './peers/certs.mjs';
 
 const phone = phones(41);
 const digits = (e164) => e164.replace(/^\+/, '');
@@ -321,5 +333,211 @@ describe('smpp provider against node-smpp', () => {
         const runs = new Set(srv.log().match(/\d+/g) || []);
         assert.deepEqual(seenCodes.filter((c) => runs.has(c)), [], 'no sent code in the log');
         assert.match(srv.log(), /event=smpp_unbound provider=smsc/);
+    });
+});
+
+describe('smpp provider over TLS', () => {
+    let certs;
+    let smsc;
+    let srv;
+    let key;
+    const submitsTo = (to) => smsc.submits.filter((s) => s.dest === digits(to));
+
+    before(async () => {
+        certs = makeCerts();
+        smsc = await startSmsc({ systemId: 'otpd', password: 'secret', tls: certs.pem(certs.good) });
+        srv = await startWithConfig(writeConfig(smsc.port, { extra: `tls = true\ntls_ca_file = ${certs.ca}` }));
+        key = srv.accounts.acme.key;
+    });
+    after(async () => {
+        if (srv) srv.cleanup('delivery_smpp_tls');
+        if (smsc) await smsc.close();
+        if (certs) certs.remove();
+    });
+
+    it('verifies the SMSC against tls_ca_file and binds over TLS; /readyz 200', async () => {
+        await waitReady(srv, 200);
+        const ok = smsc.binds.filter((b) => b.ok);
+        assert.ok(ok.length >= 1, 'bound');
+        assert.ok(ok.every((b) => b.tls), 'the bind came over TLS');
+        assert.match(srv.log(), /event=smpp_bound provider=smsc host=127\.0\.0\.1 .*tls=TLSv1\.[23]/);
+        assert.deepEqual(smsc.tlsErrors, []);
+        assert.doesNotMatch(srv.log(), /smpp_tls_unverified/);
+    });
+
+    it('a send arrives over TLS with the right text; its receipt maps back; the code verifies', async () => {
+        const to = phone();
+        const d = await sendOk(srv, key, { phoneNumber: to });
+        await smsc.waitFor(() => submitsTo(to).length >= 1, `a submit_sm to ${to}`);
+        const [s] = submitsTo(to);
+        assert.ok(s.session.socket.encrypted, 'submitted on a TLS session');
+        const code = codeOf(s.message);
+        assert.equal(s.message, `${code} is your acme verification code. It expires in 10 minutes. Do not share it.`);
+        assert.equal(s.source, 'OTPD');
+        const [m] = await messagesOf(srv, key, d.requestId);
+        const info = await waitStatus(srv, key, m.messageId, 'sent');
+        assert.equal(info.providerMessageId, s.messageId);
+        assert.equal(await smsc.receipt(s.messageId, 'DELIVRD'), 0, 'deliver_sm_resp ESME_ROK over TLS');
+        await waitStatus(srv, key, m.messageId, 'delivered');
+        const v = await srv.verify(key, d.requestId, code);
+        assert.equal(v.status, 200, v.text);
+    });
+
+    it('SIGTERM unbinds over TLS and exits 0 with a clean log', async () => {
+        const unbinds = smsc.unbinds;
+        await srv.stop();
+        assert.ok(smsc.unbinds > unbinds, 'unbind sent');
+        assert.match(srv.log(), /event=smpp_unbound provider=smsc/);
+    });
+});
+
+describe('smpp provider over TLS: no bind without a good certificate', () => {
+    let certs;
+    const smscs = {};
+    let srv;
+    let key;
+
+    before(async () => {
+        certs = makeCerts();
+        smscs.other_ca = await startSmsc({ tls: certs.pem(certs.otherCa) });
+        smscs.wrong_name = await startSmsc({ tls: certs.pem(certs.wrongName) });
+        smscs.plain = await startSmsc();
+        // One otpd, three providers, each pointed at one of the SMSCs above.
+        let ini = `[delivery]\nproviders = other_ca, wrong_name, plain\n`;
+        for (const [name, smsc] of Object.entries(smscs)) {
+            ini += `
+[provider.${name}]
+type = smpp
+host = 127.0.0.1
+port = ${smsc.port}
+system_id = otpd
+password = secret
+tls = true
+tls_ca_file = ${certs.ca}
+response_timeout = 1000
+reconnect_min = 100
+reconnect_max = 400
+`;
+        }
+        srv = await startWithConfig(writeIni(ini));
+        key = srv.accounts.acme.key;
+    });
+    after(async () => {
+        if (srv) srv.cleanup('delivery_smpp_tls_refused');
+        for (const smsc of Object.values(smscs)) await smsc.close();
+        if (certs) certs.remove();
+    });
+
+    const disconnects = (provider) =>
+        srv.log().split('\n').filter((l) => l.includes(`event=smpp_disconnected provider=${provider} `));
+
+    it('a certificate from a CA tls_ca_file does not hold: the handshake fails, logged, and is retried', async () => {
+        const smsc = smscs.other_ca;
+        await smsc.waitFor(() => smsc.tlsErrors.length >= 3, 'three refused handshakes (otpd retries)');
+        const lines = disconnects('other_ca');
+        assert.ok(lines.length >= 2, srv.log());
+        assert.match(lines[0], /state=handshake reason="TLS handshake failed: certificate verification failed: unable to get local issuer certificate" retry_ms=\d+/);
+        assert.equal(smsc.connections, 0, 'no SMPP session');
+        assert.deepEqual(smsc.binds, [], 'no bind_transceiver, so no password sent');
+    });
+
+    it('a certificate for another name: the handshake fails on the name', async () => {
+        const smsc = smscs.wrong_name;
+        await smsc.waitFor(() => smsc.tlsErrors.length >= 2, 'two refused handshakes');
+        assert.match(disconnects('wrong_name')[0], /state=handshake reason="TLS handshake failed: certificate verification failed: IP address mismatch"/);
+        assert.deepEqual(smsc.binds, []);
+    });
+
+    it('an SMSC that does not speak TLS: the handshake times out within response_timeout and is retried', async () => {
+        const smsc = smscs.plain;
+        await smsc.waitFor(() => smsc.tcpConnections >= 2, 'a second connection', 10000);
+        const lines = disconnects('plain');
+        assert.ok(lines.length >= 1, srv.log());
+        assert.match(lines[0], /state=handshake reason="TLS handshake timed out"/);
+        assert.deepEqual(smsc.binds, [], 'the SMSC never saw a bind');
+    });
+
+    it('/readyz stays 503 and a send is accepted but not delivered', async () => {
+        const r = await srv.request('GET', '/readyz');
+        assert.equal(r.status, 503, r.text);
+        const to = phone();
+        const d = await sendOk(srv, key, { phoneNumber: to });
+        await sleep(1500);
+        const [m] = await messagesOf(srv, key, d.requestId);
+        const info = await messageInfo(srv, key, m.messageId);
+        assert.ok(['queued', 'sending'].includes(info.status), `status ${info.status}`);
+        for (const smsc of Object.values(smscs)) assert.deepEqual(smsc.submits, []);
+        assert.equal((await srv.request('GET', '/readyz')).status, 503);
+    });
+
+    it('SIGTERM exits 0 with a clean log (no crash, no sanitizer report, no password)', async () => {
+        await srv.stop();
+        assert.doesNotMatch(srv.log(), /secret/, 'the password is not logged');
+        assert.doesNotMatch(srv.log(), /event=smpp_bound/);
+    });
+});
+
+describe('smpp provider over TLS: settings checked at start-up', () => {
+    let dir;
+    let certs;
+    before(() => {
+        dir = fs.mkdtempSync(path.join(os.tmpdir(), 'otpd-e2e-smpp-tls-'));
+        certs = makeCerts();
+    });
+    after(() => {
+        if (!process.env.OTPD_E2E_KEEP) fs.rmSync(dir, { recursive: true, force: true });
+        if (certs) certs.remove();
+    });
+
+    /** otpd serve with [provider.smsc] plus `extra` must fail naming the setting. */
+    async function refused(extra, want) {
+        const port = await freePort();
+        const ini = path.join(dir, 'otpd.ini');
+        fs.writeFileSync(ini, `listen = 127.0.0.1:${port}\n\n[provider.smsc]\ntype = smpp\nhost = 127.0.0.1\nport = ${await freePort()}\nsystem_id = otpd\npassword = secret\n${extra}\n`);
+        const r = await runCli(dir, ['serve', '--config', ini], { timeoutMs: 20000 });
+        assert.notEqual(r.status, 0, `otpd serve should fail with ${JSON.stringify(extra)}: ${r.stdout}${r.stderr}`);
+        assert.deepEqual(sanitizerReports(r.stderr), [], r.stderr);
+        assert.match(r.stderr, want);
+        assert.doesNotMatch(r.stderr, /secret/);
+        return r;
+    }
+
+    it('tls_ca_file missing, not PEM, or without tls; tls and tls_verify not booleans', async () => {
+        const missing = path.join(dir, 'missing-ca.pem');
+        await refused(`tls = true\ntls_ca_file = ${missing}`,
+            /provider\.smsc\.tls_ca_file = ".*missing-ca\.pem" \(from .*\): cannot read it: No such file or directory/);
+        const notPem = path.join(dir, 'not-a-ca.pem');
+        fs.writeFileSync(notPem, 'this is not a certificate\n');
+        await refused(`tls = true\ntls_ca_file = ${notPem}`, /provider\.smsc\.tls_ca_file = ".*not-a-ca\.pem" .*no PEM certificate/);
+        // A private key alone is PEM, but no certificate.
+        await refused(`tls = true\ntls_ca_file = ${certs.good.key}`, /provider\.smsc\.tls_ca_file = .*no PEM certificate/);
+        await refused(`tls_ca_file = ${certs.ca}`, /provider\.smsc\.tls_ca_file \(from .*\): set, but provider\.smsc\.tls is not true/);
+        await refused('tls_verify = false', /provider\.smsc\.tls_verify \(from .*\): set, but provider\.smsc\.tls is not true/);
+        await refused('tls = maybe', /provider\.smsc\.tls/);
+        await refused('tls = true\ntls_verify = sometimes', /provider\.smsc\.tls_verify/);
+    });
+});
+
+describe('smpp provider over TLS: tls_verify = false', () => {
+    let certs;
+    let smsc;
+    let srv;
+
+    before(async () => {
+        certs = makeCerts();
+        smsc = await startSmsc({ tls: certs.pem(certs.otherCa) });
+        srv = await startWithConfig(writeConfig(smsc.port, { extra: 'tls = true\ntls_verify = false' }));
+    });
+    after(async () => {
+        if (srv) srv.cleanup('delivery_smpp_tls_unverified');
+        if (smsc) await smsc.close();
+        if (certs) certs.remove();
+    });
+
+    it('binds to an SMSC whose certificate would not verify, with a warning at start', async () => {
+        await waitReady(srv, 200);
+        assert.ok(smsc.binds.some((b) => b.ok && b.tls));
+        assert.match(srv.log(), /level=warn event=smpp_tls_unverified provider=smsc host=127\.0\.0\.1/);
+        await srv.stop();
     });
 });

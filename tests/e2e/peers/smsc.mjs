@@ -14,6 +14,12 @@
 //   dropAfter        -> destroy the connection right after the n-th submit_sm
 //                       (before answering it); once, then cleared
 // and sends delivery receipts with receipt(messageId, stat).
+//
+// With `tls: {key, cert}` (PEM) it listens with TLS instead (node-smpp's
+// createServer passes them to tls.Server): every session is then encrypted,
+// and `tlsErrors` counts the handshakes that failed (the client refusing the
+// certificate, or not speaking TLS). `tcpConnections` counts every accepted
+// socket, a handshake that failed included.
 import net from 'node:net';
 import smpp from 'smpp';
 
@@ -34,19 +40,21 @@ function udhInfo(udhList) {
     return null;
 }
 
-export async function startSmsc({ systemId = 'otpd', password = 'secret' } = {}) {
+export async function startSmsc({ systemId = 'otpd', password = 'secret', tls = null } = {}) {
     const smsc = {
         port: 0,
-        binds: [], // {systemId, password, ok, at}
+        binds: [], // {systemId, password, ok, at, tls}
         submits: [],
         unbinds: 0,
         connections: 0,
+        tcpConnections: 0,
+        tlsErrors: [], // {at, error}
         sessions: new Set(),
         policy: {},
         nextId: 1000,
         receiptsAcked: [], // {messageId, status}
     };
-    const server = smpp.createServer({}, (session) => {
+    const server = smpp.createServer(tls ? { key: tls.key, cert: tls.cert } : {}, (session) => {
         smsc.connections++;
         let bound = false;
         let submitsHere = 0;
@@ -55,7 +63,7 @@ export async function startSmsc({ systemId = 'otpd', password = 'secret' } = {})
         session.on('error', () => {});
         session.on('bind_transceiver', (pdu) => {
             const ok = pdu.system_id === systemId && pdu.password === password;
-            smsc.binds.push({ systemId: pdu.system_id, password: pdu.password, ok, at: Date.now() });
+            smsc.binds.push({ systemId: pdu.system_id, password: pdu.password, ok, at: Date.now(), tls: Boolean(session.socket.encrypted) });
             if (!ok) {
                 session.send(pdu.response({ command_status: ESME.RINVPASWD }));
                 setTimeout(() => session.close(), 50);
@@ -119,6 +127,13 @@ export async function startSmsc({ systemId = 'otpd', password = 'secret' } = {})
             session.send(pdu.response({ message_id: messageId }));
         });
     });
+    const sockets = new Set(); // raw TCP sockets, a TLS handshake in progress included
+    server.on('connection', (sock) => {
+        smsc.tcpConnections++;
+        sockets.add(sock);
+        sock.on('close', () => sockets.delete(sock));
+    });
+    server.on('tlsClientError', (e) => smsc.tlsErrors.push({ at: Date.now(), error: String(e && e.message) }));
     await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
     smsc.port = server.address().port;
 
@@ -165,6 +180,7 @@ export async function startSmsc({ systemId = 'otpd', password = 'secret' } = {})
     smsc.close = () =>
         new Promise((resolve) => {
             for (const s of smsc.sessions) s.destroy();
+            for (const s of sockets) s.destroy();
             server.close(() => resolve());
         });
     return smsc;
