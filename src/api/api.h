@@ -94,6 +94,13 @@ bool otp_api_keep_open(const otp_api *api, const char *request_id, const uint8_t
  * "variables"). */
 bool otp_api_parse_vars(otp_http_req *req, json_t *body, otp_api_vars *ret);
 
+/* The request request_id of auth's account and key mode (test keys see test
+ * requests only, live keys live ones): OTP_OK and *ret_info, or
+ * OTP_E_OTP_NOT_FOUND (unknown, another account's or the other mode's, with
+ * *ret_info untouched) or OTP_E_UNAVAILABLE. (status.c) */
+otp_err otp_api_request_get(otp_api *api, const otp_key_auth *auth, const char *request_id,
+                            otp_request_info *ret_info);
+
 /* The template a text is rendered from: id_or_name (a "tpl_" id or a name), or
  * NULL for the account's default template, or the built-in SPEC 4 text (public_id
  * ""). Returns OTP_OK, OTP_E_NOT_FOUND (id_or_name given and unknown) or

@@ -178,9 +178,11 @@ void otp_api_resend(otp_http_req *req, void *app)
         otp_http_reply_error(req, OTP_E_OTP_NOT_FOUND, NULL, NULL);
         goto out;
     }
-    e = api->store->ops->request_get(api->store, auth.account_id, request_id, &info);
+    /* The other mode's request is as unknown, before anything is done for it
+     * (the txn checks it again). */
+    e = otp_api_request_get(api, &auth, request_id, &info);
     if (e) {
-        otp_http_reply_error(req, e == OTP_E_OTP_NOT_FOUND ? e : OTP_E_UNAVAILABLE, NULL, NULL);
+        otp_http_reply_error(req, e, NULL, NULL);
         goto out;
     }
     char masked[OTP_PHONE_MASK_SIZE];

@@ -23,7 +23,7 @@ typedef struct cancel_state {
     otp_txn txn;
     otp_http_req *req;
     otp_api *api;
-    bool test; /* the key's mode */
+    otp_key_auth auth; /* for the object read back */
 } cancel_state;
 
 static void add_message(const otp_message_info *m, void *ctx)
@@ -35,33 +35,34 @@ static void add_message(const otp_message_info *m, void *ctx)
                                          "error", otp_api_json_str_or_null(m->error)));
 }
 
-/* The request of this account and key mode (test keys see test requests only,
- * live keys live ones): OTP_OK, OTP_E_OTP_NOT_FOUND (also for the other mode's,
- * as resend answers), or OTP_E_UNAVAILABLE. */
-static otp_err request_of(otp_api *api, int64_t account_id, bool test, const char *request_id,
-                          otp_request_info *ret)
+otp_err otp_api_request_get(otp_api *api, const otp_key_auth *auth, const char *request_id,
+                            otp_request_info *ret_info)
 {
-    otp_err e = api->store->ops->request_get(api->store, account_id, request_id, ret);
-    if (!e && ret->test != test)
-        return OTP_E_OTP_NOT_FOUND;
-    return !e || e == OTP_E_OTP_NOT_FOUND ? e : OTP_E_UNAVAILABLE;
+    otp_request_info info;
+    otp_err e = api->store->ops->request_get(api->store, auth->account_id, request_id, &info);
+    if (!e && info.test != auth->test)
+        e = OTP_E_OTP_NOT_FOUND;
+    if (e)
+        return e == OTP_E_OTP_NOT_FOUND ? e : OTP_E_UNAVAILABLE;
+    *ret_info = info;
+    return OTP_OK;
 }
 
 /* The GET /otp/{id} object of a request of this account and key mode, and its
  * number masked for the log line. Returns OTP_OK and a new reference,
  * OTP_E_OTP_NOT_FOUND, or OTP_E_UNAVAILABLE. */
-static otp_err status_object(otp_api *api, int64_t account_id, bool test, const char *request_id,
+static otp_err status_object(otp_api *api, const otp_key_auth *auth, const char *request_id,
                              json_t **ret, char masked[OTP_PHONE_MASK_SIZE])
 {
     otp_request_info info;
-    otp_err e = request_of(api, account_id, test, request_id, &info);
+    otp_err e = otp_api_request_get(api, auth, request_id, &info);
     if (e)
         return e;
     otp_phone_mask(info.phone, masked);
     json_t *messages = json_array();
     if (!messages)
         return OTP_E_INTERNAL;
-    e = api->store->ops->request_messages(api->store, account_id, request_id, add_message,
+    e = api->store->ops->request_messages(api->store, auth->account_id, request_id, add_message,
                                           messages);
     if (e) {
         json_decref(messages);
@@ -88,12 +89,12 @@ static otp_err status_object(otp_api *api, int64_t account_id, bool test, const 
     return OTP_OK;
 }
 
-static void reply_status(otp_http_req *req, otp_api *api, int64_t account_id, bool test,
+static void reply_status(otp_http_req *req, otp_api *api, const otp_key_auth *auth,
                          const char *request_id)
 {
     json_t *o;
     char masked[OTP_PHONE_MASK_SIZE];
-    otp_err e = status_object(api, account_id, test, request_id, &o, masked);
+    otp_err e = status_object(api, auth, request_id, &o, masked);
     if (e) {
         otp_http_reply_error(req, e, NULL, NULL);
         return;
@@ -115,7 +116,7 @@ void otp_api_status(otp_http_req *req, void *app)
         otp_http_reply_error(req, OTP_E_OTP_NOT_FOUND, NULL, NULL);
         return;
     }
-    reply_status(req, api, auth.account_id, auth.test, id);
+    reply_status(req, api, &auth, id);
 }
 
 /* POST /otp/{x}: a request id has no POST (405; Allow: GET from the router,
@@ -136,7 +137,7 @@ static void cancel_finish(otp_http_req *req, void *app)
     (void)app;
     otp_txn_cancel *c = &st->txn.u.cancel;
     if (st->txn.err == OTP_OK || st->txn.err == OTP_E_OTP_CANCELLED)
-        reply_status(req, st->api, c->account_id, st->test, c->request_id);
+        reply_status(req, st->api, &st->auth, c->request_id);
     else
         otp_http_reply_error(req, st->txn.err, NULL, NULL);
 }
@@ -162,7 +163,7 @@ void otp_api_cancel(otp_http_req *req, void *app)
     }
     /* A request's mode never changes, so it is checked before the txn. */
     otp_request_info info;
-    otp_err e = request_of(api, auth.account_id, auth.test, id, &info);
+    otp_err e = otp_api_request_get(api, &auth, id, &info);
     if (e) {
         otp_http_reply_error(req, e, NULL, NULL);
         return;
@@ -175,7 +176,7 @@ void otp_api_cancel(otp_http_req *req, void *app)
     otp_http_set_state(req, st, free);
     st->req = req;
     st->api = api;
-    st->test = auth.test;
+    st->auth = auth;
     st->txn.kind = OTP_TXN_CANCEL;
     st->txn.done = cancel_done;
     st->txn.user = st;

@@ -342,7 +342,10 @@ typedef struct otp_txn_send {
 typedef struct otp_txn_verify {
     /* in */
     int64_t account_id;
-    bool test; /* the key's mode: a request of the other mode is OTP_NOT_FOUND */
+    /* the key's mode: a request of the other mode is OTP_NOT_FOUND; a test
+     * key's guess is judged against the number's lock but leaves its failure
+     * count and streak as they are */
+    bool test;
     char request_id[OTP_ID_SIZE];
     uint8_t code_hash[OTP_CODE_HASH_LEN]; /* of the guess, under this request id */
     int code_length;                      /* of the guess; mismatch = INVALID_OTP_CODE */

@@ -154,6 +154,15 @@ describe('test mode', () => {
             assertError(await srv.request('POST', '/otp/resend', { key, body: { requestId: d.requestId } }), 404, 'otp_not_found', `${what}: resend`);
             assertError(await srv.request('GET', `/messages/${msg}`, { key }), 404, 'message_not_found', `${what}: message`);
         }
+        // The other mode's request is refused before anything is done for it: with
+        // its number's country no longer allowed, a resend of one's own request
+        // answers 403 (that check runs before the txn), the other mode's still 404.
+        await srv.cli(['limits', 'set', 'acme', 'countries=US']);
+        await srv.advanceClock(COOLDOWN_MS); // past the key cache, which holds the limits
+        assertError(await srv.request('POST', '/otp/resend', { key: lkey, body: { requestId: live.requestId } }), 403, 'country_not_allowed', 'own mode');
+        assertError(await srv.request('POST', '/otp/resend', { key: tkey, body: { requestId: live.requestId } }), 404, 'otp_not_found', 'the other mode');
+        await srv.cli(['limits', 'set', 'acme', 'countries=']);
+        await srv.advanceClock(COOLDOWN_MS);
         // Nothing was used: each is still pending with all its attempts, and
         // verifies with its own mode's key.
         for (const [key, d, code] of [[lkey, live, liveCode], [tkey, test, testCode]]) {

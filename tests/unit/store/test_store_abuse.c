@@ -135,11 +135,14 @@ static void make_send(otp_txn *t, const fx *f, const char *phone, int64_t now)
     memcpy(s->abuse.region, "IN", 3);
 }
 
-static otp_err verify(const fx *f, const char *rid, bool right, int64_t now, otp_abuse *ret)
+/* A guess at rid from a key of mode test (the request's own), right or not. */
+static otp_err verify_as(const fx *f, bool test, const char *rid, bool right, int64_t now,
+                         otp_abuse *ret)
 {
     otp_txn t = {.kind = OTP_TXN_VERIFY};
     otp_txn_verify *v = &t.u.verify;
     v->account_id = f->acc;
+    v->test = test;
     memcpy(v->request_id, rid, OTP_ID_SIZE);
     memset(v->code_hash, right ? 0xAA : 0xBB, sizeof(v->code_hash));
     v->code_length = 6;
@@ -150,6 +153,12 @@ static otp_err verify(const fx *f, const char *rid, bool right, int64_t now, otp
     if (ret)
         *ret = v->abuse;
     return e;
+}
+
+/* A guess from a live key. */
+static otp_err verify(const fx *f, const char *rid, bool right, int64_t now, otp_abuse *ret)
+{
+    return verify_as(f, false, rid, right, now, ret);
 }
 
 /* An operator's lift of target's lock or block (otpd block lift). */
@@ -299,6 +308,43 @@ static void t_lockout(void **state)
     assert_int_equal(verify(f, b.u.send.request_id, true, t, &out), OTP_OK);
     /* nothing left to lift */
     assert_int_equal(lift(f, "+919876500001", t), OTP_E_NOT_FOUND);
+}
+
+/* A test key's guesses leave the number's state alone: its right code does
+ * not clear the wrong codes piled up on a live request of the number (or an
+ * attacker with a test key could keep a number from ever locking), and its
+ * wrong codes do not lock the number; a lock still holds for it. */
+static void t_test_guesses_leave_number(void **state)
+{
+    fx *f = *state;
+    const char *to = "+919876500003";
+    otp_txn live, test, test2;
+    make_send(&test, f, to, T0);
+    test.u.send.test = true;
+    assert_int_equal(otp_store_exec(f->s, &test), OTP_OK);
+    make_send(&live, f, to, T0 + 31000);
+    assert_int_equal(otp_store_exec(f->s, &live), OTP_OK);
+    int64_t t = T0 + 32000;
+    otp_abuse out;
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(verify(f, live.u.send.request_id, false, t, &out), OTP_E_OTP_INCORRECT);
+    assert_int_equal(verify_as(f, true, test.u.send.request_id, true, t, &out), OTP_OK);
+    assert_int_equal(verify(f, live.u.send.request_id, false, t, &out), OTP_E_OTP_INCORRECT);
+    assert_true(out.phone_locked_now); /* the 5th: the test success cleared nothing */
+
+    const char *to2 = "+919876500004";
+    make_send(&test2, f, to2, T0);
+    test2.u.send.test = true;
+    assert_int_equal(otp_store_exec(f->s, &test2), OTP_OK);
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(verify_as(f, true, test2.u.send.request_id, false, t, &out),
+                         OTP_E_OTP_INCORRECT);
+        assert_false(out.phone_locked_now);
+    }
+    otp_txn after;
+    make_send(&after, f, to2, T0 + 31000);
+    assert_int_equal(otp_store_exec(f->s, &after), OTP_OK); /* not locked */
+    assert_int_equal(lift(f, to, t), OTP_OK);
 }
 
 /* The store keeps the times of the wrong codes, so the window rolls: 1 wrong
@@ -781,6 +827,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(t_window_under_parallel_sends, setup, teardown),
         cmocka_unit_test_setup_teardown(t_lockout, setup, teardown),
         cmocka_unit_test_setup_teardown(t_lockout_window_rolls, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_test_guesses_leave_number, setup, teardown),
         cmocka_unit_test_setup_teardown(t_pumping, setup, teardown),
         cmocka_unit_test_setup_teardown(t_spend_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(t_refund_lowers_spend, setup, teardown),
