@@ -119,8 +119,8 @@ bool otp_api_render(otp_http_req *req, const otp_template *tpl, const otp_templa
 
 /* Reads body.idempotencyKey into *idem (absent or null: idem->use = false) and,
  * when there is one, the fingerprint of this route and body (key order and
- * whitespace do not matter) from a key of this mode (test). Returns false after
- * replying invalid_request. */
+ * whitespace do not matter); a test key's (test) goes in the test keys' key
+ * space. Returns false after replying invalid_request. */
 bool otp_api_idem_init(otp_http_req *req, json_t *body, bool test, otp_idem *idem);
 /* Sets the reply that the store keeps with the key: status and data, whose JSON
  * text is written to *ret_text (malloc'd; the caller frees it after the txn is

@@ -7,13 +7,12 @@
  * is known before the transaction (ids, expiry and attempts are chosen here),
  * writes the reply's data JSON up front. Both ride inside the SEND or RESEND txn:
  * the store looks the key up, and either replays the stored reply, refuses a
- * different fingerprint (409 idempotency_key_reused: the same key with another
- * body, or from a key of the other mode, since a test send must never stand in
- * for a live one, which would then send nothing), or does the work and keeps
+ * different fingerprint (409 idempotency_key_reused), or does the work and keeps
  * the record, all in the one transaction. So a duplicate can only see the first
  * committed (and is replayed) or not at all (and is the first): twenty identical
  * sends racing each other give one request, one SMS, one debit and twenty equal
- * answers. Errors write nothing, so they are never remembered.
+ * answers. Errors write nothing, so they are never remembered. Test keys and
+ * live keys of one account have separate key spaces.
  */
 #include "api/api.h"
 
@@ -56,12 +55,16 @@ bool otp_api_idem_init(otp_http_req *req, json_t *body, bool test, otp_idem *ide
     crypto_hash_sha256_update(&h, (const unsigned char *)route, strlen(route));
     crypto_hash_sha256_update(&h, (const unsigned char *)"\n", 1);
     crypto_hash_sha256_update(&h, (const unsigned char *)canon, strlen(canon));
-    if (test) /* live fingerprints stay as they were before the mode counted */
-        crypto_hash_sha256_update(&h, (const unsigned char *)"\ntest", 5);
     crypto_hash_sha256_final(&h, idem->fingerprint);
     free(canon);
     idem->use = true;
-    memcpy(idem->key, key, strlen(key) + 1);
+    /* Test keys' keys are a space of their own: stored behind a byte no
+     * client key can hold, so a test send never stands in for a live one (nor
+     * tells a test key which keys live keys used). */
+    size_t at = 0;
+    if (test)
+        idem->key[at++] = OTP_IDEM_TEST_MARK;
+    memcpy(idem->key + at, key, strlen(key) + 1);
     return true;
 }
 

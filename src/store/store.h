@@ -35,9 +35,11 @@
 #define OTP_PROVIDER_NAME_SIZE 32
 #define OTP_PROVIDER_MSGID_SIZE 128
 #define OTP_ERROR_TEXT_SIZE 256
-#define OTP_IDEM_KEY_SIZE 256 /* 1..255 printable ASCII + NUL */
-#define OTP_APP_NAME_SIZE 65  /* 1..64 bytes + NUL */
-#define OTP_APP_HASH_SIZE 12  /* 11 + NUL */
+/* 1..255 printable ASCII, after OTP_IDEM_TEST_MARK for a test key's, + NUL */
+#define OTP_IDEM_KEY_SIZE 257
+#define OTP_IDEM_TEST_MARK '\x01'
+#define OTP_APP_NAME_SIZE 65 /* 1..64 bytes + NUL */
+#define OTP_APP_HASH_SIZE 12 /* 11 + NUL */
 #define OTP_SENDER_ID_SIZE 16
 #define OTP_DLT_ID_SIZE 64
 #define OTP_DOMAIN_SIZE 128
