@@ -450,21 +450,25 @@ size_t otp_phone_fail_times_encode(const otp_phone_state *s, uint8_t out[OTP_PHO
 void otp_phone_fail_times_decode(otp_phone_state *s, const uint8_t *in, size_t len)
 {
     /* fails = 0 (a success, a lock, an operator's lift) empties the window
-     * whatever times a store left beside it; times that do not match fails
-     * were left by a writer that does not keep them (an older node during a
-     * rolling upgrade, which counted in fixed windows): counted as below. */
+     * whatever times a store left beside it. Times that do not match fails
+     * and fail_since (their count, their oldest, their order) were left by a
+     * writer that does not keep them (an older node during a rolling upgrade,
+     * which counted on in fixed windows): then counted as below. */
     if (s->fails > 0 && in && len % 8 == 0 && len / 8 == (size_t)s->fails &&
         len / 8 <= OTP_PHONE_FAILS_KEPT) {
         int n = (int)(len / 8);
+        bool ok = true;
         for (int i = 0; i < n; i++) {
             uint64_t v = 0;
             for (int b = 0; b < 8; b++)
                 v = v << 8 | in[i * 8 + b];
             s->fail_at[i] = (int64_t)v;
+            ok = ok && (i == 0 || s->fail_at[i] >= s->fail_at[i - 1]);
         }
-        s->fail_since_ms = s->fail_at[0];
-        s->times_kept = true;
-        return;
+        if (ok && s->fail_at[0] == s->fail_since_ms) {
+            s->times_kept = true;
+            return;
+        }
     }
     /* Counted in a fixed window (or before the times were kept): each of its
      * failures counts as made at the window's start, which keeps them in a

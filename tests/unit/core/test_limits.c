@@ -327,7 +327,31 @@ static void test_lockout_times_stored(void **state)
     assert_false(m.times_kept);
     assert_int_equal(m.fails, 3);
     assert_int_equal(m.fail_at[2], t + 100);
-    otp_phone_state r = {.fails = 2, .fail_since_ms = 1};
+    /* as many times as fails, but not starting at fail_since (an older node
+     * started a window of its own and counted 2 in it) or out of order: the
+     * count, at fail_since */
+    otp_phone_state o = {.fails = 2, .fail_since_ms = t + 500000};
+    otp_phone_fail_times_decode(&o, buf, len);
+    assert_false(o.times_kept);
+    assert_int_equal(o.fail_at[0], t + 500000);
+    assert_int_equal(o.fail_at[1], t + 500000);
+    uint8_t swapped[16];
+    memcpy(swapped, buf + 8, 8);
+    memcpy(swapped + 8, buf, 8);
+    otp_phone_state w = {.fails = 2, .fail_since_ms = t + 7000};
+    otp_phone_fail_times_decode(&w, swapped, 16);
+    assert_false(w.times_kept);
+    /* lengths that are no whole number of times, or too many */
+    otp_phone_state x = {.fails = 2, .fail_since_ms = t};
+    otp_phone_fail_times_decode(&x, buf, 15);
+    assert_false(x.times_kept);
+    static uint8_t many[(OTP_PHONE_FAILS_KEPT + 1) * 8];
+    otp_phone_state y = {.fails = OTP_PHONE_FAILS_KEPT + 1, .fail_since_ms = t};
+    otp_phone_fail_times_decode(&y, many, sizeof(many));
+    assert_false(y.times_kept);
+    assert_int_equal(y.fail_at[OTP_PHONE_FAILS_KEPT - 1], t);
+
+    otp_phone_state r = {.fails = 2, .fail_since_ms = t};
     otp_phone_fail_times_decode(&r, buf, len);
     assert_int_equal(r.fails, 2);
     assert_int_equal(r.fail_since_ms, t);
