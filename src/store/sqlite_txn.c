@@ -588,8 +588,8 @@ static otp_err phone_state_get(sq_store *s, int64_t account, const char *phone,
         ret->streak = sqlite3_column_int(st, 2);
         ret->locked_until_ms = sqlite3_column_int64(st, 3);
         ret->lock_kind = sqlite3_column_int(st, 4);
-        otp_phone_fail_times_decode(ret, sqlite3_column_blob(st, 5),
-                                    (size_t)sqlite3_column_bytes(st, 5));
+        const void *times = sqlite3_column_blob(st, 5); /* then its length */
+        otp_phone_fail_times_decode(ret, times, (size_t)sqlite3_column_bytes(st, 5));
     }
     sqlite3_reset(st);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? OTP_OK : sq_err(rc);

@@ -372,10 +372,22 @@ static void t_lockout_window_rolls(void **state)
     assert_int_equal(verify(f, rid, true, t + 901000, &out), OTP_E_PHONE_LOCKED);
 
     assert_int_equal(lift(f, "+919876500002", t + 902000), OTP_OK);
-    /* 3 more wrong codes after the lift: none of the earlier ones count */
-    for (int i = 0; i < 3; i++)
-        assert_int_equal(verify(f, rid, false, t + 903000, &out), OTP_E_OTP_INCORRECT);
-    assert_false(out.phone_locked_now);
+    /* 2 wrong codes, a lift of a number not locked (it clears the count), 4
+     * more: without the lift's clearing the 3rd of those would lock */
+    otp_txn b;
+    make_send(&b, f, "+919876500002", t + 902000);
+    b.u.send.expires_in_s = 3600;
+    b.u.send.expires_at_ms = t + 902000 + 3600000;
+    assert_int_equal(otp_store_exec(f->s, &b), OTP_OK);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(verify(f, b.u.send.request_id, false, t + 903000, &out),
+                         OTP_E_OTP_INCORRECT);
+    assert_int_equal(lift(f, "+919876500002", t + 903000), OTP_OK);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(verify(f, b.u.send.request_id, false, t + 904000, &out),
+                         OTP_E_OTP_INCORRECT);
+        assert_false(out.phone_locked_now);
+    }
 }
 
 static void t_pumping(void **state)

@@ -123,6 +123,8 @@ static void test_env_unknown(void **state)
         c = otp_config_new();
         assert_int_equal(otp_config_load_env(c, err, sizeof(err)), -1);
         assert_non_null(strstr(err, typos[i]));
+        if (strncmp(typos[i], "OTPD_PROVIDER_", 14) == 0)
+            assert_non_null(strstr(err, "not read from the environment"));
         /* nothing of the environment was taken */
         assert_string_equal(otp_config_origin(c, "server.max_body"), "default");
         otp_config_free(c);
