@@ -51,6 +51,10 @@ int smpp_tls_new(const char *ca_file, bool verify, smpp_tls **ret, char *err, si
         goto fail;
     }
     SSL_CTX_set_options(t->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+#ifdef SSL_OP_CLEANSE_PLAINTEXT
+    /* Receipts quote the start of the text, the code: wipe OpenSSL's copy. */
+    SSL_CTX_set_options(t->ctx, SSL_OP_CLEANSE_PLAINTEXT);
+#endif
     SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_verify(t->ctx, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
     if (ca_file && *ca_file) {
@@ -221,11 +225,14 @@ ssize_t smpp_conn_write(smpp_conn *c, const void *buf, size_t n, char *why, size
         }
     }
     size_t done = 0;
+    c->write_wants_read = false;
     ERR_clear_error();
     errno = 0;
     if (SSL_write_ex(c->ssl, buf, n, &done) == 1)
         return (ssize_t)done;
     int e = SSL_get_error(c->ssl, 0);
+    if (e == SSL_ERROR_WANT_READ)
+        c->write_wants_read = true;
     if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
         return 0;
     tls_failed(c, e, "TLS write", why, whylen);

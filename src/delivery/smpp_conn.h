@@ -9,7 +9,11 @@
  * goes as SNI). smpp_conn is one connection on a socket whose TCP connect has
  * completed. Every call returns at once: when OpenSSL needs the socket to be
  * readable or writable first, the call says "would block" and `want` / the
- * read_wants_write flag tell the session which poll() event to wait for.
+ * read_wants_write and write_wants_read flags tell the session which poll()
+ * event to wait for.
+ *
+ * The caller must ignore SIGPIPE: OpenSSL writes to the socket with write(2),
+ * not send(MSG_NOSIGNAL) (otpd ignores it in main()).
  *
  * Nothing here logs: failures come back as text in why, for the session's log.
  */
@@ -36,6 +40,7 @@ typedef struct smpp_conn {
     struct ssl_st *ssl;    /* NULL: plain TCP */
     short want;            /* POLLIN or POLLOUT: what the handshake waits for */
     bool read_wants_write; /* the last TLS read would block until writable */
+    bool write_wants_read; /* the last TLS write would block until readable */
     bool handshake_done;   /* (TLS) */
     bool broken;           /* a fatal TLS error: no close_notify at close */
 } smpp_conn;

@@ -999,7 +999,12 @@ static void try_connect(smpp_session *s)
 /* The poll() events the connection waits for once it is up. */
 static short io_events(const smpp_session *s)
 {
-    return POLLIN | (s->wlen > 0 || s->conn.read_wants_write ? POLLOUT : 0);
+    /* A TLS read or write may wait for the other direction; asking for an
+     * event that is ready while it waits would spin the loop. */
+    short ev = s->conn.read_wants_write ? POLLOUT : POLLIN;
+    if (s->wlen > 0)
+        ev |= s->conn.write_wants_read ? POLLIN : POLLOUT;
+    return ev;
 }
 
 /* Whether revents mean read_some() has something to do. */

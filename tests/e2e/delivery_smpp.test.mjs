@@ -513,7 +513,7 @@ describe('smpp provider over TLS: settings checked at start-up', () => {
         await refused(`tls = true\ntls_ca_file = ${certs.good.key}`, /provider\.smsc\.tls_ca_file = .*no PEM certificate/);
         await refused(`tls_ca_file = ${certs.ca}`, /provider\.smsc\.tls_ca_file \(from .*\): set, but provider\.smsc\.tls is not true/);
         await refused('tls_verify = false', /provider\.smsc\.tls_verify \(from .*\): set, but provider\.smsc\.tls is not true/);
-        await refused('tls = maybe', /provider\.smsc\.tls/);
+        await refused('tls = maybe', /provider\.smsc\.tls = "maybe" \(from .*\): not a boolean/);
         await refused('tls = true\ntls_verify = sometimes', /provider\.smsc\.tls_verify/);
     });
 });
