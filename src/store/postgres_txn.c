@@ -221,12 +221,14 @@ static void abuse_reset(otp_abuse *a)
 
 /* The limits the server-side checks read, as a bigint[] literal in p->lim, in
  * the order otp_abuse_pre() and friends index them (1-based). */
-static const char *lim_array(pg_params *p, const otp_limits *l)
+static const char *lim_array(pg_params *p, const otp_limits *l, bool test)
 {
-    snprintf(p->lim, sizeof(p->lim), "{%d,%d,%d,%lld,%lld,%d,%d,%d,%d,%d,%d}", l->phone_sends,
+    /* The 12th is no limit but the key's mode: the number's send window and
+     * spacing count the sends of that mode only (schema 8's otp_abuse_pre). */
+    snprintf(p->lim, sizeof(p->lim), "{%d,%d,%d,%lld,%lld,%d,%d,%d,%d,%d,%d,%d}", l->phone_sends,
              l->phone_window_s, l->phone_interval_s, (long long)l->daily_cap,
              (long long)l->country_daily_cap, l->pump_window_s, l->pump_min_sends, l->pump_growth,
-             l->pump_min_conv_pct, l->pump_block_s, l->pump_country_min_sends);
+             l->pump_min_conv_pct, l->pump_block_s, l->pump_country_min_sends, test ? 1 : 0);
     return p->lim;
 }
 
@@ -235,7 +237,8 @@ static const char *lim_array(pg_params *p, const otp_limits *l)
  * on the server and the safe list not consulted. region: the number's ("" =
  * none), also stored with a SEND's request whatever use says; NULL (RESEND):
  * the one stored with the request (see otp_resend()). */
-static void bind_abuse(pg_params *p, const otp_abuse *a, const char *phone, const char *region)
+static void bind_abuse(pg_params *p, const otp_abuse *a, const char *phone, const char *region,
+                       bool test)
 {
     if (region)
         snprintf(p->region, sizeof(p->region), "%s", region);
@@ -256,7 +259,7 @@ static void bind_abuse(pg_params *p, const otp_abuse *a, const char *phone, cons
     }
     pg_p_text(p, region ? p->region : NULL);
     pg_p_bool(p, phone[0] && otp_phone_safe(a->lim.safe, phone));
-    pg_p_text(p, lim_array(p, &a->lim));
+    pg_p_text(p, lim_array(p, &a->lim, test));
 }
 
 /* The region of a SEND's number: given by the caller, else (callers that
@@ -344,7 +347,7 @@ static void bind_send(pg_params *p, const otp_txn_send *in)
         pg_p_null(p);
     bind_idem(p, &in->idem);
     char region[3];
-    bind_abuse(p, &in->abuse, in->phone, send_region(in, region));
+    bind_abuse(p, &in->abuse, in->phone, send_region(in, region), in->test);
 }
 
 /* The outcome of one otp_send() row into the txn: OTP_OK with charged and
@@ -1356,7 +1359,7 @@ static otp_err resend_call(pg_conn *c, const otp_txn_resend *in, const char *reg
     bind_idem(&p, &in->idem);
     /* The request's number as the API read it (the store derives only what it
      * must: without it, the prefix on the server, no safe list). */
-    bind_abuse(&p, &in->abuse, in->abuse.phone, region);
+    bind_abuse(&p, &in->abuse, in->abuse.phone, region, in->test);
     otp_err e = run(c, S_RESEND, &p, ret_r);
     if (!e && PQntuples(*ret_r) != 1)
         e = OTP_E_INTERNAL;

@@ -218,10 +218,11 @@ static const char *const wsql[W__COUNT] = {
                           " fail_since = excluded.fail_since, streak = excluded.streak,"
                           " locked_until = excluded.locked_until, lock_kind = excluded.lock_kind,"
                           " fail_times = excluded.fail_times",
-    /* A backwards range scan of messages_phone_recent. */
+    /* A backwards range scan of messages_phone_recent; a send counts the
+     * messages of its own key mode only (?5: test). */
     [W_RECENT_SENDS] = "SELECT created_at FROM messages"
                        " WHERE account_id = ?1 AND to_phone = ?2 AND created_at > ?3"
-                       " ORDER BY created_at DESC LIMIT ?4",
+                       " AND test = ?5 ORDER BY created_at DESC LIMIT ?4",
     [W_BLOCK_FIND] = sq_block_find_sql,
     [W_BLOCK_PUT] = "INSERT INTO blocks (account_id, target, reason, created_at, until)"
                     " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (account_id, target) DO UPDATE"
@@ -699,9 +700,11 @@ static otp_err refuse(otp_abuse *a, otp_err e, const char *reason, int64_t wait_
 }
 
 /* The checks of a send to phone that come before the balance: the number's
- * lock, a block of its prefix or region, its send interval and window. Writes
- * nothing. */
-static otp_err abuse_pre(sq_store *s, int64_t account, const char *phone, int64_t now, otp_abuse *a)
+ * lock, a block of its prefix or region, its send interval and window (over
+ * the sends of the same key mode: a test key's sends never hold off live
+ * ones, nor live ones a CI's). Writes nothing. */
+static otp_err abuse_pre(sq_store *s, int64_t account, const char *phone, bool test, int64_t now,
+                         otp_abuse *a)
 {
     const otp_limits *l = &a->lim;
     otp_phone_state ps;
@@ -742,6 +745,7 @@ static otp_err abuse_pre(sq_store *s, int64_t account, const char *phone, int64_
         bind_text(st, 2, phone);
         sqlite3_bind_int64(st, 3, now - span);
         sqlite3_bind_int(st, 4, want);
+        sqlite3_bind_int(st, 5, test);
         int n = 0, rc;
         while (n < want && (rc = sqlite3_step(st)) == SQLITE_ROW)
             recent[n++] = sqlite3_column_int64(st, 0);
@@ -891,7 +895,7 @@ static otp_err abuse_send(sq_store *s, int64_t account, const char *phone, bool 
                           int64_t charge, bool money_ok, int64_t now, otp_abuse *a, bool *ret_keep)
 {
     otp_err e = OTP_OK;
-    if (a->use && (e = abuse_pre(s, account, phone, now, a)))
+    if (a->use && (e = abuse_pre(s, account, phone, test, now, a)))
         return e;
     if (!money_ok)
         return OTP_E_INSUFFICIENT_BALANCE;

@@ -347,6 +347,30 @@ static void t_test_guesses_leave_number(void **state)
     assert_int_equal(lift(f, to, t), OTP_OK);
 }
 
+/* A number's send window and spacing count the sends of the key's own mode:
+ * a test key filling a number's window (or sending a second ago) holds off
+ * neither a live send to it nor a live key a test one. */
+static void t_send_window_per_mode(void **state)
+{
+    fx *f = *state;
+    const char *to = "+919876500005";
+    otp_txn t;
+    for (int i = 0; i < 5; i++) { /* the window's worth, 31 s apart */
+        make_send(&t, f, to, T0 + i * 31000);
+        t.u.send.test = true;
+        assert_int_equal(otp_store_exec(f->s, &t), OTP_OK);
+    }
+    int64_t now = T0 + 4 * 31000 + 1000;
+    make_send(&t, f, to, now);
+    t.u.send.test = true;
+    assert_int_equal(otp_store_exec(f->s, &t), OTP_E_RATE_LIMITED); /* the test window is full */
+    make_send(&t, f, to, now); /* 1 s after a test send, with 5 in the window */
+    assert_int_equal(otp_store_exec(f->s, &t), OTP_OK);
+    make_send(&t, f, to, now + 1000); /* 1 s after that live one: its spacing holds */
+    assert_int_equal(otp_store_exec(f->s, &t), OTP_E_RATE_LIMITED);
+    assert_string_equal(t.u.send.abuse.reason, "phone_send_interval");
+}
+
 /* The store keeps the times of the wrong codes, so the window rolls: 1 wrong
  * code, 3 more just before 900 s have passed, then 2 just after: the second of
  * those is the 5th within 900 s and locks (in fixed windows counted from the
@@ -840,6 +864,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(t_lockout, setup, teardown),
         cmocka_unit_test_setup_teardown(t_lockout_window_rolls, setup, teardown),
         cmocka_unit_test_setup_teardown(t_test_guesses_leave_number, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_send_window_per_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(t_pumping, setup, teardown),
         cmocka_unit_test_setup_teardown(t_spend_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(t_refund_lowers_spend, setup, teardown),
