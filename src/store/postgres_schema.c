@@ -1060,57 +1060,63 @@ static const char *const migration3[] = {
     NULL,
 };
 
+/* otp_abuse_pre() of migrations 4 and 8, which differ only in whether a
+ * number's recent sends are those of the key's mode: DECL declares v_test,
+ * FILTER restricts the scan to it ("" and "" give migration 4's). */
+#define ABUSE_PRE_SQL(DECL, FILTER)                                                                \
+    "CREATE OR REPLACE FUNCTION otp_abuse_pre(p_account bigint, p_phone text, p_prefix text,"      \
+    " p_region text, p_safe boolean, p_lim bigint[], p_now bigint,"                                \
+    " OUT o_err text, OUT o_reason text, OUT o_retry integer)"                                     \
+    " LANGUAGE plpgsql AS $$"                                                                      \
+    " DECLARE v_until bigint; v_sends bigint := LEAST(p_lim[1], 64);"                              \
+    " v_window bigint := p_lim[2] * 1000; v_interval bigint := p_lim[3] * 1000;"                   \
+    " v_recent bigint[]; v_inside bigint; v_now bigint := p_now;" DECL " BEGIN"                    \
+    " PERFORM pg_advisory_xact_lock(1869901927, hashtext(p_account::text || ':' || p_phone));"     \
+    " SELECT locked_until INTO v_until FROM phone_state"                                           \
+    " WHERE account_id = p_account AND phone = p_phone;"                                           \
+    " IF v_until > p_now THEN"                                                                     \
+    " o_err := 'phone_locked'; o_reason := 'phone_locked'; o_retry := otp_ceil_s(v_until - "       \
+    "p_now);"                                                                                      \
+    " RETURN;"                                                                                     \
+    " END IF;"                                                                                     \
+    " IF NOT p_safe THEN"                                                                          \
+    " SELECT GREATEST((SELECT b.until FROM blocks b WHERE b.account_id = p_account"                \
+    " AND b.target = p_prefix AND b.until > p_now),"                                               \
+    " (SELECT b.until FROM blocks b WHERE b.account_id = p_account"                                \
+    " AND b.target = coalesce(nullif(p_region, ''), '-') AND b.until > p_now)) INTO v_until;"      \
+    " IF v_until IS NOT NULL THEN"                                                                 \
+    " o_err := 'rate_limited'; o_reason := 'suspected_sms_pumping';"                               \
+    " o_retry := otp_ceil_s(v_until - p_now);"                                                     \
+    " RETURN;"                                                                                     \
+    " END IF;"                                                                                     \
+    " END IF;"                                                                                     \
+    " IF v_sends > 0 OR v_interval > 0 THEN"                                                       \
+    " SELECT array_agg(q.created_at ORDER BY q.created_at DESC) INTO v_recent"                     \
+    " FROM (SELECT m.created_at FROM messages m WHERE m.account_id = p_account"                    \
+    " AND m.to_phone = p_phone AND m.created_at > p_now - GREATEST(v_window, v_interval)" FILTER   \
+    " ORDER BY m.created_at DESC LIMIT GREATEST(v_sends, 1)) q;"                                   \
+    " IF v_recent IS NOT NULL AND v_recent[1] > v_now THEN v_now := v_recent[1]; END IF;"          \
+    " IF v_recent IS NOT NULL AND v_interval > 0 AND v_now < v_recent[1] + v_interval THEN"        \
+    " o_err := 'rate_limited'; o_reason := 'phone_send_interval';"                                 \
+    " o_retry := otp_ceil_s(v_recent[1] + v_interval - v_now);"                                    \
+    " RETURN;"                                                                                     \
+    " END IF;"                                                                                     \
+    " IF v_sends > 0 AND v_recent IS NOT NULL THEN"                                                \
+    " SELECT count(*) INTO v_inside FROM unnest(v_recent) x WHERE x > v_now - v_window;"           \
+    " IF v_inside >= v_sends THEN"                                                                 \
+    " o_err := 'rate_limited'; o_reason := 'phone_send_limit';"                                    \
+    " o_retry := otp_ceil_s(v_recent[v_sends] + v_window - v_now);"                                \
+    " END IF;"                                                                                     \
+    " END IF;"                                                                                     \
+    " END IF;"                                                                                     \
+    " END $$;"
+
 static const char *const migration4[] = {
     /* 4: otp_abuse_pre() as core/limits.c decides: a number's waits count from
      * its newest send when a parallel send stamped later was stored first (else
      * a 30 s spacing could answer 31 s), and the blocks lookup reads the two
      * primary-key rows it needs instead of sorting. Same parameters. */
-    "CREATE OR REPLACE FUNCTION otp_abuse_pre(p_account bigint, p_phone text, p_prefix text,"
-    " p_region text, p_safe boolean, p_lim bigint[], p_now bigint,"
-    " OUT o_err text, OUT o_reason text, OUT o_retry integer)"
-    " LANGUAGE plpgsql AS $$"
-    " DECLARE v_until bigint; v_sends bigint := LEAST(p_lim[1], 64);"
-    " v_window bigint := p_lim[2] * 1000; v_interval bigint := p_lim[3] * 1000;"
-    " v_recent bigint[]; v_inside bigint; v_now bigint := p_now;"
-    " BEGIN"
-    " PERFORM pg_advisory_xact_lock(1869901927, hashtext(p_account::text || ':' || p_phone));"
-    " SELECT locked_until INTO v_until FROM phone_state"
-    " WHERE account_id = p_account AND phone = p_phone;"
-    " IF v_until > p_now THEN"
-    " o_err := 'phone_locked'; o_reason := 'phone_locked'; o_retry := otp_ceil_s(v_until - p_now);"
-    " RETURN;"
-    " END IF;"
-    " IF NOT p_safe THEN"
-    " SELECT GREATEST((SELECT b.until FROM blocks b WHERE b.account_id = p_account"
-    " AND b.target = p_prefix AND b.until > p_now),"
-    " (SELECT b.until FROM blocks b WHERE b.account_id = p_account"
-    " AND b.target = coalesce(nullif(p_region, ''), '-') AND b.until > p_now)) INTO v_until;"
-    " IF v_until IS NOT NULL THEN"
-    " o_err := 'rate_limited'; o_reason := 'suspected_sms_pumping';"
-    " o_retry := otp_ceil_s(v_until - p_now);"
-    " RETURN;"
-    " END IF;"
-    " END IF;"
-    " IF v_sends > 0 OR v_interval > 0 THEN"
-    " SELECT array_agg(q.created_at ORDER BY q.created_at DESC) INTO v_recent"
-    " FROM (SELECT m.created_at FROM messages m WHERE m.account_id = p_account"
-    " AND m.to_phone = p_phone AND m.created_at > p_now - GREATEST(v_window, v_interval)"
-    " ORDER BY m.created_at DESC LIMIT GREATEST(v_sends, 1)) q;"
-    " IF v_recent IS NOT NULL AND v_recent[1] > v_now THEN v_now := v_recent[1]; END IF;"
-    " IF v_recent IS NOT NULL AND v_interval > 0 AND v_now < v_recent[1] + v_interval THEN"
-    " o_err := 'rate_limited'; o_reason := 'phone_send_interval';"
-    " o_retry := otp_ceil_s(v_recent[1] + v_interval - v_now);"
-    " RETURN;"
-    " END IF;"
-    " IF v_sends > 0 AND v_recent IS NOT NULL THEN"
-    " SELECT count(*) INTO v_inside FROM unnest(v_recent) x WHERE x > v_now - v_window;"
-    " IF v_inside >= v_sends THEN"
-    " o_err := 'rate_limited'; o_reason := 'phone_send_limit';"
-    " o_retry := otp_ceil_s(v_recent[v_sends] + v_window - v_now);"
-    " END IF;"
-    " END IF;"
-    " END IF;"
-    " END $$;",
+    ABUSE_PRE_SQL("", ""),
     NULL,
 };
 
@@ -1293,54 +1299,7 @@ static const char *const migration8[] = {
     /* and otp_abuse_pre() as migration 4's, but a number's send window and
      * spacing count the sends of the key's mode only: p_lim[12] is 1 for a
      * test key's send (absent, from an older node: live). */
-    "CREATE OR REPLACE FUNCTION otp_abuse_pre(p_account bigint, p_phone text, p_prefix text,"
-    " p_region text, p_safe boolean, p_lim bigint[], p_now bigint,"
-    " OUT o_err text, OUT o_reason text, OUT o_retry integer)"
-    " LANGUAGE plpgsql AS $$"
-    " DECLARE v_until bigint; v_sends bigint := LEAST(p_lim[1], 64);"
-    " v_window bigint := p_lim[2] * 1000; v_interval bigint := p_lim[3] * 1000;"
-    " v_recent bigint[]; v_inside bigint; v_now bigint := p_now;"
-    " v_test smallint := coalesce(p_lim[12], 0);"
-    " BEGIN"
-    " PERFORM pg_advisory_xact_lock(1869901927, hashtext(p_account::text || ':' || p_phone));"
-    " SELECT locked_until INTO v_until FROM phone_state"
-    " WHERE account_id = p_account AND phone = p_phone;"
-    " IF v_until > p_now THEN"
-    " o_err := 'phone_locked'; o_reason := 'phone_locked'; o_retry := otp_ceil_s(v_until - p_now);"
-    " RETURN;"
-    " END IF;"
-    " IF NOT p_safe THEN"
-    " SELECT GREATEST((SELECT b.until FROM blocks b WHERE b.account_id = p_account"
-    " AND b.target = p_prefix AND b.until > p_now),"
-    " (SELECT b.until FROM blocks b WHERE b.account_id = p_account"
-    " AND b.target = coalesce(nullif(p_region, ''), '-') AND b.until > p_now)) INTO v_until;"
-    " IF v_until IS NOT NULL THEN"
-    " o_err := 'rate_limited'; o_reason := 'suspected_sms_pumping';"
-    " o_retry := otp_ceil_s(v_until - p_now);"
-    " RETURN;"
-    " END IF;"
-    " END IF;"
-    " IF v_sends > 0 OR v_interval > 0 THEN"
-    " SELECT array_agg(q.created_at ORDER BY q.created_at DESC) INTO v_recent"
-    " FROM (SELECT m.created_at FROM messages m WHERE m.account_id = p_account"
-    " AND m.to_phone = p_phone AND m.created_at > p_now - GREATEST(v_window, v_interval)"
-    " AND m.test = v_test"
-    " ORDER BY m.created_at DESC LIMIT GREATEST(v_sends, 1)) q;"
-    " IF v_recent IS NOT NULL AND v_recent[1] > v_now THEN v_now := v_recent[1]; END IF;"
-    " IF v_recent IS NOT NULL AND v_interval > 0 AND v_now < v_recent[1] + v_interval THEN"
-    " o_err := 'rate_limited'; o_reason := 'phone_send_interval';"
-    " o_retry := otp_ceil_s(v_recent[1] + v_interval - v_now);"
-    " RETURN;"
-    " END IF;"
-    " IF v_sends > 0 AND v_recent IS NOT NULL THEN"
-    " SELECT count(*) INTO v_inside FROM unnest(v_recent) x WHERE x > v_now - v_window;"
-    " IF v_inside >= v_sends THEN"
-    " o_err := 'rate_limited'; o_reason := 'phone_send_limit';"
-    " o_retry := otp_ceil_s(v_recent[v_sends] + v_window - v_now);"
-    " END IF;"
-    " END IF;"
-    " END IF;"
-    " END $$;",
+    ABUSE_PRE_SQL(" v_test smallint := coalesce(p_lim[12], 0);", " AND m.test = v_test"),
     NULL,
 };
 
