@@ -168,6 +168,18 @@ int smpp_conn_handshake(smpp_conn *c, char *why, size_t whylen)
     return -1;
 }
 
+/* After a failed read(2) or send(2) on the plain socket: 1 to try again
+ * (EINTR), 0 when it would block, -1 with why. */
+static int plain_failed(char *why, size_t whylen)
+{
+    if (errno == EINTR)
+        return 1;
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return 0;
+    snprintf(why, whylen, "%s", strerror(errno));
+    return -1;
+}
+
 ssize_t smpp_conn_read(smpp_conn *c, void *buf, size_t n, char *why, size_t whylen)
 {
     if (!c->ssl) {
@@ -179,12 +191,9 @@ ssize_t smpp_conn_read(smpp_conn *c, void *buf, size_t n, char *why, size_t whyl
                 snprintf(why, whylen, "closed by the SMSC");
                 return -1;
             }
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return 0;
-            snprintf(why, whylen, "%s", strerror(errno));
-            return -1;
+            int f = plain_failed(why, whylen);
+            if (f <= 0)
+                return f;
         }
     }
     c->read_wants_write = false;
@@ -216,12 +225,9 @@ ssize_t smpp_conn_write(smpp_conn *c, const void *buf, size_t n, char *why, size
             ssize_t w = send(c->fd, buf, n, MSG_NOSIGNAL);
             if (w >= 0)
                 return w;
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return 0;
-            snprintf(why, whylen, "%s", strerror(errno));
-            return -1;
+            int f = plain_failed(why, whylen);
+            if (f <= 0)
+                return f;
         }
     }
     size_t done = 0;
