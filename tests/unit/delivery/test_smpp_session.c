@@ -11,7 +11,9 @@
  * when it is not; and smpp_tls_new()'s refusals of a bad CA file. The transport
  * alone (smpp_conn.h) carries megabytes both ways over TLS through small socket
  * buffers, so that writes would block and are retried with more bytes appended,
- * as the session does. */
+ * as the session does (from another address too); and a host name is checked
+ * against the certificate and sent as SNI, an IP address checked as one, a
+ * server of TLS 1.1 at most refused. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -376,7 +378,8 @@ static void smsc_receipt(smsc *m, const char *id, const char *stat)
 /* ---- Certificates ------------------------------------------------------- */
 
 /* A self-signed P-256 certificate for 127.0.0.1 (IP SAN), valid for an hour. */
-static X509 *make_cert(EVP_PKEY **ret_key)
+/* A self-signed certificate for the names san (e.g. "IP:127.0.0.1"). */
+static X509 *make_cert_for(const char *san_names, EVP_PKEY **ret_key)
 {
     EVP_PKEY *key = EVP_EC_gen("P-256");
     X509 *x = X509_new();
@@ -392,13 +395,18 @@ static X509 *make_cert(EVP_PKEY **ret_key)
     X509V3_CTX v3;
     X509V3_set_ctx_nodb(&v3);
     X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
-    X509_EXTENSION *san = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, "IP:127.0.0.1");
+    X509_EXTENSION *san = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, san_names);
     assert_non_null(san);
     X509_add_ext(x, san, -1);
     X509_EXTENSION_free(san);
     assert_true(X509_sign(x, key, EVP_sha256()) > 0);
     *ret_key = key;
     return x;
+}
+
+static X509 *make_cert(EVP_PKEY **ret_key)
+{
+    return make_cert_for("IP:127.0.0.1", ret_key);
 }
 
 /* Writes x as PEM to a new temporary file; its name goes to path. */
@@ -881,6 +889,101 @@ static void *peer_run(void *arg)
     return NULL;
 }
 
+/* A peer that takes one TLS handshake, noting the name the client asked for
+ * (SNI), and closes. */
+typedef struct hs_peer {
+    int listen_fd;
+    SSL_CTX *ctx;
+    char sni[64];
+} hs_peer;
+
+static void *hs_peer_run(void *arg)
+{
+    hs_peer *p = arg;
+    int fd = accept(p->listen_fd, NULL, NULL);
+    SSL *ssl = SSL_new(p->ctx);
+    SSL_set_fd(ssl, fd);
+    if (SSL_accept(ssl) == 1) {
+        const char *n = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+        snprintf(p->sni, sizeof(p->sni), "%s", n ? n : "");
+        SSL_shutdown(ssl);
+    }
+    SSL_free(ssl);
+    close(fd);
+    return NULL;
+}
+
+/* One handshake with a peer serving ctx, as host: 1 done, -1 failed (why). */
+static int handshake_as(SSL_CTX *ctx, const char *ca, const char *host, char *sni, char *why,
+                        size_t whylen)
+{
+    hs_peer p = {.ctx = ctx};
+    p.listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(p.listen_fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(p.listen_fd, 1), 0);
+    socklen_t al = sizeof(a);
+    getsockname(p.listen_fd, (struct sockaddr *)&a, &al);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, hs_peer_run, &p), 0);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    assert_true(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 || errno == EINPROGRESS);
+    struct pollfd q = {.fd = fd, .events = POLLOUT};
+    assert_int_equal(poll(&q, 1, 2000), 1);
+    smpp_tls *tls;
+    assert_int_equal(smpp_tls_new(ca, true, &tls, why, whylen), 0);
+    smpp_conn c;
+    assert_int_equal(smpp_conn_open(&c, fd, tls, host, why, whylen), 0);
+    int r;
+    while ((r = smpp_conn_handshake(&c, why, whylen)) == 0) {
+        q = (struct pollfd){.fd = fd, .events = c.want};
+        assert_int_equal(poll(&q, 1, 2000), 1);
+    }
+    smpp_conn_close(&c);
+    pthread_join(t, NULL);
+    close(p.listen_fd);
+    smpp_tls_free(tls);
+    snprintf(sni, 64, "%s", p.sni);
+    return r;
+}
+
+/* A host name is checked against the certificate's names and sent as SNI; an
+ * IP address is checked as one and sends no SNI; a server that speaks no more
+ * than TLS 1.1 is refused. */
+static void test_tls_host_names(void **state)
+{
+    (void)state;
+    char ca[64], why[256], sni[64];
+    EVP_PKEY *key;
+    X509 *x = make_cert_for("DNS:smsc.test", &key);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    assert_int_equal(SSL_CTX_use_certificate(ctx, x), 1);
+    assert_int_equal(SSL_CTX_use_PrivateKey(ctx, key), 1);
+    write_pem(x, ca);
+
+    assert_int_equal(handshake_as(ctx, ca, "smsc.test", sni, why, sizeof(why)), 1);
+    assert_string_equal(sni, "smsc.test");
+    assert_int_equal(handshake_as(ctx, ca, "other.test", sni, why, sizeof(why)), -1);
+    assert_non_null(strstr(why, "hostname mismatch"));
+    assert_int_equal(handshake_as(ctx, ca, "sub.smsc.test", sni, why, sizeof(why)), -1);
+    assert_int_equal(handshake_as(ctx, ca, "127.0.0.1", sni, why, sizeof(why)), -1);
+    assert_non_null(strstr(why, "IP address mismatch"));
+
+    SSL_CTX *old = SSL_CTX_new(TLS_server_method());
+    SSL_CTX_set_security_level(old, 0);
+    SSL_CTX_set_max_proto_version(old, TLS1_1_VERSION);
+    assert_int_equal(SSL_CTX_use_certificate(old, x), 1);
+    assert_int_equal(SSL_CTX_use_PrivateKey(old, key), 1);
+    assert_int_equal(handshake_as(old, ca, "smsc.test", sni, why, sizeof(why)), -1);
+    assert_string_equal(sni, ""); /* no handshake completed */
+
+    SSL_CTX_free(old);
+    SSL_CTX_free(ctx);
+    X509_free(x);
+    EVP_PKEY_free(key);
+    unlink(ca);
+}
+
 static void test_tls_conn_stream(void **state)
 {
     (void)state;
@@ -1003,6 +1106,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tls_unverified, setup_tls, teardown),
         cmocka_unit_test(test_tls_new_refusals),
         cmocka_unit_test(test_tls_conn_stream),
+        cmocka_unit_test(test_tls_host_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
