@@ -3,6 +3,7 @@
 // head is refused, the connection count is capped, deep JSON nesting is refused —
 // and through all of it the server keeps answering everyone else. The limits are
 // set small through OTPD_* environment variables (which also shows they are read).
+// Last, one HTTP thread (server.threads = 1) serves without a warning.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -230,6 +231,26 @@ describe('limits: slow clients', () => {
         }
         agent.destroy();
         assert.equal(sockets.size, 1, 'one connection served all six, over more than the request timeout');
+    });
+
+    it('SIGTERM: exits 0, no sanitizer report, no code or key in the log', async () => {
+        await srv.stop();
+    });
+});
+
+// server.threads = 1 is a single polling thread, not a pool of one (which
+// libmicrohttpd would refuse with a warning in otpd's log at every start).
+describe('limits: one HTTP thread', () => {
+    let srv;
+    before(async () => {
+        srv = await startServer({ accounts: { acme: '10.00' }, env: { OTPD_SERVER_THREADS: '1' } });
+    });
+    after(() => srv && srv.cleanup('limits-one-thread'));
+
+    it('serves, with no warning from libmicrohttpd at start', async () => {
+        const rs = await Promise.all(Array.from({ length: 20 }, () => srv.request('GET', '/healthz')));
+        for (const r of rs) assertData(r, 200);
+        assert.doesNotMatch(srv.log(), /event=http_error/);
     });
 
     it('SIGTERM: exits 0, no sanitizer report, no code or key in the log', async () => {
