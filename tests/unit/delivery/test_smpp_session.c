@@ -421,15 +421,22 @@ static void write_pem(X509 *x, char path[64])
     fclose(f);
 }
 
+/* A TLS server context serving certificate x with key. */
+static SSL_CTX *server_ctx(X509 *x, EVP_PKEY *key)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    assert_non_null(ctx);
+    assert_int_equal(SSL_CTX_use_certificate(ctx, x), 1);
+    assert_int_equal(SSL_CTX_use_PrivateKey(ctx, key), 1);
+    return ctx;
+}
+
 /* A TLS server context with a fresh certificate, whose PEM goes to ca_path. */
 static SSL_CTX *server_tls(char ca_path[64])
 {
     EVP_PKEY *key;
     X509 *x = make_cert(&key);
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    assert_non_null(ctx);
-    assert_int_equal(SSL_CTX_use_certificate(ctx, x), 1);
-    assert_int_equal(SSL_CTX_use_PrivateKey(ctx, key), 1);
+    SSL_CTX *ctx = server_ctx(x, key);
     write_pem(x, ca_path);
     X509_free(x);
     EVP_PKEY_free(key);
@@ -853,16 +860,71 @@ typedef struct peer {
     bool same;
 } peer;
 
+/* A loopback socket listening on a free port (receive buffer rcvbuf, 0: the
+ * system's), its address in *ret. */
+static int listen_loopback(int rcvbuf, struct sockaddr_in *ret)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (rcvbuf)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    *ret = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)ret, sizeof(*ret)), 0);
+    assert_int_equal(listen(fd, 1), 0);
+    socklen_t al = sizeof(*ret);
+    getsockname(fd, (struct sockaddr *)ret, &al);
+    return fd;
+}
+
+/* A non-blocking socket connected to a (send buffer sndbuf, 0: the system's). */
+static int connect_to(const struct sockaddr_in *a, int sndbuf)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (sndbuf)
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+    assert_true(connect(fd, (const struct sockaddr *)a, sizeof(*a)) == 0 || errno == EINPROGRESS);
+    struct pollfd q = {.fd = fd, .events = POLLOUT};
+    assert_int_equal(poll(&q, 1, 2000), 1);
+    return fd;
+}
+
+/* Runs c's TLS handshake to its end: 1 done, -1 failed (why). */
+static int handshake_all(smpp_conn *c, char *why, size_t whylen)
+{
+    int r;
+    while ((r = smpp_conn_handshake(c, why, whylen)) == 0) {
+        struct pollfd q = {.fd = c->fd, .events = c->want};
+        assert_int_equal(poll(&q, 1, 2000), 1);
+    }
+    return r;
+}
+
+/* The peer's side: one connection accepted on listen_fd, its TLS handshake
+ * under ctx taken; *ret_ok says whether it succeeded. */
+static SSL *accept_tls(int listen_fd, SSL_CTX *ctx, bool *ret_ok)
+{
+    SSL *ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, accept(listen_fd, NULL, NULL));
+    *ret_ok = SSL_accept(ssl) == 1;
+    return ssl;
+}
+
+/* Closes what accept_tls() opened. */
+static void close_tls(SSL *ssl)
+{
+    int fd = SSL_get_fd(ssl);
+    SSL_free(ssl);
+    close(fd);
+}
+
 /* Reads the stream slowly (so the writer's socket fills up), checks it, sends
  * it back, and closes with close_notify. */
 static void *peer_run(void *arg)
 {
     peer *p = arg;
-    int fd = accept(p->listen_fd, NULL, NULL);
-    SSL *ssl = SSL_new(p->ctx);
-    SSL_set_fd(ssl, fd);
+    bool ok;
+    SSL *ssl = accept_tls(p->listen_fd, p->ctx, &ok);
     uint8_t buf[8192];
-    if (SSL_accept(ssl) == 1) {
+    if (ok) {
         p->same = true;
         while (p->got < STREAM_BYTES) {
             size_t n;
@@ -884,8 +946,7 @@ static void *peer_run(void *arg)
         }
         SSL_shutdown(ssl);
     }
-    SSL_free(ssl);
-    close(fd);
+    close_tls(ssl);
     return NULL;
 }
 
@@ -900,16 +961,14 @@ typedef struct hs_peer {
 static void *hs_peer_run(void *arg)
 {
     hs_peer *p = arg;
-    int fd = accept(p->listen_fd, NULL, NULL);
-    SSL *ssl = SSL_new(p->ctx);
-    SSL_set_fd(ssl, fd);
-    if (SSL_accept(ssl) == 1) {
+    bool ok;
+    SSL *ssl = accept_tls(p->listen_fd, p->ctx, &ok);
+    if (ok) {
         const char *n = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
         snprintf(p->sni, sizeof(p->sni), "%s", n ? n : "");
         SSL_shutdown(ssl);
     }
-    SSL_free(ssl);
-    close(fd);
+    close_tls(ssl);
     return NULL;
 }
 
@@ -918,27 +977,16 @@ static int handshake_as(SSL_CTX *ctx, const char *ca, const char *host, char *sn
                         size_t whylen)
 {
     hs_peer p = {.ctx = ctx};
-    p.listen_fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(p.listen_fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(listen(p.listen_fd, 1), 0);
-    socklen_t al = sizeof(a);
-    getsockname(p.listen_fd, (struct sockaddr *)&a, &al);
+    struct sockaddr_in a;
+    p.listen_fd = listen_loopback(0, &a);
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, hs_peer_run, &p), 0);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    assert_true(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 || errno == EINPROGRESS);
-    struct pollfd q = {.fd = fd, .events = POLLOUT};
-    assert_int_equal(poll(&q, 1, 2000), 1);
+    int fd = connect_to(&a, 0);
     smpp_tls *tls;
     assert_int_equal(smpp_tls_new(ca, true, &tls, why, whylen), 0);
     smpp_conn c;
     assert_int_equal(smpp_conn_open(&c, fd, tls, host, why, whylen), 0);
-    int r;
-    while ((r = smpp_conn_handshake(&c, why, whylen)) == 0) {
-        q = (struct pollfd){.fd = fd, .events = c.want};
-        assert_int_equal(poll(&q, 1, 2000), 1);
-    }
+    int r = handshake_all(&c, why, whylen);
     smpp_conn_close(&c);
     pthread_join(t, NULL);
     close(p.listen_fd);
@@ -956,9 +1004,7 @@ static void test_tls_host_names(void **state)
     char ca[64], why[256], sni[64];
     EVP_PKEY *key;
     X509 *x = make_cert_for("DNS:smsc.test", &key);
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    assert_int_equal(SSL_CTX_use_certificate(ctx, x), 1);
-    assert_int_equal(SSL_CTX_use_PrivateKey(ctx, key), 1);
+    SSL_CTX *ctx = server_ctx(x, key);
     write_pem(x, ca);
 
     assert_int_equal(handshake_as(ctx, ca, "smsc.test", sni, why, sizeof(why)), 1);
@@ -969,11 +1015,9 @@ static void test_tls_host_names(void **state)
     assert_int_equal(handshake_as(ctx, ca, "127.0.0.1", sni, why, sizeof(why)), -1);
     assert_non_null(strstr(why, "IP address mismatch"));
 
-    SSL_CTX *old = SSL_CTX_new(TLS_server_method());
+    SSL_CTX *old = server_ctx(x, key);
     SSL_CTX_set_security_level(old, 0);
     SSL_CTX_set_max_proto_version(old, TLS1_1_VERSION);
-    assert_int_equal(SSL_CTX_use_certificate(old, x), 1);
-    assert_int_equal(SSL_CTX_use_PrivateKey(old, key), 1);
     assert_int_equal(handshake_as(old, ca, "smsc.test", sni, why, sizeof(why)), -1);
     assert_string_equal(sni, ""); /* no handshake completed */
 
@@ -989,32 +1033,19 @@ static void test_tls_conn_stream(void **state)
     (void)state;
     char ca[64], why[256];
     peer p = {.ctx = server_tls(ca)};
-    int small = 4096;
-    p.listen_fd = socket(AF_INET, SOCK_STREAM, 0);
-    setsockopt(p.listen_fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(p.listen_fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(listen(p.listen_fd, 1), 0);
-    socklen_t al = sizeof(a);
-    getsockname(p.listen_fd, (struct sockaddr *)&a, &al);
+    enum { SMALL = 4096 }; /* socket buffers, so that writes block */
+    struct sockaddr_in a;
+    p.listen_fd = listen_loopback(SMALL, &a);
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, peer_run, &p), 0);
 
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
-    assert_true(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 || errno == EINPROGRESS);
-    struct pollfd q = {.fd = fd, .events = POLLOUT};
-    assert_int_equal(poll(&q, 1, 2000), 1);
+    int fd = connect_to(&a, SMALL);
+    struct pollfd q;
     smpp_tls *tls;
     assert_int_equal(smpp_tls_new(ca, true, &tls, why, sizeof(why)), 0);
     smpp_conn c;
     assert_int_equal(smpp_conn_open(&c, fd, tls, "127.0.0.1", why, sizeof(why)), 0);
-    int r;
-    while ((r = smpp_conn_handshake(&c, why, sizeof(why))) == 0) {
-        q = (struct pollfd){.fd = fd, .events = c.want};
-        assert_int_equal(poll(&q, 1, 2000), 1);
-    }
-    assert_int_equal(r, 1);
+    assert_int_equal(handshake_all(&c, why, sizeof(why)), 1);
     assert_non_null(smpp_conn_tls_version(&c));
 
     /* Write as the session does: a buffer appended to in uneven chunks, the
