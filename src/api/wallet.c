@@ -101,17 +101,17 @@ static void add_entry(const otp_ledger_entry *e, void *ctx)
         return;
     }
     char id[OTP_LEDGER_ID_SIZE];
-    char amount[OTP_MONEY_SIZE], after[OTP_MONEY_SIZE], at[OTP_ISO8601_LEN + 1];
+    char amount[OTP_MONEY_SIZE], after[OTP_MONEY_SIZE];
     otp_ledger_id_format(e->id, id);
     otp_money_format(e->amount, amount);
     otp_money_format(e->balance_after, after);
-    otp_time_iso8601(e->created_at_ms, at);
     json_array_append_new(p->list,
-                          json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s}", "id", id, "type",
+                          json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "id", id, "type",
                                     type_name(e->type), "amount", amount, "balanceAfter", after,
                                     "requestId", otp_api_json_str_or_null(e->request_id),
                                     "messageId", otp_api_json_str_or_null(e->message_id), "note",
-                                    otp_api_json_str_or_null(e->note), "createdAt", at));
+                                    otp_api_json_str_or_null(e->note), "createdAt",
+                                    otp_api_json_time(e->created_at_ms)));
     p->last_id = e->id;
 }
 
