@@ -8,7 +8,6 @@
  */
 #include "api/api.h"
 #include "core/money.h"
-#include "util/clock.h"
 #include "util/ids.h"
 
 #include <string.h>
