@@ -78,6 +78,7 @@ typedef enum {
     W_PHONE_STATE_GET,
     W_PHONE_STATE_PUT,
     W_RECENT_SENDS,
+    W_RECENT_TEST_SENDS,
     W_BLOCK_FIND,
     W_BLOCK_PUT,
     W_TRAFFIC_SUM,

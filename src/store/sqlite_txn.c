@@ -83,6 +83,11 @@ const char sq_block_find_sql[] =
 const char sq_credit_find_sql[] = "SELECT id, amount, balance_after, created_at FROM ledger"
                                   " WHERE account_id = ?1 AND reference = ?2";
 
+#define RECENT_SENDS_SQL(TEST)                                                                     \
+    "SELECT created_at FROM messages"                                                              \
+    " WHERE account_id = ?1 AND to_phone = ?2 AND created_at > ?3 AND test = " TEST                \
+    " ORDER BY created_at DESC LIMIT ?4"
+
 static const char *const wsql[W__COUNT] = {
     [W_BEGIN] = "BEGIN IMMEDIATE",
     [W_COMMIT] = "COMMIT",
@@ -219,10 +224,12 @@ static const char *const wsql[W__COUNT] = {
                           " locked_until = excluded.locked_until, lock_kind = excluded.lock_kind,"
                           " fail_times = excluded.fail_times",
     /* A backwards range scan of messages_phone_recent; a send counts the
-     * messages of its own key mode only (?5: test). */
-    [W_RECENT_SENDS] = "SELECT created_at FROM messages"
-                       " WHERE account_id = ?1 AND to_phone = ?2 AND created_at > ?3"
-                       " AND test = ?5 ORDER BY created_at DESC LIMIT ?4",
+     * messages of its own key mode only. One statement per mode, the mode
+     * written in: bound as a parameter, `test` could match messages_test_inbox's
+     * `WHERE test = 1`, so SQLite would compile the statement again after
+     * every bind to weigh that index (t_statements_stay_prepared). */
+    [W_RECENT_SENDS] = RECENT_SENDS_SQL("0"),
+    [W_RECENT_TEST_SENDS] = RECENT_SENDS_SQL("1"),
     [W_BLOCK_FIND] = sq_block_find_sql,
     [W_BLOCK_PUT] = "INSERT INTO blocks (account_id, target, reason, created_at, until)"
                     " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (account_id, target) DO UPDATE"
@@ -740,12 +747,11 @@ static otp_err abuse_pre(sq_store *s, int64_t account, const char *phone, bool t
         int64_t span = (int64_t)l->phone_window_s * 1000;
         if ((int64_t)l->phone_interval_s * 1000 > span)
             span = (int64_t)l->phone_interval_s * 1000;
-        sqlite3_stmt *st = s->w[W_RECENT_SENDS];
+        sqlite3_stmt *st = s->w[test ? W_RECENT_TEST_SENDS : W_RECENT_SENDS];
         sqlite3_bind_int64(st, 1, account);
         bind_text(st, 2, phone);
         sqlite3_bind_int64(st, 3, now - span);
         sqlite3_bind_int(st, 4, want);
-        sqlite3_bind_int(st, 5, test);
         int n = 0, rc;
         while (n < want && (rc = sqlite3_step(st)) == SQLITE_ROW)
             recent[n++] = sqlite3_column_int64(st, 0);
