@@ -1025,13 +1025,15 @@ static void unbind(smpp_session *s)
     int64_t deadline = otp_mono_us() + UNBIND_WAIT_MS * 1000LL;
     while (s->conn.fd >= 0 && !s->unbound && otp_mono_us() < deadline) {
         if (!flush(s))
-            return;
+            break;
         struct pollfd p = {.fd = s->conn.fd, .events = io_events(s)};
         pthread_mutex_unlock(&s->lock);
         int n = poll(&p, 1, 100);
         pthread_mutex_lock(&s->lock);
+        /* The SMSC may close right after its unbind_resp: read_some() then
+         * handles the answer and fails on the close in the same call. */
         if (n > 0 && io_readable(s, p.revents) && !read_some(s, otp_mono_us()))
-            return;
+            break;
     }
     if (s->unbound)
         otp_log(OTP_LOG_INFO, "event=smpp_unbound provider=%s", s->name);

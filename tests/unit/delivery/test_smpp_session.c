@@ -53,10 +53,11 @@ typedef struct smsc {
     pthread_mutex_t lock;
     /* script */
     uint32_t bind_status;
-    int throttle_first;     /* answer this many submits with ESME_RTHROTTLED */
-    uint32_t refuse_status; /* answer every submit with this (0: accept) */
-    int drop_after;         /* close the connection at this submit (0: never) */
-    bool silent;            /* never answer submits */
+    int throttle_first;      /* answer this many submits with ESME_RTHROTTLED */
+    uint32_t refuse_status;  /* answer every submit with this (0: accept) */
+    int drop_after;          /* close the connection at this submit (0: never) */
+    bool silent;             /* never answer submits */
+    bool close_after_unbind; /* hang up right after the unbind_resp */
     /* observed */
     int connections;
     int binds;
@@ -266,6 +267,10 @@ static void serve_conn(smsc *m, int fd)
         case SMPP_UNBIND:
             m->unbinds++;
             send_header(m, fd, 16, SMPP_UNBIND_RESP, 0, seq, NULL, 0);
+            if (m->close_after_unbind) {
+                pthread_mutex_unlock(&m->lock);
+                return;
+            }
             break;
         case SMPP_DELIVER_SM_RESP:
             if (seq >= 1 && seq <= 8) {
@@ -755,6 +760,30 @@ static void test_unbind_at_stop(void **state)
     assert_int_equal(f->m->unbinds, 1);
 }
 
+/* An SMSC that hangs up right after its unbind_resp (node-smpp's does, after
+ * 20 ms): the answer and the close come in one read, and the stop still logs
+ * the clean unbind (it returned on the close without a word). */
+static void test_unbind_then_close(void **state)
+{
+    fx *f = *state;
+    f->m->close_after_unbind = true;
+    FILE *log = tmpfile();
+    assert_non_null(log);
+    otp_log_setup(OTP_LOG_INFO, fileno(log));
+    start(f, config(f->m->port));
+    smpp_session_stop(f->s);
+    f->s = NULL;
+    otp_log_setup(OTP_LOG_INFO, 2);
+    char text[4096] = "";
+    rewind(log);
+    size_t n = fread(text, 1, sizeof(text) - 1, log);
+    text[n] = '\0';
+    fclose(log);
+    assert_int_equal(f->m->unbinds, 1);
+    assert_non_null(strstr(text, "event=smpp_unbound provider=smsc"));
+    assert_null(strstr(text, "event=smpp_disconnected"));
+}
+
 static void test_tls_bind_send_receipt(void **state)
 {
     fx *f = *state;
@@ -1132,6 +1161,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_receipts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_multipart_receipts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unbind_at_stop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unbind_then_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_bind_send_receipt, setup_tls, teardown),
         cmocka_unit_test_setup_teardown(test_tls_untrusted, setup_tls, teardown),
         cmocka_unit_test_setup_teardown(test_tls_unverified, setup_tls, teardown),
