@@ -760,6 +760,25 @@ static void test_unbind_at_stop(void **state)
     assert_int_equal(f->m->unbinds, 1);
 }
 
+/* The log lines written from log_capture() to log_captured(), which puts the
+ * log back on stderr and returns them in text. */
+static FILE *log_capture(void)
+{
+    FILE *log = tmpfile();
+    assert_non_null(log);
+    otp_log_setup(OTP_LOG_INFO, fileno(log));
+    return log;
+}
+
+static void log_captured(FILE *log, char *text, size_t size)
+{
+    otp_log_setup(OTP_LOG_INFO, 2);
+    rewind(log);
+    size_t n = fread(text, 1, size - 1, log);
+    text[n] = '\0';
+    fclose(log);
+}
+
 /* An SMSC that hangs up right after its unbind_resp (node-smpp's does, after
  * 20 ms): the answer and the close come in one read, and the stop still logs
  * the clean unbind (it returned on the close without a word). */
@@ -767,18 +786,12 @@ static void test_unbind_then_close(void **state)
 {
     fx *f = *state;
     f->m->close_after_unbind = true;
-    FILE *log = tmpfile();
-    assert_non_null(log);
-    otp_log_setup(OTP_LOG_INFO, fileno(log));
+    FILE *log = log_capture();
     start(f, config(f->m->port));
     smpp_session_stop(f->s);
     f->s = NULL;
-    otp_log_setup(OTP_LOG_INFO, 2);
-    char text[4096] = "";
-    rewind(log);
-    size_t n = fread(text, 1, sizeof(text) - 1, log);
-    text[n] = '\0';
-    fclose(log);
+    char text[4096];
+    log_captured(log, text, sizeof(text));
     assert_int_equal(f->m->unbinds, 1);
     assert_non_null(strstr(text, "event=smpp_unbound provider=smsc"));
     assert_null(strstr(text, "event=smpp_disconnected"));
@@ -817,9 +830,7 @@ static void test_tls_untrusted(void **state)
     assert_int_equal(smpp_tls_new(f->other, true, &f->tls, err, sizeof(err)), 0);
     smpp_config c = config(f->m->port);
     c.tls = f->tls;
-    FILE *log = tmpfile();
-    assert_non_null(log);
-    otp_log_setup(OTP_LOG_INFO, fileno(log));
+    FILE *log = log_capture();
     assert_int_equal(smpp_session_start(&c, "smsc", &f->dlr, &f->s), 0);
     WAIT_UNTIL(f->m->tls_refused >= 3, 3000); /* refused, and tried again */
     assert_false(smpp_session_bound(f->s));
@@ -829,12 +840,8 @@ static void test_tls_untrusted(void **state)
     assert_string_equal(b->msgs[0].error, "not bound to the SMSC");
     smpp_session_stop(f->s);
     f->s = NULL;
-    otp_log_setup(OTP_LOG_INFO, 2);
-    char text[4096] = "";
-    rewind(log);
-    size_t n = fread(text, 1, sizeof(text) - 1, log);
-    text[n] = '\0';
-    fclose(log);
+    char text[4096];
+    log_captured(log, text, sizeof(text));
     /* "self-signed certificate" (OpenSSL 3; 1.1 spells it without the hyphen) */
     assert_non_null(strstr(text, "event=smpp_disconnected provider=smsc state=handshake "
                                  "reason=\"TLS handshake failed: certificate verification "
