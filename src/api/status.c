@@ -35,15 +35,24 @@ static void add_message(const otp_message_info *m, void *ctx)
                                          "error", otp_api_json_str_or_null(m->error)));
 }
 
+/* What a read of request info by key auth answers: a request of the other
+ * key mode is not found, and a store failure is OTP_E_UNAVAILABLE. */
+static otp_err seen_by(otp_err e, const otp_request_info *info, const otp_key_auth *auth)
+{
+    if (!e && info->test != auth->test)
+        e = OTP_E_OTP_NOT_FOUND;
+    if (e)
+        return e == OTP_E_OTP_NOT_FOUND ? e : OTP_E_UNAVAILABLE;
+    return OTP_OK;
+}
+
 otp_err otp_api_request_get(otp_api *api, const otp_key_auth *auth, const char *request_id,
                             otp_request_info *ret_info)
 {
     otp_request_info info;
     otp_err e = api->store->ops->request_get(api->store, auth->account_id, request_id, &info);
-    if (!e && info.test != auth->test)
-        e = OTP_E_OTP_NOT_FOUND;
-    if (e)
-        return e == OTP_E_OTP_NOT_FOUND ? e : OTP_E_UNAVAILABLE;
+    if ((e = seen_by(e, &info, auth)))
+        return e;
     *ret_info = info;
     return OTP_OK;
 }
@@ -54,20 +63,17 @@ otp_err otp_api_request_get(otp_api *api, const otp_key_auth *auth, const char *
 static otp_err status_object(otp_api *api, const otp_key_auth *auth, const char *request_id,
                              json_t **ret, char masked[OTP_PHONE_MASK_SIZE])
 {
-    otp_request_info info;
-    otp_err e = otp_api_request_get(api, auth, request_id, &info);
-    if (e)
-        return e;
-    otp_phone_mask(info.phone, masked);
     json_t *messages = json_array();
     if (!messages)
         return OTP_E_INTERNAL;
-    e = api->store->ops->request_messages(api->store, auth->account_id, request_id, add_message,
-                                          messages);
-    if (e) {
+    otp_request_info info;
+    otp_err e = api->store->ops->request_status(api->store, auth->account_id, request_id, &info,
+                                                add_message, messages);
+    if ((e = seen_by(e, &info, auth))) {
         json_decref(messages);
-        return OTP_E_UNAVAILABLE;
+        return e;
     }
+    otp_phone_mask(info.phone, masked);
     otp_req_state rs = {
         .status = info.status,
         .attempts_left = info.attempts_left,
@@ -110,7 +116,7 @@ void otp_api_status(otp_http_req *req, void *app)
     const char *id = otp_http_param(req, 0);
     if (!otp_api_authenticate(req, api, &auth))
         return;
-    if (!OTP_API_HAS_READ(req, api, request_get) || !OTP_API_HAS_READ(req, api, request_messages))
+    if (!OTP_API_HAS_READ(req, api, request_status))
         return;
     if (!otp_id_valid(id, "req_")) {
         otp_http_reply_error(req, OTP_E_OTP_NOT_FOUND, NULL, NULL);
@@ -155,7 +161,7 @@ void otp_api_cancel(otp_http_req *req, void *app)
     const char *id = otp_http_param(req, 0);
     if (!otp_api_authenticate(req, api, &auth))
         return;
-    if (!OTP_API_HAS_READ(req, api, request_get) || !OTP_API_HAS_READ(req, api, request_messages))
+    if (!OTP_API_HAS_READ(req, api, request_get) || !OTP_API_HAS_READ(req, api, request_status))
         return;
     if (!otp_id_valid(id, "req_")) {
         otp_http_reply_error(req, OTP_E_OTP_NOT_FOUND, NULL, NULL);

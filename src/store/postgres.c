@@ -826,6 +826,7 @@ static const otp_store_ops postgres_ops = {
     .outbox_depth = pg_outbox_depth,
     .request_get = pg_request_get,
     .request_messages = pg_request_messages,
+    .request_status = pg_request_status,
     .message_get = pg_message_get,
     .message_events = pg_message_events,
     .ledger_list = pg_ledger_list,

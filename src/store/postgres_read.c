@@ -444,6 +444,15 @@ otp_err pg_request_messages(otp_store *s, int64_t account_id, const char *reques
     return corrupt ? OTP_E_INTERNAL : OTP_OK;
 }
 
+/* Two statements on the read pool, each its own snapshot (a message sent in
+ * between may show in the list of a request read just before it). */
+otp_err pg_request_status(otp_store *s, int64_t account_id, const char *request_id,
+                          otp_request_info *ret, otp_message_cb cb, void *ctx)
+{
+    otp_err e = pg_request_get(s, account_id, request_id, ret);
+    return e ? e : pg_request_messages(s, account_id, request_id, cb, ctx);
+}
+
 otp_err pg_message_get(otp_store *s, int64_t account_id, const char *message_id,
                        otp_message_info *ret)
 {

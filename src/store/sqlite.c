@@ -338,6 +338,7 @@ static const otp_store_ops sqlite_ops = {
     .account_stats = sq_account_stats,
     .request_get = sq_request_get,
     .request_messages = sq_request_messages,
+    .request_status = sq_request_status,
     .message_get = sq_message_get,
     .message_events = sq_message_events,
     .ledger_list = sq_ledger_list,

@@ -47,6 +47,8 @@ typedef enum {
     R_BLOCKS,
     R_ADMIN_KEY_LOOKUP,
     R_ADMIN_KEY_LIST,
+    R_BEGIN,
+    R_COMMIT,
     R__COUNT
 } sq_rstmt;
 
@@ -140,6 +142,9 @@ static const char *const rsql[R__COUNT] = {
                  " ORDER BY 1, 6",
     [R_ADMIN_KEY_LOOKUP] = ADMIN_KEY_COLS " WHERE hash = ?1",
     [R_ADMIN_KEY_LIST] = ADMIN_KEY_COLS " ORDER BY id",
+    /* One read transaction around several statements (sq_request_status). */
+    [R_BEGIN] = "BEGIN",
+    [R_COMMIT] = "COMMIT",
 };
 
 struct sq_reader {
@@ -541,6 +546,18 @@ otp_err sq_request_get(otp_store *s, int64_t account_id, const char *request_id,
     return OTP_OK;
 }
 
+/* Steps the statement i (BEGIN or COMMIT) of this thread's reader. */
+static otp_err read_txn(otp_store *s, sq_rstmt i)
+{
+    otp_err e;
+    sqlite3_stmt *st = rstmt(s, i, &e);
+    if (!st)
+        return e;
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? OTP_OK : sq_err(rc);
+}
+
 /* Fills m from a MESSAGE_COLS row; false if its status is unknown. */
 static bool message_from_row(sqlite3_stmt *st, otp_message_info *m)
 {
@@ -581,6 +598,22 @@ otp_err sq_request_messages(otp_store *s, int64_t account_id, const char *reques
             corrupt = true;
     }
     return loop_end(st, rc, corrupt);
+}
+
+/* Both reads in one read transaction: one snapshot, and one start of a WAL
+ * read instead of two (each takes SQLite's shared-memory mutex, for which the
+ * HTTP threads contend: docs/performance.md, "What to do next", 7). */
+otp_err sq_request_status(otp_store *s, int64_t account_id, const char *request_id,
+                          otp_request_info *ret, otp_message_cb cb, void *ctx)
+{
+    otp_err e = read_txn(s, R_BEGIN);
+    if (e)
+        return e;
+    e = sq_request_get(s, account_id, request_id, ret);
+    if (!e)
+        e = sq_request_messages(s, account_id, request_id, cb, ctx);
+    otp_err end = read_txn(s, R_COMMIT);
+    return e ? e : end;
 }
 
 otp_err sq_message_get(otp_store *s, int64_t account_id, const char *message_id,

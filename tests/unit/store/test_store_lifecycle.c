@@ -1412,6 +1412,42 @@ static void t_request_and_message_reads(void **state)
     assert_string_equal(ms.items[1].public_id, t.u.resend.message_id);
     assert_int_equal(ms.items[1].status, OTP_MSG_QUEUED);
     assert_int_equal(ms.items[1].segments, 1);
+
+    /* request_status: the same request and messages as the two reads */
+    otp_request_info both;
+    msg_seen bs = {0};
+    r = get_request(c, rid);
+    assert_int_equal(s->ops->request_status(s, c->acc, rid, &both, on_msg, &bs), OTP_OK);
+    assert_int_equal(both.id, r.id);
+    assert_string_equal(both.public_id, r.public_id);
+    assert_string_equal(both.phone, r.phone);
+    assert_int_equal(both.status, r.status);
+    assert_int_equal(both.attempts_left, r.attempts_left);
+    assert_int_equal(both.resend_count, 1);
+    assert_int_equal(both.expires_at_ms, r.expires_at_ms);
+    assert_string_equal(both.template_id, r.template_id);
+    assert_int_equal(both.code_sealed_len, r.code_sealed_len);
+    assert_memory_equal(both.code_sealed, r.code_sealed, r.code_sealed_len);
+    assert_memory_equal(both.code_hash, r.code_hash, OTP_CODE_HASH_LEN);
+    assert_int_equal(bs.n, 2);
+    for (int i = 0; i < 2; i++) {
+        assert_string_equal(bs.items[i].public_id, ms.items[i].public_id);
+        assert_int_equal(bs.items[i].status, ms.items[i].status);
+        assert_int_equal(bs.items[i].attempts, ms.items[i].attempts);
+        assert_string_equal(bs.items[i].provider, ms.items[i].provider);
+        assert_int_equal(bs.items[i].updated_at_ms, ms.items[i].updated_at_ms);
+    }
+    /* and for another account's or an unknown id: not found, no messages */
+    bs.n = 0;
+    assert_int_equal(s->ops->request_status(s, other, rid, &both, on_msg, &bs),
+                     OTP_E_OTP_NOT_FOUND);
+    assert_int_equal(s->ops->request_status(s, c->acc, "req_nope", &both, on_msg, &bs),
+                     OTP_E_OTP_NOT_FOUND);
+    assert_int_equal(bs.n, 0);
+    /* the read transaction ended: the writer's next change is seen */
+    assert_int_equal(cancel(c, rid, T0 + COOL + 1), OTP_OK);
+    assert_int_equal(s->ops->request_status(s, c->acc, rid, &both, on_msg, &bs), OTP_OK);
+    assert_int_equal(both.status, OTP_REQ_CANCELLED);
 }
 
 static void t_ledger_list(void **state)
