@@ -546,7 +546,9 @@ otp_err sq_request_get(otp_store *s, int64_t account_id, const char *request_id,
     return OTP_OK;
 }
 
-/* Steps the statement i (BEGIN or COMMIT) of this thread's reader. */
+/* Steps the statement i (BEGIN or COMMIT) of this thread's reader. A COMMIT
+ * that fails still ends the transaction, or the reader would keep its
+ * snapshot (and hold the WAL back) for good. */
 static otp_err read_txn(otp_store *s, sq_rstmt i)
 {
     otp_err e;
@@ -555,6 +557,8 @@ static otp_err read_txn(otp_store *s, sq_rstmt i)
         return e;
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
+    if (rc != SQLITE_DONE && i == R_COMMIT && !sqlite3_get_autocommit(sqlite3_db_handle(st)))
+        sqlite3_exec(sqlite3_db_handle(st), "ROLLBACK", NULL, NULL, NULL);
     return rc == SQLITE_DONE ? OTP_OK : sq_err(rc);
 }
 
@@ -602,7 +606,7 @@ otp_err sq_request_messages(otp_store *s, int64_t account_id, const char *reques
 
 /* Both reads in one read transaction: one snapshot, and one start of a WAL
  * read instead of two (each takes SQLite's shared-memory mutex, for which the
- * HTTP threads contend: docs/performance.md, "What to do next", 7). */
+ * HTTP threads contend: docs/performance.md, item 23). */
 otp_err sq_request_status(otp_store *s, int64_t account_id, const char *request_id,
                           otp_request_info *ret, otp_message_cb cb, void *ctx)
 {
