@@ -67,8 +67,8 @@ static otp_err status_object(otp_api *api, const otp_key_auth *auth, const char 
     if (!messages)
         return OTP_E_INTERNAL;
     otp_request_info info;
-    otp_err e = api->store->ops->request_status(api->store, auth->account_id, request_id, &info,
-                                                add_message, messages);
+    otp_err e = api->store->ops->request_status(api->store, auth->account_id, auth->test,
+                                                request_id, &info, add_message, messages);
     if ((e = seen_by(e, &info, auth))) {
         json_decref(messages);
         return e;

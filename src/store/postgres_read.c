@@ -446,10 +446,12 @@ otp_err pg_request_messages(otp_store *s, int64_t account_id, const char *reques
 
 /* Two statements on the read pool, each its own snapshot (a message sent in
  * between may show in the list of a request read just before it). */
-otp_err pg_request_status(otp_store *s, int64_t account_id, const char *request_id,
+otp_err pg_request_status(otp_store *s, int64_t account_id, bool test, const char *request_id,
                           otp_request_info *ret, otp_message_cb cb, void *ctx)
 {
     otp_err e = pg_request_get(s, account_id, request_id, ret);
+    if (!e && ret->test != test)
+        e = OTP_E_OTP_NOT_FOUND; /* the other key mode's: its messages are not read */
     return e ? e : pg_request_messages(s, account_id, request_id, cb, ctx);
 }
 

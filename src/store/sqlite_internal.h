@@ -317,7 +317,7 @@ otp_err sq_request_get(otp_store *s, int64_t account_id, const char *request_id,
                        otp_request_info *ret);
 otp_err sq_request_messages(otp_store *s, int64_t account_id, const char *request_id,
                             otp_message_cb cb, void *ctx);
-otp_err sq_request_status(otp_store *s, int64_t account_id, const char *request_id,
+otp_err sq_request_status(otp_store *s, int64_t account_id, bool test, const char *request_id,
                           otp_request_info *ret, otp_message_cb cb, void *ctx);
 otp_err sq_message_get(otp_store *s, int64_t account_id, const char *message_id,
                        otp_message_info *ret);

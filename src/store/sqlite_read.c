@@ -14,7 +14,9 @@
  * transaction: a connection never pins an old snapshot (that would stop
  * checkpoints and let the WAL grow). Each read is one statement, so what it
  * returns is consistent (account_stats reads the balance and the ledger sum from
- * the same snapshot).
+ * the same snapshot); the one exception, request_status, runs its two
+ * statements between a BEGIN and a COMMIT and leaves no transaction open on any
+ * path.
  *
  * Reads must not run concurrently with close(); a thread that exits leaves its
  * connection in the registry until close().
@@ -546,22 +548,6 @@ otp_err sq_request_get(otp_store *s, int64_t account_id, const char *request_id,
     return OTP_OK;
 }
 
-/* Steps the statement i (BEGIN or COMMIT) of this thread's reader. A COMMIT
- * that fails still ends the transaction, or the reader would keep its
- * snapshot (and hold the WAL back) for good. */
-static otp_err read_txn(otp_store *s, sq_rstmt i)
-{
-    otp_err e;
-    sqlite3_stmt *st = rstmt(s, i, &e);
-    if (!st)
-        return e;
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE && i == R_COMMIT && !sqlite3_get_autocommit(sqlite3_db_handle(st)))
-        sqlite3_exec(sqlite3_db_handle(st), "ROLLBACK", NULL, NULL, NULL);
-    return rc == SQLITE_DONE ? OTP_OK : sq_err(rc);
-}
-
 /* Fills m from a MESSAGE_COLS row; false if its status is unknown. */
 static bool message_from_row(sqlite3_stmt *st, otp_message_info *m)
 {
@@ -606,18 +592,34 @@ otp_err sq_request_messages(otp_store *s, int64_t account_id, const char *reques
 
 /* Both reads in one read transaction: one snapshot, and one start of a WAL
  * read instead of two (each takes SQLite's shared-memory mutex, for which the
- * HTTP threads contend: docs/performance.md, item 23). */
-otp_err sq_request_status(otp_store *s, int64_t account_id, const char *request_id,
+ * HTTP threads contend: docs/performance.md, item 23). BEGIN and COMMIT are
+ * both prepared before the BEGIN runs, and whatever fails after it, the
+ * reader leaves with no transaction open. */
+otp_err sq_request_status(otp_store *s, int64_t account_id, bool test, const char *request_id,
                           otp_request_info *ret, otp_message_cb cb, void *ctx)
 {
-    otp_err e = read_txn(s, R_BEGIN);
-    if (e)
+    otp_err e;
+    sqlite3_stmt *begin = rstmt(s, R_BEGIN, &e);
+    sqlite3_stmt *commit = begin ? rstmt(s, R_COMMIT, &e) : NULL;
+    if (!commit)
         return e;
+    int rc = sqlite3_step(begin);
+    sqlite3_reset(begin);
+    if (rc != SQLITE_DONE)
+        return sq_err(rc);
     e = sq_request_get(s, account_id, request_id, ret);
+    if (!e && ret->test != test)
+        e = OTP_E_OTP_NOT_FOUND; /* the other key mode's: its messages are not read */
     if (!e)
         e = sq_request_messages(s, account_id, request_id, cb, ctx);
-    otp_err end = read_txn(s, R_COMMIT);
-    return e ? e : end;
+    rc = sqlite3_step(commit);
+    sqlite3_reset(commit);
+    sqlite3 *db = sqlite3_db_handle(commit);
+    if (!sqlite3_get_autocommit(db))
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    if (e)
+        return e;
+    return rc == SQLITE_DONE ? OTP_OK : sq_err(rc);
 }
 
 otp_err sq_message_get(otp_store *s, int64_t account_id, const char *message_id,

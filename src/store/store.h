@@ -650,10 +650,11 @@ typedef struct otp_store_ops {
      * account's) has none: OTP_OK without a callback. */
     otp_err (*request_messages)(otp_store *s, int64_t account_id, const char *request_id,
                                 otp_message_cb cb, void *ctx);
-    /* request_get, then (if found) request_messages, as GET /otp/{id} needs
-     * them: on SQLite in one read transaction (one snapshot); on PostgreSQL
-     * one after the other. */
-    otp_err (*request_status)(otp_store *s, int64_t account_id, const char *request_id,
+    /* request_get, then (if found, and of the key mode test) request_messages,
+     * as GET /otp/{id} needs them: on SQLite in one read transaction (one
+     * snapshot); on PostgreSQL one after the other. A request of the other
+     * mode is OTP_E_OTP_NOT_FOUND, its messages unread. */
+    otp_err (*request_status)(otp_store *s, int64_t account_id, bool test, const char *request_id,
                               otp_request_info *ret, otp_message_cb cb, void *ctx);
     /* OTP_E_MESSAGE_NOT_FOUND unless it exists and belongs to account_id. */
     otp_err (*message_get)(otp_store *s, int64_t account_id, const char *message_id,

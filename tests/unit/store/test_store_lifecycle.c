@@ -1417,7 +1417,7 @@ static void t_request_and_message_reads(void **state)
     otp_request_info both;
     msg_seen bs = {0};
     r = get_request(c, rid);
-    assert_int_equal(s->ops->request_status(s, c->acc, rid, &both, on_msg, &bs), OTP_OK);
+    assert_int_equal(s->ops->request_status(s, c->acc, false, rid, &both, on_msg, &bs), OTP_OK);
     assert_int_equal(both.id, r.id);
     assert_string_equal(both.public_id, r.public_id);
     assert_string_equal(both.phone, r.phone);
@@ -1439,14 +1439,17 @@ static void t_request_and_message_reads(void **state)
     }
     /* and for another account's or an unknown id: not found, no messages */
     bs.n = 0;
-    assert_int_equal(s->ops->request_status(s, other, rid, &both, on_msg, &bs),
+    assert_int_equal(s->ops->request_status(s, other, false, rid, &both, on_msg, &bs),
                      OTP_E_OTP_NOT_FOUND);
-    assert_int_equal(s->ops->request_status(s, c->acc, "req_nope", &both, on_msg, &bs),
+    assert_int_equal(s->ops->request_status(s, c->acc, false, "req_nope", &both, on_msg, &bs),
+                     OTP_E_OTP_NOT_FOUND);
+    /* a live request read for a test key: not found, its messages unread */
+    assert_int_equal(s->ops->request_status(s, c->acc, true, rid, &both, on_msg, &bs),
                      OTP_E_OTP_NOT_FOUND);
     assert_int_equal(bs.n, 0);
     /* the read transaction ended: the writer's next change is seen */
     assert_int_equal(cancel(c, rid, T0 + COOL + 1), OTP_OK);
-    assert_int_equal(s->ops->request_status(s, c->acc, rid, &both, on_msg, &bs), OTP_OK);
+    assert_int_equal(s->ops->request_status(s, c->acc, false, rid, &both, on_msg, &bs), OTP_OK);
     assert_int_equal(both.status, OTP_REQ_CANCELLED);
 }
 
