@@ -797,13 +797,21 @@ static void test_unbind_then_close(void **state)
     assert_null(strstr(text, "event=smpp_disconnected"));
 }
 
+/* config() for the fake SMSC over TLS: f->tls made from ca (NULL: the system's
+ * CAs) and verify. */
+static smpp_config tls_config(fx *f, const char *ca, bool verify)
+{
+    char err[256];
+    assert_int_equal(smpp_tls_new(ca, verify, &f->tls, err, sizeof(err)), 0);
+    smpp_config c = config(f->m->port);
+    c.tls = f->tls;
+    return c;
+}
+
 static void test_tls_bind_send_receipt(void **state)
 {
     fx *f = *state;
-    char err[256];
-    assert_int_equal(smpp_tls_new(f->ca, true, &f->tls, err, sizeof(err)), 0);
-    smpp_config c = config(f->m->port);
-    c.tls = f->tls;
+    smpp_config c = tls_config(f, f->ca, true);
     start(f, c);
     batch *b = make_batch(25, "123456 is your code");
     smpp_session_send(f->s, b->msgs, b->n);
@@ -826,10 +834,7 @@ static void test_tls_bind_send_receipt(void **state)
 static void test_tls_untrusted(void **state)
 {
     fx *f = *state;
-    char err[256];
-    assert_int_equal(smpp_tls_new(f->other, true, &f->tls, err, sizeof(err)), 0);
-    smpp_config c = config(f->m->port);
-    c.tls = f->tls;
+    smpp_config c = tls_config(f, f->other, true);
     FILE *log = log_capture();
     assert_int_equal(smpp_session_start(&c, "smsc", &f->dlr, &f->s), 0);
     WAIT_UNTIL(f->m->tls_refused >= 3, 3000); /* refused, and tried again */
@@ -852,10 +857,7 @@ static void test_tls_untrusted(void **state)
 static void test_tls_unverified(void **state)
 {
     fx *f = *state;
-    char err[256];
-    assert_int_equal(smpp_tls_new(NULL, false, &f->tls, err, sizeof(err)), 0);
-    smpp_config c = config(f->m->port);
-    c.tls = f->tls;
+    smpp_config c = tls_config(f, NULL, false);
     start(f, c);
     assert_int_equal(f->m->tls_refused, 0);
 }
