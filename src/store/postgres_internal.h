@@ -74,6 +74,7 @@ typedef enum {
     S_OUTBOX_DEPTH,
     S_REQ_GET,
     S_REQ_MESSAGES,
+    S_REQ_STATUS,
     S_MSG_GET,
     S_MSG_EVENTS,
     S_LEDGER,

@@ -2,7 +2,8 @@
  *
  * Each read borrows a connection from the store's read pool, runs one prepared
  * statement (one round trip, one snapshot: account_stats reads the balance and
- * the ledger sum together), gives the connection back, and only then walks the
+ * the ledger sum together, request_status a request with its messages), gives
+ * the connection back, and only then walks the
  * rows and calls the caller's callback, so a slow callback never holds a
  * connection. A read that failed because its connection had died (a server
  * restart, a failover) is tried once more on a fresh one: reads change nothing,
@@ -25,6 +26,13 @@
     "SELECT m.public_id, r.public_id, m.to_phone, m.status, coalesce(m.provider, ''),"             \
     " coalesce(m.provider_message_id, ''), m.attempts, m.segments, m.created_at, m.updated_at,"    \
     " coalesce(m.error, ''), m.test FROM messages m JOIN otp_requests r ON r.id = m.request_id"
+/* A request's columns, as request_from_row() reads them (REQ_NCOLS of them). */
+#define REQ_COLS                                                                                   \
+    "SELECT id, public_id, account_id, test, phone, status, attempts_left, max_attempts,"          \
+    " code_length, expires_in, created_at, expires_at, coalesce(verified_at, 0), resend_count,"    \
+    " coalesce(last_sent_at, created_at), channel, coalesce(template_id, ''),"                     \
+    " coalesce(app_name, ''), coalesce(app_hash, ''), code_sealed, code_hash FROM otp_requests"
+#define REQ_NCOLS 21
 #define TEMPLATE_COLS                                                                              \
     "SELECT public_id, name, body, coalesce(dlt_template_id, ''), coalesce(sender_id, ''),"        \
     " is_default, created_at FROM templates"
@@ -59,13 +67,15 @@ const char *const pg_read_sql[S__COUNT] = {
     [S_OUTBOX_DEPTH] = "SELECT count(*) FILTER (WHERE status = 'queued'),"
                        " count(*) FILTER (WHERE status = 'sending')"
                        " FROM messages WHERE status IN ('queued', 'sending')",
-    [S_REQ_GET] = "SELECT id, public_id, account_id, test, phone, status, attempts_left,"
-                  " max_attempts, code_length, expires_in, created_at, expires_at,"
-                  " coalesce(verified_at, 0), resend_count, coalesce(last_sent_at, created_at),"
-                  " channel, coalesce(template_id, ''), coalesce(app_name, ''),"
-                  " coalesce(app_hash, ''), code_sealed, code_hash"
-                  " FROM otp_requests WHERE public_id = $1 AND account_id = $2",
+    [S_REQ_GET] = REQ_COLS " WHERE public_id = $1 AND account_id = $2",
     [S_REQ_MESSAGES] = MESSAGE_COLS " WHERE r.public_id = $1 AND r.account_id = $2 ORDER BY m.id",
+    /* A status read: the request and its messages (MESSAGE_COLS' columns after
+     * REQ_COLS'), both through their indexes. */
+    [S_REQ_STATUS] = "SELECT q.*, m.public_id, q.public_id, m.to_phone, m.status,"
+                     " coalesce(m.provider, ''), coalesce(m.provider_message_id, ''), m.attempts,"
+                     " m.segments, m.created_at, m.updated_at, coalesce(m.error, ''), m.test"
+                     " FROM (" REQ_COLS " WHERE public_id = $1 AND account_id = $2 AND test = $3) q"
+                     " LEFT JOIN messages m ON m.request_id = q.id ORDER BY m.id",
     [S_MSG_GET] = MESSAGE_COLS " WHERE m.public_id = $1 AND m.account_id = $2",
     [S_MSG_EVENTS] = "SELECT e.status, e.at, coalesce(e.error, '')"
                      " FROM message_events e JOIN messages m ON m.id = e.message_id"
@@ -338,6 +348,59 @@ static void bind_ref(pg_params *p, const char *public_id, int64_t account_id)
     pg_p_int(p, account_id);
 }
 
+/* Fills q from the REQ_COLS at the start of row i of r. OTP_OK; OTP_E_INTERNAL
+ * if a status, sealed code or hash is not what was stored. */
+static otp_err request_from_row(const PGresult *r, int i, otp_request_info *ret)
+{
+    otp_request_info q;
+    memset(&q, 0, sizeof(q));
+    q.id = pg_int(r, i, 0);
+    pg_copy(r, i, 1, q.public_id, sizeof(q.public_id));
+    q.account_id = pg_int(r, i, 2);
+    q.test = pg_int(r, i, 3) != 0;
+    pg_copy(r, i, 4, q.phone, sizeof(q.phone));
+    bool ok = req_status_of(pg_text(r, i, 5), &q.status);
+    q.attempts_left = (int)pg_int(r, i, 6);
+    q.max_attempts = (int)pg_int(r, i, 7);
+    q.code_length = (int)pg_int(r, i, 8);
+    q.expires_in_s = (int)pg_int(r, i, 9);
+    q.created_at_ms = pg_int(r, i, 10);
+    q.expires_at_ms = pg_int(r, i, 11);
+    q.verified_at_ms = pg_int(r, i, 12);
+    q.resend_count = (int)pg_int(r, i, 13);
+    q.last_sent_at_ms = pg_int(r, i, 14);
+    pg_copy(r, i, 15, q.channel, sizeof(q.channel));
+    pg_copy(r, i, 16, q.template_id, sizeof(q.template_id));
+    pg_copy(r, i, 17, q.app_name, sizeof(q.app_name));
+    pg_copy(r, i, 18, q.app_hash, sizeof(q.app_hash));
+    otp_err e = OTP_OK;
+    uint8_t *sealed = NULL;
+    size_t len = 0;
+    if (pg_bytea(r, i, 19, &sealed, &len))
+        e = OTP_E_INTERNAL;
+    else if (len > sizeof(q.code_sealed))
+        ok = false;
+    else if (len) {
+        memcpy(q.code_sealed, sealed, len);
+        q.code_sealed_len = len;
+    }
+    free(sealed);
+    uint8_t *hash = NULL;
+    if (!e && pg_bytea(r, i, 20, &hash, &len))
+        e = OTP_E_INTERNAL;
+    else if (!e && (!hash || len != OTP_CODE_HASH_LEN))
+        ok = false;
+    else if (!e)
+        memcpy(q.code_hash, hash, OTP_CODE_HASH_LEN);
+    free(hash);
+    if (e)
+        return e;
+    if (!ok)
+        return OTP_E_INTERNAL;
+    *ret = q;
+    return OTP_OK;
+}
+
 otp_err pg_request_get(otp_store *s, int64_t account_id, const char *request_id,
                        otp_request_info *ret)
 {
@@ -349,75 +412,28 @@ otp_err pg_request_get(otp_store *s, int64_t account_id, const char *request_id,
     otp_err e = query(s, S_REQ_GET, &p, &r);
     if (e)
         return e;
-    if (PQntuples(r) == 0) {
-        PQclear(r);
-        return OTP_E_OTP_NOT_FOUND;
-    }
-    otp_request_info q;
-    memset(&q, 0, sizeof(q));
-    q.id = pg_int(r, 0, 0);
-    pg_copy(r, 0, 1, q.public_id, sizeof(q.public_id));
-    q.account_id = pg_int(r, 0, 2);
-    q.test = pg_int(r, 0, 3) != 0;
-    pg_copy(r, 0, 4, q.phone, sizeof(q.phone));
-    bool ok = req_status_of(pg_text(r, 0, 5), &q.status);
-    q.attempts_left = (int)pg_int(r, 0, 6);
-    q.max_attempts = (int)pg_int(r, 0, 7);
-    q.code_length = (int)pg_int(r, 0, 8);
-    q.expires_in_s = (int)pg_int(r, 0, 9);
-    q.created_at_ms = pg_int(r, 0, 10);
-    q.expires_at_ms = pg_int(r, 0, 11);
-    q.verified_at_ms = pg_int(r, 0, 12);
-    q.resend_count = (int)pg_int(r, 0, 13);
-    q.last_sent_at_ms = pg_int(r, 0, 14);
-    pg_copy(r, 0, 15, q.channel, sizeof(q.channel));
-    pg_copy(r, 0, 16, q.template_id, sizeof(q.template_id));
-    pg_copy(r, 0, 17, q.app_name, sizeof(q.app_name));
-    pg_copy(r, 0, 18, q.app_hash, sizeof(q.app_hash));
-    uint8_t *sealed = NULL;
-    size_t len = 0;
-    if (pg_bytea(r, 0, 19, &sealed, &len))
-        e = OTP_E_INTERNAL;
-    else if (len > sizeof(q.code_sealed))
-        ok = false;
-    else if (len) {
-        memcpy(q.code_sealed, sealed, len);
-        q.code_sealed_len = len;
-    }
-    free(sealed);
-    uint8_t *hash = NULL;
-    if (!e && pg_bytea(r, 0, 20, &hash, &len))
-        e = OTP_E_INTERNAL;
-    else if (!e && (!hash || len != OTP_CODE_HASH_LEN))
-        ok = false;
-    else if (!e)
-        memcpy(q.code_hash, hash, OTP_CODE_HASH_LEN);
-    free(hash);
+    e = PQntuples(r) == 0 ? OTP_E_OTP_NOT_FOUND : request_from_row(r, 0, ret);
     PQclear(r);
-    if (e)
-        return e;
-    if (!ok)
-        return OTP_E_INTERNAL;
-    *ret = q;
-    return OTP_OK;
+    return e;
 }
 
-/* Fills m from a MESSAGE_COLS row; false if its status is unknown. */
-static bool message_from_row(const PGresult *r, int i, otp_message_info *m)
+/* Fills m from the MESSAGE_COLS of row i of r, which start at column c; false
+ * if its status is unknown. */
+static bool message_from_row(const PGresult *r, int i, int c, otp_message_info *m)
 {
     memset(m, 0, sizeof(*m));
-    pg_copy(r, i, 0, m->public_id, sizeof(m->public_id));
-    pg_copy(r, i, 1, m->request_id, sizeof(m->request_id));
-    pg_copy(r, i, 2, m->to, sizeof(m->to));
-    bool ok = msg_status_of(pg_text(r, i, 3), &m->status);
-    pg_copy(r, i, 4, m->provider, sizeof(m->provider));
-    pg_copy(r, i, 5, m->provider_message_id, sizeof(m->provider_message_id));
-    m->attempts = (int)pg_int(r, i, 6);
-    m->segments = (int)pg_int(r, i, 7);
-    m->created_at_ms = pg_int(r, i, 8);
-    m->updated_at_ms = pg_int(r, i, 9);
-    pg_copy(r, i, 10, m->error, sizeof(m->error));
-    m->test = pg_int(r, i, 11) != 0;
+    pg_copy(r, i, c + 0, m->public_id, sizeof(m->public_id));
+    pg_copy(r, i, c + 1, m->request_id, sizeof(m->request_id));
+    pg_copy(r, i, c + 2, m->to, sizeof(m->to));
+    bool ok = msg_status_of(pg_text(r, i, c + 3), &m->status);
+    pg_copy(r, i, c + 4, m->provider, sizeof(m->provider));
+    pg_copy(r, i, c + 5, m->provider_message_id, sizeof(m->provider_message_id));
+    m->attempts = (int)pg_int(r, i, c + 6);
+    m->segments = (int)pg_int(r, i, c + 7);
+    m->created_at_ms = pg_int(r, i, c + 8);
+    m->updated_at_ms = pg_int(r, i, c + 9);
+    pg_copy(r, i, c + 10, m->error, sizeof(m->error));
+    m->test = pg_int(r, i, c + 11) != 0;
     return ok;
 }
 
@@ -435,7 +451,7 @@ otp_err pg_request_messages(otp_store *s, int64_t account_id, const char *reques
     otp_message_info m;
     bool corrupt = false;
     for (int i = 0; i < PQntuples(r); i++) {
-        if (message_from_row(r, i, &m))
+        if (message_from_row(r, i, 0, &m))
             cb(&m, ctx);
         else
             corrupt = true;
@@ -444,15 +460,34 @@ otp_err pg_request_messages(otp_store *s, int64_t account_id, const char *reques
     return corrupt ? OTP_E_INTERNAL : OTP_OK;
 }
 
-/* Two statements on the read pool, each its own snapshot (a message sent in
- * between may show in the list of a request read just before it). */
+/* One statement: the request of this key mode (another mode's is not found,
+ * and its messages are not read) joined with its messages, one row each (one
+ * row with the message columns NULL if it has none), in one snapshot. */
 otp_err pg_request_status(otp_store *s, int64_t account_id, bool test, const char *request_id,
                           otp_request_info *ret, otp_message_cb cb, void *ctx)
 {
-    otp_err e = pg_request_get(s, account_id, request_id, ret);
-    if (!e && ret->test != test)
-        e = OTP_E_OTP_NOT_FOUND; /* the other key mode's: its messages are not read */
-    return e ? e : pg_request_messages(s, account_id, request_id, cb, ctx);
+    if (!request_id || !pg_utf8_valid(request_id))
+        return OTP_E_OTP_NOT_FOUND;
+    pg_params p = {0};
+    bind_ref(&p, request_id, account_id);
+    pg_p_int(&p, test);
+    PGresult *r;
+    otp_err e = query(s, S_REQ_STATUS, &p, &r);
+    if (e)
+        return e;
+    int n = PQntuples(r);
+    e = n == 0 ? OTP_E_OTP_NOT_FOUND : request_from_row(r, 0, ret);
+    otp_message_info m;
+    for (int i = 0; !e && i < n; i++) {
+        if (PQgetisnull(r, i, REQ_NCOLS))
+            continue; /* no messages */
+        if (message_from_row(r, i, REQ_NCOLS, &m))
+            cb(&m, ctx);
+        else
+            e = OTP_E_INTERNAL;
+    }
+    PQclear(r);
+    return e;
 }
 
 otp_err pg_message_get(otp_store *s, int64_t account_id, const char *message_id,
@@ -469,7 +504,7 @@ otp_err pg_message_get(otp_store *s, int64_t account_id, const char *message_id,
     otp_message_info m;
     if (PQntuples(r) == 0)
         e = OTP_E_MESSAGE_NOT_FOUND;
-    else if (!message_from_row(r, 0, &m))
+    else if (!message_from_row(r, 0, 0, &m))
         e = OTP_E_INTERNAL;
     PQclear(r);
     if (!e)

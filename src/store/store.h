@@ -651,8 +651,8 @@ typedef struct otp_store_ops {
     otp_err (*request_messages)(otp_store *s, int64_t account_id, const char *request_id,
                                 otp_message_cb cb, void *ctx);
     /* request_get, then (if found, and of the key mode test) request_messages,
-     * as GET /otp/{id} needs them: on SQLite in one read transaction (one
-     * snapshot); on PostgreSQL one after the other. A request of the other
+     * as GET /otp/{id} needs them, in one snapshot: on SQLite in one read
+     * transaction, on PostgreSQL in one statement. A request of the other
      * mode is OTP_E_OTP_NOT_FOUND, its messages unread. */
     otp_err (*request_status)(otp_store *s, int64_t account_id, bool test, const char *request_id,
                               otp_request_info *ret, otp_message_cb cb, void *ctx);

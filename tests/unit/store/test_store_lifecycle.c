@@ -1451,6 +1451,19 @@ static void t_request_and_message_reads(void **state)
     assert_int_equal(cancel(c, rid, T0 + COOL + 1), OTP_OK);
     assert_int_equal(s->ops->request_status(s, c->acc, false, rid, &both, on_msg, &bs), OTP_OK);
     assert_int_equal(both.status, OTP_REQ_CANCELLED);
+    /* a test key's request, read for a test key: found, with its message */
+    make_send(&t, c->acc, c->key, true, 1);
+    assert_int_equal(otp_store_exec(c->s, &t), OTP_OK);
+    bs.n = 0;
+    assert_int_equal(
+        s->ops->request_status(s, c->acc, true, t.u.send.request_id, &both, on_msg, &bs), OTP_OK);
+    assert_true(both.test);
+    assert_int_equal(bs.n, 1);
+    assert_string_equal(bs.items[0].public_id, t.u.send.message_id);
+    assert_true(bs.items[0].test);
+    assert_int_equal(
+        s->ops->request_status(s, c->acc, false, t.u.send.request_id, &both, on_msg, &bs),
+        OTP_E_OTP_NOT_FOUND);
 }
 
 static void t_ledger_list(void **state)
