@@ -3,9 +3,8 @@
  * Each read borrows a connection from the store's read pool, runs one prepared
  * statement (one round trip, one snapshot: account_stats reads the balance and
  * the ledger sum together, request_status a request with its messages), gives
- * the connection back, and only then walks the
- * rows and calls the caller's callback, so a slow callback never holds a
- * connection. A read that failed because its connection had died (a server
+ * the connection back, and only then walks the rows and calls the caller's
+ * callback, so a slow callback never holds a connection. A read that failed because its connection had died (a server
  * restart, a failover) is tried once more on a fresh one: reads change nothing,
  * so that is always safe.
  *
