@@ -4,9 +4,9 @@
  * statement (one round trip, one snapshot: account_stats reads the balance and
  * the ledger sum together, request_status a request with its messages), gives
  * the connection back, and only then walks the rows and calls the caller's
- * callback, so a slow callback never holds a connection. A read that failed because its connection had died (a server
- * restart, a failover) is tried once more on a fresh one: reads change nothing,
- * so that is always safe.
+ * callback, so a slow callback never holds a connection. A read that failed
+ * because its connection had died (a server restart, a failover) is tried once
+ * more on a fresh one: reads change nothing, so that is always safe.
  *
  * The queries are the SQLite backend's, in PostgreSQL's dialect; each is served
  * by an index (see the migrations). Texts given by callers that are not valid
