@@ -17,7 +17,7 @@ BUILD_DIR ?= build
 DATA_DIR  ?= ./otpd-data
 LISTEN    ?= 127.0.0.1:8080
 
-.PHONY: help deps build run test bench bench-rss bench-ceiling clean
+.PHONY: help deps build run test bench bench-rss bench-ceiling bench-instructions clean
 
 help:
 	@echo "make run    build and start otpd on $(LISTEN) with a demo account (data in $(DATA_DIR))"
@@ -27,6 +27,7 @@ help:
 	@echo "make bench  benchmarks against nginx on 127.0.0.1, ~4.5 min (bench/run.sh; docs/performance.md)"
 	@echo "make bench-rss  server RSS with 1,000,000 live requests (opt-in, ~3-5 min)"
 	@echo "make bench-ceiling  what each part of send and verify costs against nginx (opt-in, ~5 min)"
+	@echo "make bench-instructions  instructions per send and verify (callgrind) against bench/instructions.ref (~1 min)"
 	@echo "make clean  remove build directories"
 
 deps:
@@ -54,6 +55,9 @@ bench-rss:
 
 bench-ceiling:
 	@bash bench/ceiling.sh
+
+bench-instructions:
+	@BENCH_PROFILE=callgrind bash bench/profile.sh
 
 clean:
 	rm -rf build build-test build-bench

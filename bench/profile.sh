@@ -4,7 +4,7 @@
 #
 #   bash bench/profile.sh            both parts below, ~2 minutes
 #   BENCH_PROFILE=perf bash bench/profile.sh
-#   BENCH_PROFILE=callgrind bash bench/profile.sh
+#   BENCH_PROFILE=callgrind bash bench/profile.sh    (= make bench-instructions)
 #
 # perf: the release build under a send load and a verify load at 64
 #   connections (wrk, as in bench/run.sh), sampled with `perf record -g
@@ -17,7 +17,11 @@
 #   user-space instructions per request, independent of the machine's noise.
 #   Reported: instructions per request, and the inclusive share of otpd's
 #   stages and of the libraries (libphonenumber, jansson, SQLite, libsodium,
-#   libmicrohttpd).
+#   libmicrohttpd). Each count is also compared with bench/instructions.ref:
+#   the script ends with status 1 if one is more than BENCH_INSTR_TOLERANCE
+#   percent (default 5) above its reference, so that a change that makes a
+#   request dearer is seen before it lands (as docs/performance.md's item 22
+#   was not).
 #
 # Output goes to stdout and to $BENCH_PROFILE_OUT (default
 # /tmp/otpd-profile); perf.data and callgrind.out files are kept there for
@@ -27,6 +31,9 @@ BENCH_DURATION=${BENCH_DURATION:-8}
 source "$(dirname "$0")/lib.sh"
 
 WHAT=${BENCH_PROFILE:-perf callgrind sql}
+INSTR_REF=$ROOT/bench/instructions.ref
+INSTR_TOLERANCE=${BENCH_INSTR_TOLERANCE:-5}
+INSTR_OVER=() # "workload +N.N%" for each count above its reference
 OUT=${BENCH_PROFILE_OUT:-/tmp/otpd-profile}
 mkdir -p "$OUT"
 
@@ -124,6 +131,7 @@ phase_callgrind() {
         echo
         echo "=== callgrind: $name, $req requests at $conns connections under valgrind"
         awk -v t="$total" -v n="$req" 'BEGIN { printf "user-space instructions per request: %.0f (all threads)\n", t / n }'
+        instr_change "$name" "$total" "$req" | sed 's/^/reference: /'
         echo "--- inclusive instructions per request, by stage"
         local s fn what
         for s in "${STAGES[@]}"; do
@@ -154,6 +162,24 @@ phase_callgrind() {
                     printf "  %5.1f%%  %s\n", v / t * 100, substr(name, 1, 110) }' |
             head -25
     } | tee -a "$OUT/report.txt"
+    local change
+    change=$(instr_change "$name" "$total" "$req" | sed -n 's/.*: \([-+][0-9.]*\)%$/\1/p')
+    if [ -n "$change" ] && awk -v c="$change" -v tol="$INSTR_TOLERANCE" 'BEGIN { exit !(c > tol) }'; then
+        INSTR_OVER+=("$name $change%")
+    fi
+}
+
+# instr_change NAME TOTAL REQUESTS: the count per request against
+# bench/instructions.ref's, as "REF (bench/instructions.ref): +N.N%".
+instr_change() {
+    local ref
+    ref=$(awk -v w="$1" '$1 == w { print $2; exit }' "$INSTR_REF")
+    if [ -z "$ref" ]; then
+        echo "none for $1 in bench/instructions.ref"
+        return
+    fi
+    awk -v t="$2" -v n="$3" -v r="$ref" \
+        'BEGIN { printf "%d (bench/instructions.ref): %+.1f%%\n", r, (t / n / r - 1) * 100 }'
 }
 
 # sql: every sqlite3_step() timed per statement by the LD_PRELOAD shim
@@ -235,3 +261,7 @@ if [[ " $WHAT " == *" sql "* ]]; then
     stop_pid "$OTPD_PID"
 fi
 log "report in $OUT/report.txt"
+if [ ${#INSTR_OVER[@]} -gt 0 ]; then
+    log "instructions per request more than $INSTR_TOLERANCE% above bench/instructions.ref: ${INSTR_OVER[*]}"
+    exit 1
+fi
