@@ -28,6 +28,7 @@
 
 #define MAX_PROVIDERS 8
 #define DRAIN_TIMEOUT_MS 10000
+#define PG_DEFAULT_THREADS 4 /* server.threads when it is not set and the store is PostgreSQL */
 
 static const char serve_usage[] =
     "usage: otpd serve [--listen ADDR] [--data-dir DIR] [--db URL] [--config FILE]\n"
@@ -211,6 +212,11 @@ static int serve(otp_app *app)
         goto out;
     }
     api.store = store;
+    /* A PostgreSQL read holds its HTTP thread for its round trips: more of
+     * them, unless the operator chose (docs/scaling.md, "Sizing"). */
+    if (strcmp(otp_config_origin(cfg, "server.threads"), "default") == 0 &&
+        strcmp(store->ops->name, "postgres") == 0)
+        threads = PG_DEFAULT_THREADS;
     if (!store->ops->limits_get)
         otp_log(OTP_LOG_WARN,
                 "event=abuse_limits_partial store=%s note=\"only the per-key bucket "
@@ -253,8 +259,9 @@ static int serve(otp_app *app)
     }
     if (otp_log_batch_start() != 0)
         otp_log(OTP_LOG_WARN, "event=log_batching_off reason=\"no thread\"");
-    otp_log(OTP_LOG_INFO, "event=start version=%s listen=%s store=%s providers=%zu%s", OTPD_VERSION,
-            hopt.listen, store->ops->name, providers.n, OTPD_TEST_HOOKS ? " testHooks=true" : "");
+    otp_log(OTP_LOG_INFO, "event=start version=%s listen=%s store=%s threads=%u providers=%zu%s",
+            OTPD_VERSION, hopt.listen, store->ops->name, hopt.threads, providers.n,
+            OTPD_TEST_HOOKS ? " testHooks=true" : "");
 
     int sig = 0;
     sigwait(&stop_signals, &sig);

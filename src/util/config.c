@@ -53,7 +53,7 @@ typedef struct setting {
     setting_type type;
     long min, max;     /* T_INT only */
     const char *def;   /* NULL: computed from data_dir (see derived_default) */
-    const char *shown; /* the default as printed by otp_config_describe */
+    const char *shown; /* the default as printed by otp_config_describe, if not def */
     const char *meaning;
 } setting;
 
@@ -66,7 +66,10 @@ static const setting settings[] = {
     {"secret_file", T_PATH, 0, 0, NULL, "<data_dir>/secret",
      "Server secret (32 bytes, mode 0600), generated on first run."},
     {"log_level", T_LEVEL, 0, 0, "info", NULL, "Minimum log level: debug|info|warn|error."},
-    {"server.threads", T_INT, 1, 64, "2", NULL, "HTTP worker threads."},
+    {"server.threads", T_INT, 1, 64, "2", "2; 4 with a postgres:// db",
+     "HTTP worker threads. On PostgreSQL a read (a status, the wallet, a key not yet cached) "
+     "holds its thread for the round trips to the server, so the default there is 4; keep "
+     "store.read_conns at least as large."},
     {"server.max_connections", T_INT, 1, 100000, "1024", NULL,
      "Open connections at most; more are refused."},
     {"server.max_connections_per_ip", T_INT, 0, 100000, "0", NULL,
@@ -711,7 +714,7 @@ void otp_config_describe(void *file)
         const setting *s = &settings[i];
         char env[MAX_KEY + 8];
         env_name(s->key, env, sizeof(env));
-        const char *def = s->def ? s->def : s->shown;
+        const char *def = s->shown ? s->shown : s->def;
         fprintf(f, "  %-30s %-34s default: %s%s%s\n", s->key, env, *def ? "\"" : "",
                 *def ? def : "(empty)", *def ? "\"" : "");
         fprintf(f, "      %s", s->meaning);

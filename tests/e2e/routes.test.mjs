@@ -1,9 +1,11 @@
 // Routing and the HTTP envelope (SPEC 1.2, 1.11): /healthz, unknown routes (404
 // not_found), wrong methods (405 method_not_allowed with Allow), an X-Request-Id on
 // every response, and HTTP/1.1 keep-alive. Also /metrics' store series: the
-// SQLite writer's batches and commit-time histogram (absent on PostgreSQL).
+// SQLite writer's batches and commit-time histogram (absent on PostgreSQL), and
+// how many HTTP threads serve (server.threads).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { startServer, assertError, assertData, E2E_DB } from './lib/server.mjs';
@@ -61,6 +63,29 @@ describe('routes and envelope', () => {
         assert.ok(after.otpd_store_commit_duration_seconds_count <= after.otpd_store_batches_total);
         assert.ok(after.otpd_store_commit_duration_seconds_count >= before.otpd_store_commit_duration_seconds_count + 1);
         assert.ok(after.otpd_store_commit_duration_seconds_sum > before.otpd_store_commit_duration_seconds_sum);
+    });
+
+    it('HTTP threads: server.threads, 2 by default on SQLite and 4 on PostgreSQL, as the start line says; a set value wins', async () => {
+        /** libmicrohttpd's pool threads of process pid (it names them MHD-worker). */
+        const workers = (pid) =>
+            fs.readdirSync(`/proc/${pid}/task`).filter((t) => {
+                try {
+                    return fs.readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim() === 'MHD-worker';
+                } catch {
+                    return false; /* the thread ended */
+                }
+            }).length;
+        const store = E2E_DB ? 'postgres' : 'sqlite';
+        const want = E2E_DB ? 4 : 2;
+        assert.equal(workers(srv.child.pid), want);
+        assert.match(srv.log(), new RegExp(`event=start .*store=${store} threads=${want} `));
+        const other = await startServer({ accounts: {}, env: { OTPD_SERVER_THREADS: '3' } });
+        try {
+            assert.equal(workers(other.child.pid), 3);
+            assert.match(other.log(), new RegExp(`event=start .*store=${store} threads=3 `));
+        } finally {
+            other.cleanup('routes-threads');
+        }
     });
 
     it('a query string does not change the route', async () => {
