@@ -347,7 +347,7 @@ static void bind_ref(pg_params *p, const char *public_id, int64_t account_id)
     pg_p_int(p, account_id);
 }
 
-/* Fills q from the REQ_COLS at the start of row i of r. OTP_OK; OTP_E_INTERNAL
+/* Fills *ret from the REQ_COLS at the start of row i of r. OTP_OK; OTP_E_INTERNAL
  * if a status, sealed code or hash is not what was stored. */
 static otp_err request_from_row(const PGresult *r, int i, otp_request_info *ret)
 {

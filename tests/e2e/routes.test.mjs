@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import { startServer, assertError, assertData, E2E_DB } from './lib/server.mjs';
+import { startServer, assertError, assertData, sleep, E2E_DB } from './lib/server.mjs';
 
 describe('routes and envelope', () => {
     let srv;
@@ -66,8 +66,8 @@ describe('routes and envelope', () => {
     });
 
     it('HTTP threads: server.threads, 2 by default on SQLite and 4 on PostgreSQL, as the start line says; a set value wins', async () => {
-        /** libmicrohttpd's pool threads of process pid (it names them MHD-worker). */
-        const workers = (pid) =>
+        /** libmicrohttpd's pool threads of process pid (each names itself MHD-worker once running). */
+        const countWorkers = (pid) =>
             fs.readdirSync(`/proc/${pid}/task`).filter((t) => {
                 try {
                     return fs.readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim() === 'MHD-worker';
@@ -75,14 +75,23 @@ describe('routes and envelope', () => {
                     return false; /* the thread ended */
                 }
             }).length;
+        const workers = async (pid, want) => {
+            for (let i = 0; i < 100 && countWorkers(pid) !== want; i++) await sleep(20);
+            return countWorkers(pid);
+        };
+        /** The start line of server s: logged just after the server starts answering. */
+        const startLine = async (s) => {
+            for (let i = 0; i < 100 && !/event=start /.test(s.log()); i++) await sleep(20);
+            return s.log().split('\n').findLast((l) => l.includes('event=start ')) || '';
+        };
         const store = E2E_DB ? 'postgres' : 'sqlite';
         const want = E2E_DB ? 4 : 2;
-        assert.equal(workers(srv.child.pid), want);
-        assert.match(srv.log(), new RegExp(`event=start .*store=${store} threads=${want} `));
+        assert.equal(await workers(srv.child.pid, want), want);
+        assert.match(await startLine(srv), new RegExp(` store=${store} threads=${want} `));
         const other = await startServer({ accounts: {}, env: { OTPD_SERVER_THREADS: '3' } });
         try {
-            assert.equal(workers(other.child.pid), 3);
-            assert.match(other.log(), new RegExp(`event=start .*store=${store} threads=3 `));
+            assert.equal(await workers(other.child.pid, 3), 3);
+            assert.match(await startLine(other), new RegExp(` store=${store} threads=3 `));
         } finally {
             other.cleanup('routes-threads');
         }

@@ -1464,6 +1464,7 @@ static void t_request_and_message_reads(void **state)
     assert_int_equal(
         s->ops->request_status(s, c->acc, false, t.u.send.request_id, &both, on_msg, &bs),
         OTP_E_OTP_NOT_FOUND);
+    assert_int_equal(bs.n, 1); /* its message not read for a live key */
 }
 
 static void t_ledger_list(void **state)
