@@ -148,7 +148,17 @@ if [ $built -eq 1 ]; then
             if node -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>20||(a===20&&b>=10)?0:1)'; then
                 runner+=(--test-concurrency="${OTPD_E2E_CONCURRENCY:-3}")
             fi
-            env OTPD_BIN="$ROOT/$BUILD/src/otpd" OTPD_E2E_RESULTS="$out" "$@" \
+            # The caller's own otpd settings (OTPD_DB, OTPD_SERVER_THREADS, …)
+            # and a store URL left from elsewhere must not reach the test
+            # servers: only the suite's knobs pass, and what this pass sets.
+            local clean=() v
+            for v in $(compgen -e); do
+                case $v in
+                OTPD_E2E_KEEP | OTPD_E2E_SEED | OTPD_E2E_LEDGER_OPS) ;;
+                OTPD_*) clean+=(-u "$v") ;;
+                esac
+            done
+            env "${clean[@]}" OTPD_BIN="$ROOT/$BUILD/src/otpd" OTPD_E2E_RESULTS="$out" "$@" \
                 timeout 900 node "${runner[@]}" ./*.test.mjs </dev/null
         )
     }
