@@ -349,8 +349,26 @@ static void test_describe(void **state)
     free(buf);
 }
 
+/* The tests set the OTPD_* variables they read: none may come from the
+ * environment they were started in (a developer's OTPD_SERVER_THREADS, say). */
+static void clear_otpd_environment(void)
+{
+    for (char **e = environ; *e;) {
+        const char *eq = strchr(*e, '=');
+        if (strncmp(*e, "OTPD_", 5) != 0 || !eq) {
+            e++;
+            continue;
+        }
+        char name[128];
+        snprintf(name, sizeof(name), "%.*s", (int)(eq - *e), *e);
+        unsetenv(name); /* environ changed: look again from the start */
+        e = environ;
+    }
+}
+
 int main(void)
 {
+    clear_otpd_environment();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_defaults, teardown),
         cmocka_unit_test_teardown(test_data_dir_derived, teardown),
