@@ -355,11 +355,11 @@ static void clear_otpd_environment(void)
 {
     for (char **e = environ; *e;) {
         const char *eq = strchr(*e, '=');
-        if (strncmp(*e, "OTPD_", 5) != 0 || !eq) {
-            e++;
+        char name[128];
+        if (strncmp(*e, "OTPD_", 5) != 0 || !eq || eq - *e >= (ptrdiff_t)sizeof(name)) {
+            e++; /* not ours (no setting has so long a name) */
             continue;
         }
-        char name[128];
         snprintf(name, sizeof(name), "%.*s", (int)(eq - *e), *e);
         unsetenv(name); /* environ changed: look again from the start */
         e = environ;
