@@ -27,7 +27,7 @@ help:
 	@echo "make bench  benchmarks against nginx on 127.0.0.1, ~4.5 min (bench/run.sh; docs/performance.md)"
 	@echo "make bench-rss  server RSS with 1,000,000 live requests (opt-in, ~3-5 min)"
 	@echo "make bench-ceiling  what each part of send and verify costs against nginx (opt-in, ~5 min)"
-	@echo "make bench-instructions  instructions per send and verify (callgrind) against bench/instructions.ref (~1 min)"
+	@echo "make bench-instructions  instructions per send, verify and status read (callgrind) against bench/instructions.ref (~1 min)"
 	@echo "make clean  remove build directories"
 
 deps:

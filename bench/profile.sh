@@ -14,7 +14,8 @@
 #   of otpd's own stages.
 # callgrind: the same binary under valgrind --tool=callgrind, instrumented
 #   only during a steady load (callgrind_control -i on/off), so the counts are
-#   user-space instructions per request, independent of the machine's noise.
+#   user-space instructions per request, independent of the machine's noise:
+#   send, verify, and the status read (GET /otp/{id} of the verified requests).
 #   Reported: instructions per request, and the inclusive share of otpd's
 #   stages and of the libraries (libphonenumber, jansson, SQLite, libsodium,
 #   libmicrohttpd). Each count is also compared with bench/instructions.ref:
@@ -44,6 +45,8 @@ STAGES=(
     'on_completed|request completion (log line, free)'
     'otp_api_send|send handler on the HTTP thread (all of it)'
     'otp_api_verify|verify handler on the HTTP thread (all of it)'
+    'otp_api_status|status handler on the HTTP thread (all of it)'
+    'sq_request_status|the status read (SQLite: request and messages in one read txn)'
     'otp_api_authenticate|API key check (SHA-256 + key lookup)'
     'otp_http_json_body|request JSON parse (jansson)'
     'otp_phone_parse|phone number parse + validate (libphonenumber)'
@@ -257,7 +260,9 @@ if [[ " $WHAT " == *" callgrind "* ]]; then
     phase_callgrind send send.lua
     # under valgrind a verify is about twice as fast as a send
     preload $(((DURATION + 2) * 2 + 4)) 8
+    cp "$PAIRS" "$PAIRS.all" # the verified requests, for the status reads
     phase_callgrind verify verify.lua
+    PAIRS=$PAIRS.all phase_callgrind status status.lua
     stop_pid "$OTPD_PID"
 fi
 if [[ " $WHAT " == *" sql "* ]]; then
