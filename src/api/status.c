@@ -12,6 +12,7 @@
  * are 404.
  */
 #include "api/api.h"
+#include "api/status_json.h"
 #include "core/phone.h"
 #include "util/clock.h"
 #include "util/ids.h"
@@ -28,11 +29,7 @@ typedef struct cancel_state {
 
 static void add_message(const otp_message_info *m, void *ctx)
 {
-    json_array_append_new(ctx, json_pack("{s:s, s:s, s:o, s:o, s:o}", "messageId", m->public_id,
-                                         "deliveryStatus", otp_msg_status_name(m->status),
-                                         "provider", otp_api_json_str_or_null(m->provider),
-                                         "updatedAt", otp_api_json_time_or_null(m->updated_at_ms),
-                                         "error", otp_api_json_str_or_null(m->error)));
+    otp_status_json_message(ctx, m);
 }
 
 /* What a read of request info by key auth answers: a request of the other
@@ -57,20 +54,18 @@ otp_err otp_api_request_get(otp_api *api, const otp_key_auth *auth, const char *
     return OTP_OK;
 }
 
-/* The GET /otp/{id} object of a request of this account and key mode, and its
- * number masked for the log line. Returns OTP_OK and a new reference,
- * OTP_E_OTP_NOT_FOUND, or OTP_E_UNAVAILABLE. */
-static otp_err status_object(otp_api *api, const otp_key_auth *auth, const char *request_id,
-                             json_t **ret, char masked[OTP_PHONE_MASK_SIZE])
+/* The GET /otp/{id} body for a request of this account and key mode, and its
+ * number masked for the log line. Returns OTP_OK and a new allocation of
+ * *ret_len bytes, OTP_E_OTP_NOT_FOUND, OTP_E_UNAVAILABLE or OTP_E_INTERNAL. */
+static otp_err status_body(otp_api *api, const otp_key_auth *auth, const char *request_id,
+                           char **ret, size_t *ret_len, char masked[OTP_PHONE_MASK_SIZE])
 {
-    json_t *messages = json_array();
-    if (!messages)
-        return OTP_E_INTERNAL;
+    otp_jbuf messages = {0};
     otp_request_info info;
     otp_err e = api->store->ops->request_status(api->store, auth->account_id, auth->test,
-                                                request_id, &info, add_message, messages);
+                                                request_id, &info, add_message, &messages);
     if ((e = seen_by(e, &info, auth))) {
-        json_decref(messages);
+        otp_jbuf_free(&messages);
         return e;
     }
     otp_phone_mask(info.phone, masked);
@@ -80,33 +75,29 @@ static otp_err status_object(otp_api *api, const otp_key_auth *auth, const char 
         .expires_at_ms = info.expires_at_ms,
         .verified_at_ms = info.verified_at_ms,
     };
-    otp_req_status status = otp_req_effective_status(&rs, otp_now_ms());
-    json_t *o = json_pack(
-        "{s:s, s:s, s:s, s:s, s:i, s:i, s:o, s:o, s:o, s:i, s:o}", "requestId", info.public_id,
-        "phoneNumber", info.phone, "status", otp_req_status_name(status), "channel",
-        info.channel[0] ? info.channel : "sms", "attemptsLeft", info.attempts_left, "maxAttempts",
-        info.max_attempts, "createdAt", otp_api_json_time_or_null(info.created_at_ms), "expiresAt",
-        otp_api_json_time_or_null(info.expires_at_ms), "verifiedAt",
-        otp_api_json_time_or_null(info.verified_at_ms), "resendCount", info.resend_count,
-        "messages", messages);
-    if (!o)
+    char *body =
+        otp_status_json(&info, otp_req_effective_status(&rs, otp_now_ms()), &messages, ret_len);
+    otp_jbuf_free(&messages);
+    if (!body)
         return OTP_E_INTERNAL;
-    *ret = o;
+    *ret = body;
     return OTP_OK;
 }
 
 static void reply_status(otp_http_req *req, otp_api *api, const otp_key_auth *auth,
                          const char *request_id)
 {
-    json_t *o;
+    char *body;
+    size_t len;
     char masked[OTP_PHONE_MASK_SIZE];
-    otp_err e = status_object(api, auth, request_id, &o, masked);
+    otp_err e = status_body(api, auth, request_id, &body, &len, masked);
     if (e) {
         otp_http_reply_error(req, e, NULL, NULL);
         return;
     }
     otp_http_log_phone(req, masked);
-    otp_http_reply_data(req, 200, o);
+    otp_http_reply_text(req, 200, "application/json", body, len);
+    free(body);
 }
 
 void otp_api_status(otp_http_req *req, void *app)
