@@ -57,8 +57,9 @@ void otp_http_reply_data(otp_http_req *req, int status, json_t *data);
  * table's message; details (may be NULL) is stolen. A 429 with details.retryAfter
  * also gets a Retry-After header; a 405 gets Allow from the router. */
 void otp_http_reply_error(otp_http_req *req, otp_err e, const char *message, json_t *details);
-/* Replies status with a body that is not the JSON envelope (GET /metrics);
- * text is copied, content_type must be a static string. */
+/* Replies status with a body already written out: one that is not the JSON
+ * envelope (GET /metrics), or an envelope written without jansson (send's
+ * 201, GET /otp/{id}). text is copied, content_type must be a static string. */
 void otp_http_reply_text(otp_http_req *req, int status, const char *content_type, const char *text,
                          size_t len);
 /* Called once per finished request, on an HTTP thread: the matched route

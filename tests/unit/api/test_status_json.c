@@ -1,9 +1,10 @@
 /* tests/unit/api/test_status_json.c — the GET /otp/{id} body written directly
  * (api/status_json.c) is, byte for byte, what json_dumps(JSON_COMPACT) gives for
- * the object json_pack built before: on ordinary values, on empty and zero
- * ones (nulls, the default channel, no messages), on texts jansson must escape
- * (quotes, backslashes, control bytes, DEL, non-ASCII), and on many long
- * messages. A text that is not UTF-8 is refused, as json_pack refused it. */
+ * the object json_pack built before: on ordinary values, on empty and zero ones
+ * (nulls, the default channel, no messages), on texts jansson must escape
+ * (quotes, backslashes, control bytes, DEL, non-ASCII) and a slash, which it
+ * does not, on times past year 9999, and on many long messages. A text that is
+ * not UTF-8 is refused, as json_pack refused it. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -157,12 +158,24 @@ static void test_many_long_messages(void **state)
     (void)state;
     otp_request_info r = a_request();
     otp_message_info m[12];
+    static const char fill[] = {'x', '"', '\x01', '/'}; /* \x01: six bytes out for one */
     for (int i = 0; i < 12; i++) {
         m[i] = a_message(i);
-        memset(m[i].error, i % 2 ? '"' : 'x', sizeof(m[i].error) - 1);
+        memset(m[i].error, fill[i % 4], sizeof(m[i].error) - 1);
         m[i].error[sizeof(m[i].error) - 1] = '\0';
     }
     same(&r, OTP_REQ_PENDING, m, 12);
+}
+
+static void test_slash_and_far_times(void **state)
+{
+    (void)state;
+    otp_request_info r = a_request();
+    otp_message_info m = a_message(1);
+    snprintf(m.provider, sizeof(m.provider), "a/b"); /* written as it is */
+    r.created_at_ms = 253402300800000LL + 5;         /* year 10000: the gmtime path */
+    m.updated_at_ms = 1;
+    same(&r, OTP_REQ_PENDING, &m, 1);
 }
 
 static void test_not_utf8_refused(void **state)
@@ -175,6 +188,12 @@ static void test_not_utf8_refused(void **state)
     assert_null(direct(&r, OTP_REQ_PENDING, &m, 1, &len));
     assert_null(json_string(m.error)); /* as json_pack would have refused it */
     m = a_message(1);
+    snprintf(m.provider, sizeof(m.provider), "gw\x80");
+    assert_null(direct(&r, OTP_REQ_PENDING, &m, 1, &len));
+    m = a_message(1);
+    snprintf(r.channel, sizeof(r.channel), "\xe2\x9c");
+    assert_null(direct(&r, OTP_REQ_PENDING, &m, 1, &len));
+    r = a_request();
     snprintf(r.phone, sizeof(r.phone), "+91\xc3");
     assert_null(direct(&r, OTP_REQ_PENDING, &m, 1, &len));
 }
