@@ -201,8 +201,11 @@ static void test_not_utf8_refused(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ordinary),         cmocka_unit_test(test_empty_and_zero),
-        cmocka_unit_test(test_escaped_texts),    cmocka_unit_test(test_many_long_messages),
+        cmocka_unit_test(test_ordinary),
+        cmocka_unit_test(test_empty_and_zero),
+        cmocka_unit_test(test_escaped_texts),
+        cmocka_unit_test(test_many_long_messages),
+        cmocka_unit_test(test_slash_and_far_times),
         cmocka_unit_test(test_not_utf8_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
