@@ -60,12 +60,12 @@ otp_err otp_api_request_get(otp_api *api, const otp_key_auth *auth, const char *
 static otp_err status_body(otp_api *api, const otp_key_auth *auth, const char *request_id,
                            char **ret, size_t *ret_len, char masked[OTP_PHONE_MASK_SIZE])
 {
-    otp_jbuf messages = {0};
+    otp_sbuf messages = {0};
     otp_request_info info;
     otp_err e = api->store->ops->request_status(api->store, auth->account_id, auth->test,
                                                 request_id, &info, add_message, &messages);
     if ((e = seen_by(e, &info, auth))) {
-        otp_jbuf_free(&messages);
+        otp_sbuf_free(&messages);
         return e;
     }
     otp_phone_mask(info.phone, masked);
@@ -77,7 +77,7 @@ static otp_err status_body(otp_api *api, const otp_key_auth *auth, const char *r
     };
     char *body =
         otp_status_json(&info, otp_req_effective_status(&rs, otp_now_ms()), &messages, ret_len);
-    otp_jbuf_free(&messages);
+    otp_sbuf_free(&messages);
     if (!body)
         return OTP_E_INTERNAL;
     *ret = body;

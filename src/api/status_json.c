@@ -13,47 +13,14 @@
 #include "api/api.h"
 #include "api/status_json.h"
 #include "util/clock.h"
+#include "util/sbuf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Room for n more bytes; false (and failed set) if memory ran out. */
-static bool reserve(otp_jbuf *b, size_t n)
-{
-    if (b->failed)
-        return false;
-    if (b->len + n + 1 <= b->cap)
-        return true;
-    size_t cap = b->cap ? b->cap : 512;
-    while (cap < b->len + n + 1)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-        b->failed = true;
-        return false;
-    }
-    b->p = p;
-    b->cap = cap;
-    return true;
-}
-
-static void put(otp_jbuf *b, const char *s, size_t n)
-{
-    if (!reserve(b, n))
-        return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void put_lit(otp_jbuf *b, const char *s)
-{
-    put(b, s, strlen(s));
-}
-
 /* s as a JSON string. */
-static void put_str(otp_jbuf *b, const char *s)
+static void put_str(otp_sbuf *b, const char *s)
 {
     size_t n = strlen(s);
     bool plain = true;
@@ -61,8 +28,8 @@ static void put_str(otp_jbuf *b, const char *s)
         unsigned char c = (unsigned char)s[i];
         plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
     }
-    if (plain) {
-        if (reserve(b, n + 2)) {
+    if (plain) { /* the common case: one growth check, no escaping */
+        if (otp_sbuf_reserve(b, n + 2)) {
             b->p[b->len++] = '"';
             memcpy(b->p + b->len, s, n);
             b->len += n;
@@ -73,7 +40,7 @@ static void put_str(otp_jbuf *b, const char *s)
     }
     json_t *j = json_string(s); /* NULL if s is not UTF-8 */
     size_t room = n * 6 + 2;    /* \u00XX for every byte at worst */
-    if (!j || !reserve(b, room)) {
+    if (!j || !otp_sbuf_reserve(b, room)) {
         b->failed = true;
         json_decref(j);
         return;
@@ -88,18 +55,18 @@ static void put_str(otp_jbuf *b, const char *s)
     b->p[b->len] = '\0';
 }
 
-static void put_str_or_null(otp_jbuf *b, const char *s)
+static void put_str_or_null(otp_sbuf *b, const char *s)
 {
     if (s && *s)
         put_str(b, s);
     else
-        put_lit(b, "null");
+        otp_sbuf_str(b, "null");
 }
 
-static void put_time_or_null(otp_jbuf *b, int64_t ms)
+static void put_time_or_null(otp_sbuf *b, int64_t ms)
 {
     if (ms <= 0) {
-        put_lit(b, "null");
+        otp_sbuf_str(b, "null");
         return;
     }
     char at[OTP_ISO8601_LEN + 3];
@@ -107,69 +74,64 @@ static void put_time_or_null(otp_jbuf *b, int64_t ms)
     otp_time_iso8601(ms, at + 1);
     size_t n = strlen(at);
     at[n] = '"';
-    put(b, at, n + 1);
+    otp_sbuf_put(b, at, n + 1);
 }
 
-static void put_int(otp_jbuf *b, long long v)
+static void put_int(otp_sbuf *b, long long v)
 {
     char num[24];
     int n = snprintf(num, sizeof(num), "%lld", v);
-    put(b, num, (size_t)n);
+    otp_sbuf_put(b, num, (size_t)n);
 }
 
-void otp_jbuf_free(otp_jbuf *b)
+void otp_status_json_message(otp_sbuf *b, const otp_message_info *m)
 {
-    free(b->p);
-    memset(b, 0, sizeof(*b));
-}
-
-void otp_status_json_message(otp_jbuf *b, const otp_message_info *m)
-{
-    put_lit(b, b->len ? ",{\"messageId\":" : "{\"messageId\":");
+    otp_sbuf_str(b, b->len ? ",{\"messageId\":" : "{\"messageId\":");
     put_str(b, m->public_id);
-    put_lit(b, ",\"deliveryStatus\":");
+    otp_sbuf_str(b, ",\"deliveryStatus\":");
     put_str(b, otp_msg_status_name(m->status));
-    put_lit(b, ",\"provider\":");
+    otp_sbuf_str(b, ",\"provider\":");
     put_str_or_null(b, m->provider);
-    put_lit(b, ",\"updatedAt\":");
+    otp_sbuf_str(b, ",\"updatedAt\":");
     put_time_or_null(b, m->updated_at_ms);
-    put_lit(b, ",\"error\":");
+    otp_sbuf_str(b, ",\"error\":");
     put_str_or_null(b, m->error);
-    put_lit(b, "}");
+    otp_sbuf_str(b, "}");
 }
 
-char *otp_status_json(const otp_request_info *info, otp_req_status status, const otp_jbuf *messages,
+char *otp_status_json(const otp_request_info *info, otp_req_status status, const otp_sbuf *messages,
                       size_t *ret_len)
 {
-    otp_jbuf b = {0};
+    otp_sbuf b = {0};
     if (messages->failed)
         return NULL;
-    put_lit(&b, "{\"data\":{\"requestId\":");
+    otp_sbuf_reserve(&b, 512 + messages->len); /* the request's part fits: one allocation */
+    otp_sbuf_str(&b, "{\"data\":{\"requestId\":");
     put_str(&b, info->public_id);
-    put_lit(&b, ",\"phoneNumber\":");
+    otp_sbuf_str(&b, ",\"phoneNumber\":");
     put_str(&b, info->phone);
-    put_lit(&b, ",\"status\":");
+    otp_sbuf_str(&b, ",\"status\":");
     put_str(&b, otp_req_status_name(status));
-    put_lit(&b, ",\"channel\":");
+    otp_sbuf_str(&b, ",\"channel\":");
     put_str(&b, info->channel[0] ? info->channel : "sms");
-    put_lit(&b, ",\"attemptsLeft\":");
+    otp_sbuf_str(&b, ",\"attemptsLeft\":");
     put_int(&b, info->attempts_left);
-    put_lit(&b, ",\"maxAttempts\":");
+    otp_sbuf_str(&b, ",\"maxAttempts\":");
     put_int(&b, info->max_attempts);
-    put_lit(&b, ",\"createdAt\":");
+    otp_sbuf_str(&b, ",\"createdAt\":");
     put_time_or_null(&b, info->created_at_ms);
-    put_lit(&b, ",\"expiresAt\":");
+    otp_sbuf_str(&b, ",\"expiresAt\":");
     put_time_or_null(&b, info->expires_at_ms);
-    put_lit(&b, ",\"verifiedAt\":");
+    otp_sbuf_str(&b, ",\"verifiedAt\":");
     put_time_or_null(&b, info->verified_at_ms);
-    put_lit(&b, ",\"resendCount\":");
+    otp_sbuf_str(&b, ",\"resendCount\":");
     put_int(&b, info->resend_count);
-    put_lit(&b, ",\"messages\":[");
+    otp_sbuf_str(&b, ",\"messages\":[");
     if (messages->len)
-        put(&b, messages->p, messages->len);
-    put_lit(&b, "]}}");
+        otp_sbuf_put(&b, messages->p, messages->len);
+    otp_sbuf_str(&b, "]}}");
     if (b.failed) {
-        otp_jbuf_free(&b);
+        otp_sbuf_free(&b);
         return NULL;
     }
     *ret_len = b.len;

@@ -35,6 +35,7 @@
 #include "core/otp_code.h"
 #include "core/otp_state.h"
 #include "core/phone.h"
+#include "util/sbuf.h"
 
 #define RECORD_ARGS "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12"
 
@@ -1215,58 +1216,23 @@ static otp_err tx_outbox_claim(pg_conn *c, otp_txn_outbox_claim *in)
     return OTP_OK;
 }
 
-/* A growable string for array literals, with a hard cap. */
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} sbuf;
-
-#define SBUF_MAX (64u << 20)
-
-static void sb_put(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *q = cap <= SBUF_MAX ? realloc(b->p, cap) : NULL;
-        if (!q) {
-            b->oom = true;
-            return;
-        }
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_str(sbuf *b, const char *s)
-{
-    sb_put(b, s, strlen(s));
-}
-
 /* Appends one element of a text[] literal: NULL for NULL or "", else quoted,
  * made valid UTF-8. */
-static void sb_text_elem(sbuf *b, const char *v)
+static void sb_text_elem(otp_sbuf *b, const char *v)
 {
     if (!v || !*v) {
-        sb_str(b, "NULL");
+        otp_sbuf_str(b, "NULL");
         return;
     }
     char buf[OTP_ERROR_TEXT_SIZE + OTP_PROVIDER_MSGID_SIZE];
     v = pg_clean_utf8(v, buf, sizeof(buf));
-    sb_put(b, "\"", 1);
+    otp_sbuf_put(b, "\"", 1);
     for (const char *s = v; *s; s++) {
         if (*s == '"' || *s == '\\')
-            sb_put(b, "\\", 1);
-        sb_put(b, s, 1);
+            otp_sbuf_put(b, "\\", 1);
+        otp_sbuf_put(b, s, 1);
     }
-    sb_put(b, "\"", 1);
+    otp_sbuf_put(b, "\"", 1);
 }
 
 static int by_id(const void *a, const void *b)
@@ -1296,27 +1262,27 @@ static otp_err tx_outbox_report(pg_conn *c, const otp_txn_outbox_report *in)
         sorted[i] = &in->reports[i];
     qsort(sorted, in->n, sizeof(*sorted), by_id);
 
-    sbuf a[6] = {{0}}; /* ids, statuses, providers, provider ids, errors, next attempts */
+    otp_sbuf a[6] = {{0}}; /* ids, statuses, providers, provider ids, errors, next attempts */
     char num[32];
     for (size_t i = 0; i < in->n; i++) {
         const otp_outbox_report *rep = sorted[i];
         const char *sep = i ? "," : "{";
         for (int k = 0; k < 6; k++)
-            sb_str(&a[k], sep);
+            otp_sbuf_str(&a[k], sep);
         snprintf(num, sizeof(num), "%lld", (long long)rep->id);
-        sb_str(&a[0], num);
-        sb_str(&a[1], otp_msg_status_name(rep->status));
+        otp_sbuf_str(&a[0], num);
+        otp_sbuf_str(&a[1], otp_msg_status_name(rep->status));
         sb_text_elem(&a[2], TERMINATED(rep->provider) ? rep->provider : NULL);
         sb_text_elem(&a[3], TERMINATED(rep->provider_message_id) ? rep->provider_message_id : NULL);
         sb_text_elem(&a[4], TERMINATED(rep->error) ? rep->error : NULL);
         snprintf(num, sizeof(num), "%lld", (long long)rep->next_attempt_at_ms);
-        sb_str(&a[5], num);
+        otp_sbuf_str(&a[5], num);
     }
     free(sorted);
     otp_err e = OTP_OK;
     for (int k = 0; k < 6; k++) {
-        sb_str(&a[k], "}");
-        if (a[k].oom)
+        otp_sbuf_str(&a[k], "}");
+        if (a[k].failed)
             e = OTP_E_INTERNAL;
     }
     if (!e) {
@@ -1327,7 +1293,7 @@ static otp_err tx_outbox_report(pg_conn *c, const otp_txn_outbox_report *in)
         e = run(c, S_REPORT, &p, NULL);
     }
     for (int k = 0; k < 6; k++)
-        free(a[k].p);
+        otp_sbuf_free(&a[k]);
     return e;
 }
 

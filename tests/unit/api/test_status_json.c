@@ -52,11 +52,11 @@ static char *reference(const otp_request_info *info, otp_req_status status,
 static char *direct(const otp_request_info *info, otp_req_status status, const otp_message_info *m,
                     size_t n, size_t *ret_len)
 {
-    otp_jbuf messages = {0};
+    otp_sbuf messages = {0};
     for (size_t i = 0; i < n; i++)
         otp_status_json_message(&messages, &m[i]);
     char *text = otp_status_json(info, status, &messages, ret_len);
-    otp_jbuf_free(&messages);
+    otp_sbuf_free(&messages);
     return text;
 }
 
