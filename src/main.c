@@ -242,6 +242,13 @@ static int serve(otp_app *app)
         goto out;
     }
 
+    /* On PostgreSQL the read routes run on threads of their own (api/reads.c). */
+    int read_threads = store->ops->read_slots ? store->ops->read_slots(store) : 0;
+    if (otp_api_reads_start(&api, read_threads) != 0) {
+        fprintf(stderr, "otpd: cannot start the read threads\n");
+        goto out;
+    }
+
     otp_http_options hopt = {
         .listen = otp_config_get(cfg, "listen"),
         .threads = (unsigned)threads,
@@ -276,7 +283,9 @@ static int serve(otp_app *app)
     }
     rc = 0;
 out:
+    otp_api_reads_stop(&api); /* what they hold is answered before the connections close */
     otp_http_stop(http);
+    otp_api_reads_free(&api);
     otp_log_batch_stop(); /* the request lines, before "stopped" */
     otp_dispatcher_stop(dispatcher);
     otp_purger_stop(purger);

@@ -23,14 +23,31 @@
 #include "http/http.h"
 #include "store/store.h"
 
+typedef struct otp_api_reads otp_api_reads;
+
 typedef struct otp_api {
     otp_store *store;
     otp_secrets secrets;
     otp_dispatcher *dispatcher; /* may be NULL (no delivery) */
+    otp_api_reads *reads;       /* the read threads (reads.c); NULL: none, read inline */
 } otp_api;
 
 extern const otp_route otp_api_routes[];
 extern const size_t otp_api_nroutes;
+
+/* ---- read handlers off the HTTP threads (reads.c) ---- */
+
+/* Starts threads read threads (the store's read_slots; 0 = none: every read
+ * handler then runs on its HTTP thread). Returns 0, or -1 with none started. */
+int otp_api_reads_start(otp_api *api, int threads);
+/* Runs handler (a route's whole handler, which replies as usual) on a read
+ * thread with the connection parked, or right here when there are none. */
+void otp_api_read(otp_http_req *req, void *app, otp_http_handler handler);
+/* Lets the read threads finish what is queued and joins them; reads arriving
+ * after that run on their HTTP thread. Call before otp_http_stop(). */
+void otp_api_reads_stop(otp_api *api);
+/* Stops them if needed and frees them. Call after otp_http_stop(). */
+void otp_api_reads_free(otp_api *api);
 
 /* Authenticates the request's API key (X-API-Key or Authorization: Bearer).
  * Returns true and writes *ret; or replies 401 (or 503) and returns false. */

@@ -812,10 +812,16 @@ static void pg_close(otp_store *base)
     free(s);
 }
 
+static int pg_read_slots(otp_store *base)
+{
+    return ((pg_store *)base)->read_threads;
+}
+
 static const otp_store_ops postgres_ops = {
     .name = "postgres",
     .close = pg_close,
     .submit = pg_submit,
+    .read_slots = pg_read_slots,
     .schema_version = pg_schema_version,
     .key_lookup = pg_key_lookup,
     .account_find = pg_account_find,
@@ -857,9 +863,14 @@ int otp_store_postgres_open(const char *url, const otp_store_options *opt, otp_s
     s->pool_size = opt && opt->pool_size > 0 ? opt->pool_size : PG_DEFAULT_POOL;
     if (s->pool_size > PG_MAX_POOL)
         s->pool_size = PG_MAX_POOL;
-    s->max_readers = opt && opt->read_conns > 0 ? opt->read_conns : PG_DEFAULT_READERS;
-    if (s->max_readers > PG_MAX_POOL)
-        s->max_readers = PG_MAX_POOL;
+    s->read_threads = opt && opt->read_conns > 0 ? opt->read_conns : PG_DEFAULT_READERS;
+    if (s->read_threads > PG_MAX_POOL)
+        s->read_threads = PG_MAX_POOL;
+    /* One connection per read thread (api/reads.c), and as many again for the
+     * reads an HTTP thread still makes itself (a key not yet cached, a send's
+     * template, a cancel's look-up), so neither waits for the other. Opened
+     * on demand. */
+    s->max_readers = 2 * s->read_threads;
 
     bool q = false, h = false, cd = false, r = false;
     q = pthread_mutex_init(&s->qlock, NULL) == 0;

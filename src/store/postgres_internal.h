@@ -104,7 +104,8 @@ typedef struct pg_store {
     otp_store base;
     char *url; /* holds the password, if any: never printed */
     int pool_size;
-    int max_readers;
+    int read_threads; /* store.read_conns: the API's read threads (read_slots) */
+    int max_readers;  /* read connections at most: theirs, and as many for the HTTP threads */
 
     /* The queue of submitted txns, linked through txn->next, served by
      * pool_size worker threads (one connection each). */

@@ -633,6 +633,11 @@ typedef struct otp_store_ops {
     void (*close)(otp_store *s);
     /* Queues txn; txn->done will be called exactly once. Never blocks on I/O. */
     void (*submit)(otp_store *s, otp_txn *txn);
+    /* How many reads may wait on the network at once (the read connections);
+     * NULL where a read never does (SQLite's come from a local file). The API
+     * then gives the store that many threads for its read routes (api/reads.c),
+     * so that no read holds an HTTP thread. */
+    int (*read_slots)(otp_store *s);
 
     int (*schema_version)(otp_store *s);
     otp_err (*key_lookup)(otp_store *s, const uint8_t hash[OTP_APIKEY_HASH_LEN], otp_key_auth *ret);

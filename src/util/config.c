@@ -67,9 +67,10 @@ static const setting settings[] = {
      "Server secret (32 bytes, mode 0600), generated on first run."},
     {"log_level", T_LEVEL, 0, 0, "info", NULL, "Minimum log level: debug|info|warn|error."},
     {"server.threads", T_INT, 1, 64, "2", "2; 4 with a postgres:// db",
-     "HTTP worker threads. On PostgreSQL a read (a status, the wallet, a key not yet cached) "
-     "holds its thread for the round trips to the server, so the default there is 4; keep "
-     "store.read_conns at least as large."},
+     "HTTP worker threads. On PostgreSQL the read routes run on threads of their own "
+     "(store.read_conns), but some requests still wait on the server on their HTTP thread (a "
+     "key not yet cached, a send's template, a cancel's look-up), so the default there is 4; "
+     "keep store.read_conns at least as large."},
     {"server.max_connections", T_INT, 1, 100000, "1024", NULL,
      "Open connections at most; more are refused."},
     {"server.max_connections_per_ip", T_INT, 0, 100000, "0", NULL,
@@ -87,7 +88,9 @@ static const setting settings[] = {
     {"store.max_batch", T_INT, 1, 10000, "256", NULL,
      "Most transactions in one commit (group commit)."},
     {"store.read_conns", T_INT, 1, 1024, "4", NULL,
-     "Read connections expected in parallel (a hint to the store)."},
+     "Read connections expected in parallel (a hint to the store). PostgreSQL: this many "
+     "threads run the read routes (GET /otp/{id}, /messages, /wallet, ...), each with a "
+     "connection, and up to as many connections again serve the HTTP threads' own reads."},
     /* The PostgreSQL backend (issue 6). */
     {"store.pool_size", T_INT, 1, 256, "8", NULL,
      "PostgreSQL: connections per node that run write transactions, one worker thread each."},

@@ -1,0 +1,156 @@
+/* api/reads.c — read handlers off the HTTP threads, for a store whose reads
+ * wait on the network (PostgreSQL).
+ *
+ * An HTTP thread serves every connection it holds from one poll loop, so a
+ * handler that waits on a database round trip stalls all of them: on
+ * PostgreSQL a slow read (a lock, a busy server, a lost packet) would hold a
+ * whole thread's share of the clients, however fast their own requests are.
+ * The GET routes that read the store therefore run through otp_api_read()
+ * (routes.c): the connection is parked as a write's is, the handler runs on
+ * one of the API's read threads, which may block, and the HTTP thread is
+ * woken to send the reply the handler set. There are as many read threads as
+ * the store has read slots (store.read_conns on PostgreSQL, which keeps a
+ * connection for each), so a read thread never waits for a connection; reads
+ * beyond that queue here, in arrival order. Other routes that read a little
+ * before they write (a key not yet cached, a send's template, a cancel's
+ * look-up) still read on their HTTP thread.
+ *
+ * SQLite's reads come from a local file in microseconds, less than the two
+ * thread hand-offs would cost, so with SQLite (read_slots NULL or 0) the
+ * handler runs on the HTTP thread as before and nothing here starts.
+ */
+#include "api/api.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+typedef struct read_job {
+    struct read_job *next;
+    otp_http_req *req;
+    otp_http_handler handler;
+} read_job;
+
+struct otp_api_reads {
+    pthread_mutex_t mu;
+    pthread_cond_t ready;
+    read_job *head, *tail;
+    bool stopping;
+    otp_api *api;
+    int nthreads; /* started */
+    pthread_t threads[];
+};
+
+/* The handler has already replied, on the read thread. */
+static void replied(otp_http_req *req, void *app)
+{
+    (void)req;
+    (void)app;
+}
+
+static void *read_thread(void *arg)
+{
+    otp_api_reads *r = arg;
+    pthread_setname_np(pthread_self(), "otpd-read");
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        while (!r->head && !r->stopping)
+            pthread_cond_wait(&r->ready, &r->mu);
+        read_job *j = r->head;
+        if (!j)
+            break; /* stopping, and the queue is empty */
+        r->head = j->next;
+        if (!r->head)
+            r->tail = NULL;
+        pthread_mutex_unlock(&r->mu);
+        j->handler(j->req, r->api);
+        otp_http_resume(j->req);
+        free(j);
+        pthread_mutex_lock(&r->mu);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+int otp_api_reads_start(otp_api *api, int threads)
+{
+    api->reads = NULL;
+    if (threads <= 0)
+        return 0;
+    otp_api_reads *r = calloc(1, sizeof(*r) + (size_t)threads * sizeof(pthread_t));
+    if (!r)
+        return -1;
+    if (pthread_mutex_init(&r->mu, NULL) != 0) {
+        free(r);
+        return -1;
+    }
+    if (pthread_cond_init(&r->ready, NULL) != 0) {
+        pthread_mutex_destroy(&r->mu);
+        free(r);
+        return -1;
+    }
+    r->api = api;
+    api->reads = r;
+    for (int i = 0; i < threads; i++) {
+        if (pthread_create(&r->threads[i], NULL, read_thread, r) != 0) {
+            otp_api_reads_free(api);
+            return -1;
+        }
+        r->nthreads++;
+    }
+    return 0;
+}
+
+void otp_api_reads_stop(otp_api *api)
+{
+    otp_api_reads *r = api->reads;
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->stopping = true;
+    pthread_cond_broadcast(&r->ready);
+    pthread_mutex_unlock(&r->mu);
+    for (int i = 0; i < r->nthreads; i++)
+        pthread_join(r->threads[i], NULL);
+    r->nthreads = 0;
+}
+
+void otp_api_reads_free(otp_api *api)
+{
+    otp_api_reads *r = api->reads;
+    if (!r)
+        return;
+    otp_api_reads_stop(api);
+    pthread_cond_destroy(&r->ready);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+    api->reads = NULL;
+}
+
+void otp_api_read(otp_http_req *req, void *app, otp_http_handler handler)
+{
+    otp_api *api = app;
+    otp_api_reads *r = api->reads;
+    read_job *j = r ? malloc(sizeof(*j)) : NULL;
+    if (j) {
+        j->next = NULL;
+        j->req = req;
+        j->handler = handler;
+        pthread_mutex_lock(&r->mu);
+        if (!r->stopping) {
+            otp_http_suspend(req, replied);
+            if (r->tail)
+                r->tail->next = j;
+            else
+                r->head = j;
+            r->tail = j;
+            pthread_cond_signal(&r->ready);
+            pthread_mutex_unlock(&r->mu);
+            return;
+        }
+        pthread_mutex_unlock(&r->mu);
+        free(j);
+    }
+    /* SQLite; or the read threads have stopped (a drain that ran out of time),
+     * or no memory for the job: the read runs here. */
+    handler(req, app);
+}

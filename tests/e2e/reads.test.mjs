@@ -1,0 +1,113 @@
+// Reads off the HTTP threads (api/reads.c): on PostgreSQL a read that waits on
+// the database holds no HTTP thread. With one HTTP thread, a GET /otp/{id}
+// stuck behind a table lock taken from another session must leave /healthz,
+// other reads (GET /wallet, on another read thread) and new connections
+// answering; once the lock goes, the stuck read answers the right body.
+// Without the read threads the one HTTP thread would wait in libpq, and
+// every other request with it.
+//
+// PostgreSQL pass only ($OTPD_E2E_DB): SQLite's reads come from a local file
+// and run on the HTTP thread by design (reads.c says why); there is no server
+// whose lock a reader waits on for long.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { spawn } from 'node:child_process';
+import { E2E_DB, startServer, sendOk, assertData, sleep } from './lib/server.mjs';
+
+/** A psql session kept open on url: run(sql) resolves with what a statement printed. */
+function session(url) {
+    const child = spawn('psql', ['-qAtX', '-v', 'ON_ERROR_STOP=1', '-d', url], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c) => (out += c));
+    child.stderr.on('data', (c) => (err += c));
+    return {
+        async run(sql, marker) {
+            out = '';
+            child.stdin.write(`${sql}\nSELECT '${marker}';\n`);
+            const deadline = Date.now() + 10000;
+            while (!out.includes(marker)) {
+                if (Date.now() > deadline || child.exitCode !== null) throw new Error(`psql: ${sql}: ${err || 'no answer'}`);
+                await sleep(10);
+            }
+        },
+        end() {
+            child.stdin.end('\\q\n');
+            return new Promise((r) => (child.exitCode !== null ? r() : child.on('exit', r)));
+        },
+        kill() {
+            child.kill('SIGKILL');
+        },
+    };
+}
+
+/** Resolves with what promise resolves to, or with 'pending' if it has not settled after ms. */
+const within = (promise, ms) => Promise.race([promise, sleep(ms).then(() => 'pending')]);
+
+/** Threads of process pid named name (the read threads name themselves otpd-read). */
+function countThreads(pid, name) {
+    return fs.readdirSync(`/proc/${pid}/task`).filter((t) => {
+        try {
+            return fs.readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim() === name;
+        } catch {
+            return false; /* the thread ended */
+        }
+    }).length;
+}
+
+describe('reads off the HTTP threads (PostgreSQL)', { skip: !E2E_DB && 'needs $OTPD_E2E_DB (the PostgreSQL pass): SQLite reads on the HTTP thread by design' }, () => {
+    let srv;
+    let key;
+    let lock;
+    before(async () => {
+        srv = await startServer({
+            accounts: { acme: '100.00' },
+            env: { OTPD_SERVER_THREADS: '1', OTPD_STORE_READ_CONNS: '3' },
+        });
+        key = srv.accounts.acme.key;
+    });
+    after(async () => {
+        if (lock) lock.kill();
+        if (srv) srv.cleanup('reads');
+    });
+
+    it('as many read threads as store.read_conns', async () => {
+        for (let i = 0; i < 100 && countThreads(srv.child.pid, 'otpd-read') !== 3; i++) await sleep(20);
+        assert.equal(countThreads(srv.child.pid, 'otpd-read'), 3);
+    });
+
+    it('a status read stuck behind a lock: /healthz, the wallet and new connections still answer; then the read answers', async () => {
+        const sent = await sendOk(srv, key, { phoneNumber: '+919876500001' });
+        const before = await srv.request('GET', `/otp/${sent.requestId}`, { key });
+        assertData(before, 200);
+        assert.equal(before.json.data.status, 'pending');
+        const wallet = await srv.request('GET', '/wallet', { key }); // the key is cached now
+        assertData(wallet, 200);
+
+        lock = session(srv.db);
+        await lock.run('BEGIN; LOCK TABLE otp_requests IN ACCESS EXCLUSIVE MODE;', 'locked');
+        // A fresh connection each (agent: false), so none can queue behind the stuck one.
+        const stuck = srv.request('GET', `/otp/${sent.requestId}`, { key, agent: false, timeoutMs: 20000 });
+        assert.equal(await within(stuck, 300), 'pending', 'the status read waits for the lock');
+
+        for (let i = 0; i < 3; i++) {
+            const h = await within(srv.request('GET', '/healthz', { agent: false }), 2000);
+            assert.notEqual(h, 'pending', '/healthz did not answer while a read waits on the database');
+            assert.equal(h.status, 200);
+            const w = await within(srv.request('GET', '/wallet', { key, agent: false }), 2000);
+            assert.notEqual(w, 'pending', 'GET /wallet did not answer while a read waits on the database');
+            assertData(w, 200);
+            assert.deepEqual(w.json, wallet.json);
+        }
+        assert.equal(await within(stuck, 0), 'pending', 'the status read is still waiting');
+
+        await lock.run('ROLLBACK;', 'released');
+        await lock.end();
+        lock = null;
+        const r = await within(stuck, 10000);
+        assert.notEqual(r, 'pending', 'the status read answered once the lock was gone');
+        assertData(r, 200);
+        assert.deepEqual(r.json, before.json);
+    });
+});
