@@ -212,8 +212,9 @@ static int serve(otp_app *app)
         goto out;
     }
     api.store = store;
-    /* A PostgreSQL read holds its HTTP thread for its round trips: more of
-     * them, unless the operator chose (docs/scaling.md, "Sizing"). */
+    /* On PostgreSQL some reads still hold their HTTP thread for a round trip
+     * (a key not yet cached, a send's template): more threads, unless the
+     * operator chose (docs/scaling.md, "Sizing"). */
     if (strcmp(otp_config_origin(cfg, "server.threads"), "default") == 0 &&
         strcmp(store->ops->name, "postgres") == 0)
         threads = PG_DEFAULT_THREADS;
@@ -283,7 +284,7 @@ static int serve(otp_app *app)
     }
     rc = 0;
 out:
-    otp_api_reads_stop(&api); /* what they hold is answered before the connections close */
+    otp_api_reads_stop(&api); /* no connection left parked on a read thread */
     otp_http_stop(http);
     otp_api_reads_free(&api);
     otp_log_batch_stop(); /* the request lines, before "stopped" */

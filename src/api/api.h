@@ -37,14 +37,15 @@ extern const size_t otp_api_nroutes;
 
 /* ---- read handlers off the HTTP threads (reads.c) ---- */
 
-/* Starts threads read threads (the store's read_slots; 0 = none: every read
+/* Starts that many read threads (the store's read_slots; 0 = none: every read
  * handler then runs on its HTTP thread). Returns 0, or -1 with none started. */
 int otp_api_reads_start(otp_api *api, int threads);
 /* Runs handler (a route's whole handler, which replies as usual) on a read
  * thread with the connection parked, or right here when there are none. */
 void otp_api_read(otp_http_req *req, void *app, otp_http_handler handler);
-/* Lets the read threads finish what is queued and joins them; reads arriving
- * after that run on their HTTP thread. Call before otp_http_stop(). */
+/* Answers the reads not yet started 503, lets the running ones finish and
+ * joins the threads; reads arriving after that run on their HTTP thread. Call
+ * before otp_http_stop(), which must find no connection still parked here. */
 void otp_api_reads_stop(otp_api *api);
 /* Stops them if needed and frees them. Call after otp_http_stop(). */
 void otp_api_reads_free(otp_api *api);

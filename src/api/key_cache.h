@@ -17,7 +17,7 @@
  * associative, the older entry of a set overwritten; allocated on the thread's
  * first put, freed when the thread exits): no lock, no shared cache line, and
  * the memory is fixed per thread. A key is thus read from the store once per
- * period per HTTP thread.
+ * period per HTTP thread, and on PostgreSQL per read thread (api/reads.c).
  */
 #ifndef OTP_API_KEY_CACHE_H
 #define OTP_API_KEY_CACHE_H

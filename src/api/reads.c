@@ -9,11 +9,13 @@
  * (routes.c): the connection is parked as a write's is, the handler runs on
  * one of the API's read threads, which may block, and the HTTP thread is
  * woken to send the reply the handler set. There are as many read threads as
- * the store has read slots (store.read_conns on PostgreSQL, which keeps a
- * connection for each), so a read thread never waits for a connection; reads
- * beyond that queue here, in arrival order. Other routes that read a little
- * before they write (a key not yet cached, a send's template, a cancel's
- * look-up) still read on their HTTP thread.
+ * the store has read slots (store.read_conns on PostgreSQL, whose read pool
+ * holds twice that many connections: one for each read thread, and one for
+ * each HTTP thread while server.threads is not larger); reads beyond that
+ * queue here, in arrival order. The routes that read around a write (a key
+ * not yet cached, a send's template, a cancel's or a resend's look-up, a
+ * cancel's read-back) still read on their HTTP thread. At a stop, reads not
+ * yet started are answered 503 and those running are waited for.
  *
  * SQLite's reads come from a local file in microseconds, less than the two
  * thread hand-offs would cost, so with SQLite (read_slots NULL or 0) the
@@ -107,8 +109,20 @@ void otp_api_reads_stop(otp_api *api)
         return;
     pthread_mutex_lock(&r->mu);
     r->stopping = true;
+    read_job *queued = r->head; /* not started: answered here, not run */
+    r->head = r->tail = NULL;
     pthread_cond_broadcast(&r->ready);
     pthread_mutex_unlock(&r->mu);
+    while (queued) {
+        read_job *j = queued;
+        queued = j->next;
+        otp_http_reply_error(j->req, OTP_E_UNAVAILABLE, "Server is shutting down", NULL);
+        otp_http_add_header(j->req, "Connection", "close");
+        otp_http_resume(j->req);
+        free(j);
+    }
+    /* The reads already running finish (each statement within the store's
+     * statement timeout). */
     for (int i = 0; i < r->nthreads; i++)
         pthread_join(r->threads[i], NULL);
     r->nthreads = 0;

@@ -75,10 +75,15 @@ void otp_http_log_account(otp_http_req *req, const char *account_id);
 void otp_http_log_phone(otp_http_req *req, const char *masked_phone);
 
 /* Parks the connection: the handler returns without replying, and the HTTP
- * thread moves on. Call before handing work to another thread. Once that thread
- * calls otp_http_resume(), finish(req, app) runs on an HTTP thread and must
- * reply; so the other thread (e.g. the store's writer) only records its outcome
- * and never spends its time building JSON. */
+ * thread moves on. Call before handing work to another thread, and only on
+ * the HTTP thread, from a handler. Once that thread calls otp_http_resume(),
+ * finish(req, app) runs on an HTTP thread, and a reply must be set when it
+ * returns. The store's writer only records its outcome and never spends its
+ * time building JSON, so there finish replies; the API's read threads
+ * (api/reads.c), which no one waits behind, run a whole handler that replies,
+ * and their finish does nothing. Until the
+ * resume, the thread holding a parked request may use every function here
+ * on it but otp_http_suspend(): nothing else touches the request meanwhile. */
 void otp_http_suspend(otp_http_req *req, otp_http_handler finish);
 /* From any thread: wakes the parked connection; its finish callback then runs. */
 void otp_http_resume(otp_http_req *req);

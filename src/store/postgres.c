@@ -46,7 +46,7 @@
  * the next txn.
  *
  * Reads borrow a connection from a small read pool (opened on demand up to
- * read_conns), run one prepared statement and give the connection back before
+ * 2 x read_conns), run one prepared statement and give the connection back before
  * calling the caller's callbacks; they are safe from any thread. Each read is
  * one statement, so what it returns is one snapshot.
  *
@@ -866,10 +866,11 @@ int otp_store_postgres_open(const char *url, const otp_store_options *opt, otp_s
     s->read_threads = opt && opt->read_conns > 0 ? opt->read_conns : PG_DEFAULT_READERS;
     if (s->read_threads > PG_MAX_POOL)
         s->read_threads = PG_MAX_POOL;
-    /* One connection per read thread (api/reads.c), and as many again for the
-     * reads an HTTP thread still makes itself (a key not yet cached, a send's
-     * template, a cancel's look-up), so neither waits for the other. Opened
-     * on demand. */
+    /* Room for a connection per read thread (api/reads.c), and as many again
+     * for the reads the HTTP threads still make themselves (a key not yet
+     * cached, a send's template, a cancel's look-up): while server.threads is
+     * not larger than read_conns, neither waits for the other. Opened on
+     * demand. */
     s->max_readers = 2 * s->read_threads;
 
     bool q = false, h = false, cd = false, r = false;

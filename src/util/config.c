@@ -89,8 +89,8 @@ static const setting settings[] = {
      "Most transactions in one commit (group commit)."},
     {"store.read_conns", T_INT, 1, 1024, "4", NULL,
      "Read connections expected in parallel (a hint to the store). PostgreSQL: this many "
-     "threads run the read routes (GET /otp/{id}, /messages, /wallet, ...), each with a "
-     "connection, and up to as many connections again serve the HTTP threads' own reads."},
+     "threads run the read routes (GET /otp/{id}, /messages, /wallet, ...), and the read pool "
+     "opens up to twice this many connections: theirs, and the HTTP threads' own reads."},
     /* The PostgreSQL backend (issue 6). */
     {"store.pool_size", T_INT, 1, 256, "8", NULL,
      "PostgreSQL: connections per node that run write transactions, one worker thread each."},
