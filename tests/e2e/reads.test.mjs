@@ -12,9 +12,8 @@
 // whose lock a reader waits on for long.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import { spawn } from 'node:child_process';
-import { E2E_DB, startServer, sendOk, assertData, sleep } from './lib/server.mjs';
+import { E2E_DB, startServer, sendOk, assertData, sleep, threadsNamed } from './lib/server.mjs';
 
 /** A psql session kept open on url: run(sql) resolves with what a statement printed. */
 function session(url) {
@@ -48,17 +47,6 @@ function session(url) {
 /** Resolves with what promise resolves to, or with 'pending' if it has not settled after ms. */
 const within = (promise, ms) => Promise.race([promise, sleep(ms).then(() => 'pending')]);
 
-/** Threads of process pid named name (the read threads name themselves otpd-read). */
-function countThreads(pid, name) {
-    return fs.readdirSync(`/proc/${pid}/task`).filter((t) => {
-        try {
-            return fs.readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim() === name;
-        } catch {
-            return false; /* the thread ended */
-        }
-    }).length;
-}
-
 describe('reads off the HTTP threads (PostgreSQL)', { skip: !E2E_DB && 'needs $OTPD_E2E_DB (the PostgreSQL pass): SQLite reads on the HTTP thread by design' }, () => {
     let srv;
     let key;
@@ -76,8 +64,7 @@ describe('reads off the HTTP threads (PostgreSQL)', { skip: !E2E_DB && 'needs $O
     });
 
     it('as many read threads as store.read_conns', async () => {
-        for (let i = 0; i < 100 && countThreads(srv.child.pid, 'otpd-read') !== 2; i++) await sleep(20);
-        assert.equal(countThreads(srv.child.pid, 'otpd-read'), 2);
+        assert.equal(await threadsNamed(srv.child.pid, 'otpd-read', 2), 2);
     });
 
     it('a status read stuck behind a lock: /healthz, the wallet and new connections still answer; then the read answers', async () => {

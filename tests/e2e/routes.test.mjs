@@ -5,10 +5,9 @@
 // how many HTTP threads serve (server.threads).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import { startServer, assertError, assertData, sleep, E2E_DB } from './lib/server.mjs';
+import { startServer, assertError, assertData, sleep, threadsNamed, E2E_DB } from './lib/server.mjs';
 
 describe('routes and envelope', () => {
     let srv;
@@ -66,19 +65,8 @@ describe('routes and envelope', () => {
     });
 
     it('HTTP threads: server.threads, 2 by default on SQLite and 4 on PostgreSQL, as the start line says; a set value wins', async () => {
-        /** libmicrohttpd's pool threads of process pid (each names itself MHD-worker once running). */
-        const countWorkers = (pid) =>
-            fs.readdirSync(`/proc/${pid}/task`).filter((t) => {
-                try {
-                    return fs.readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim() === 'MHD-worker';
-                } catch {
-                    return false; /* the thread ended */
-                }
-            }).length;
-        const workers = async (pid, want) => {
-            for (let i = 0; i < 100 && countWorkers(pid) !== want; i++) await sleep(20);
-            return countWorkers(pid);
-        };
+        /** libmicrohttpd's pool threads of process pid (each names itself MHD-worker). */
+        const workers = (pid, want) => threadsNamed(pid, 'MHD-worker', want);
         /** The start line of server s: logged just after the server starts answering. */
         const startLine = async (s) => {
             for (let i = 0; i < 100 && !/event=start /.test(s.log()); i++) await sleep(20);

@@ -84,6 +84,24 @@ export function freePort() {
 }
 
 /** The sanitizer report lines in text, or [] if none. */
+/**
+ * How many threads of process pid are named name (/proc/PID/task/TID/comm),
+ * once that count is want or after ~2 s: a thread names itself only once it
+ * runs.
+ */
+export async function threadsNamed(pid, name, want) {
+    const count = () =>
+        fs.readdirSync(`/proc/${pid}/task`).filter((t) => {
+            try {
+                return fs.readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim() === name;
+            } catch {
+                return false; /* the thread ended */
+            }
+        }).length;
+    for (let i = 0; i < 100 && count() !== want; i++) await sleep(20);
+    return count();
+}
+
 export function sanitizerReports(text) {
     return SANITIZER_MARKS.filter((m) => text.includes(m));
 }
