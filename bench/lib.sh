@@ -13,6 +13,9 @@
 #   BENCH_WRK_THREADS=2
 #   BENCH_BUILD_DIR=build-bench
 #   BENCH_KEEP=1             keep the temporary directory (logs, data, wrk output)
+#   BENCH_TEMPLATE=TEXT      give the bench account a default template with this
+#                            body (e.g. "{{code}} is your code"); without it the
+#                            sends use the built-in text
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -419,6 +422,10 @@ start_otpd() {
         sed -n 's/.*"key" *: *"\([^"]*\)".*/\1/p')
     [ -n "$KEY" ] || die "could not create the bench key"
     "${o[@]}" wallet credit bench 100000000.00 --note bench >/dev/null
+    if [ -n "${BENCH_TEMPLATE:-}" ]; then
+        "${o[@]}" template add bench --name bench --body "$BENCH_TEMPLATE" --default >/dev/null ||
+            die "could not add the bench template"
+    fi
     # Abuse limits (when the binary has them) stay on, but the key rate is
     # raised and the pumping rule's conversion floor set to 0, so that no rule
     # ever refuses a bench request; the per-number rules are left as they are

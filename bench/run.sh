@@ -333,6 +333,7 @@ fi
 start_otpd sqlite
 NOTES+=("otpd: fresh SQLite store (synchronous=FULL, the default), file provider, log_level=info to a file, server.threads=2 (the defaults); one bench account with 100,000,000.00 INR of credit")
 NOTES+=("$LIMITS_NOTE (BENCH_LIMITS, bench/lib.sh); with the defaults (key_rate=50) the runs would measure 429s")
+[ -z "${BENCH_TEMPLATE:-}" ] || NOTES+=("the bench account's sends use a default template (BENCH_TEMPLATE)")
 # shellcheck disable=SC2086
 suite "" $CONNS
 if has delivery; then

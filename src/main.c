@@ -10,6 +10,7 @@
 #include "api/api.h"
 #include "api/guard.h"
 #include "api/key_cache.h"
+#include "api/template_cache.h"
 #include "cli/cli.h"
 #include "delivery/dispatcher.h"
 #include "delivery/dlr.h"
@@ -189,7 +190,8 @@ static int serve(otp_app *app)
         return 1;
     }
     otp_guard_configure(&limits, (int)limits_cache);
-    otp_key_cache_configure((int)limits_cache); /* API key lookups: the same period */
+    otp_key_cache_configure((int)limits_cache);      /* API key lookups: the same period */
+    otp_template_cache_configure((int)limits_cache); /* and the templates sends use */
     otp_http_set_observer(otp_metrics_request);
 
     /* Block the stop signals before any thread starts, so only sigwait sees them. */

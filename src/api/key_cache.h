@@ -13,11 +13,11 @@
  * Only positive results are kept (an unknown or revoked key always goes to the
  * store), so a flood of made-up keys cannot evict the good ones.
  *
- * Each thread has its own table (OTP_KEY_CACHE_ENTRIES entries, 2-way set
- * associative, the older entry of a set overwritten; allocated on the thread's
- * first put, freed when the thread exits): no lock, no shared cache line, and
- * the memory is fixed per thread. A key is thus read from the store once per
- * period per HTTP thread, and on PostgreSQL per read thread (api/reads.c).
+ * Each thread has its own table (util/ttl_cache.h: OTP_KEY_CACHE_ENTRIES
+ * entries, 2-way set associative, the older entry of a set overwritten): no
+ * lock, no shared cache line, and the memory is fixed per thread. A key is thus
+ * read from the store once per period per HTTP thread, and on PostgreSQL per
+ * read thread (api/reads.c).
  */
 #ifndef OTP_API_KEY_CACHE_H
 #define OTP_API_KEY_CACHE_H

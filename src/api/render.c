@@ -4,11 +4,15 @@
  * account's default template, or, when the account has none, SPEC 4's built-in
  * text. The request keeps the id of the template it used (empty for the
  * built-in one), so that a resend renders the same body even if the default
- * changes in between. Rendering itself (placeholders, the app-hash and WebOTP
- * lines, GSM-7/UCS-2 segments) is core/template.c; this file only turns its
- * verdicts into 400 invalid_request answers that name the field to fix.
+ * changes in between. Templates found are kept per thread for limits.cache_ms
+ * (api/template_cache.h), so a send with a template reads none in the steady
+ * state. Rendering itself (placeholders, the app-hash and WebOTP lines,
+ * GSM-7/UCS-2 segments) is core/template.c; this file only turns its verdicts
+ * into 400 invalid_request answers that name the field to fix.
  */
 #include "api/api.h"
+#include "api/template_cache.h"
+#include "util/clock.h"
 #include "util/str.h"
 
 #include <ctype.h>
@@ -95,6 +99,11 @@ otp_err otp_api_template(otp_api *api, const otp_key_auth *auth, const char *id_
     }
     if (id_or_name && (!*id_or_name || strlen(id_or_name) >= OTP_TEMPLATE_NAME_SIZE))
         return OTP_E_NOT_FOUND;
+    /* The default is looked up by the id the key's row gives it. */
+    const char *cached_as = id_or_name ? id_or_name : auth->default_template_id;
+    int64_t now = otp_now_ms();
+    if (otp_template_cache_get(auth->account_id, cached_as, now, ret))
+        return OTP_OK;
     if (!api->store->ops->template_find)
         return id_or_name ? OTP_E_UNAVAILABLE : (builtin_template(ret), OTP_OK);
     otp_template t;
@@ -108,6 +117,9 @@ otp_err otp_api_template(otp_api *api, const otp_key_auth *auth, const char *id_
         return OTP_E_NOT_FOUND;
     if (e)
         return OTP_E_UNAVAILABLE;
+    /* The store's default is kept under its own id: within the key's period it
+     * may be another template than the one the key's row names. */
+    otp_template_cache_put(auth->account_id, id_or_name ? id_or_name : t.public_id, &t, now);
     *ret = t;
     return OTP_OK;
 }

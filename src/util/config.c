@@ -112,8 +112,9 @@ static const setting settings[] = {
      "defaults, e.g. \"phone_interval=0,pump_min_sends=50\"; accounts override them with "
      "`otpd limits set`. Names and defaults: `otpd limits show ACCOUNT`, docs/security.md."},
     {"limits.cache_ms", T_INT, 0, 60000, "1000", NULL,
-     "Milliseconds a server keeps an account's limits, and an API key's lookup (account, "
-     "revocation), before reading them again; 0: read them for every request."},
+     "Milliseconds a server keeps an account's limits, an API key's lookup (account, "
+     "revocation) and the templates sends use, before reading them again; 0: read them for "
+     "every request."},
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))

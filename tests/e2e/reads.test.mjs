@@ -6,6 +6,8 @@
 // Without the read threads the one HTTP thread would wait in libpq, and
 // every other request with it. At a stop, a read still queued behind the
 // stuck ones is answered 503, and the server exits 0 once the stuck ones end.
+// A send of an account with a default template reads it once per
+// limits.cache_ms (api/template_cache.h), not at every send on the HTTP thread.
 //
 // PostgreSQL pass only ($OTPD_E2E_DB): SQLite's reads come from a local file
 // and run on the HTTP thread by design (reads.c says why); there is no server
@@ -53,8 +55,9 @@ describe('reads off the HTTP threads (PostgreSQL)', { skip: !E2E_DB && 'needs $O
     let lock;
     before(async () => {
         srv = await startServer({
-            accounts: { acme: '100.00' },
-            env: { OTPD_SERVER_THREADS: '1', OTPD_STORE_READ_CONNS: '2' },
+            accounts: { acme: '100.00', tpl: '100.00' },
+            // limits.cache_ms: the template a send used is kept for the whole file.
+            env: { OTPD_SERVER_THREADS: '1', OTPD_STORE_READ_CONNS: '2', OTPD_LIMITS_CACHE_MS: '60000' },
         });
         key = srv.accounts.acme.key;
     });
@@ -108,6 +111,27 @@ describe('reads off the HTTP threads (PostgreSQL)', { skip: !E2E_DB && 'needs $O
         assert.notEqual(r, 'pending', 'the status read answered once the lock was gone');
         assertData(r, 200);
         assert.deepEqual(r.json, before.json);
+    });
+
+    it('a send with a default template, once warm, reads no template: it answers while the templates table is locked', async () => {
+        const tkey = srv.accounts.tpl.key; // used by no other test: its key's lookup is read here first
+        const added = await srv.cli(['template', 'add', 'tpl', '--name', 'login', '--body', '{{code}} LOGIN', '--json']);
+        assert.equal(added.default, true);
+        await sendOk(srv, tkey, { phoneNumber: '+919876500003' }); // reads the key and the template
+        assert.match((await srv.waitForSms('+919876500003')).text, /^\d{6} LOGIN$/);
+
+        lock = session(srv.db);
+        await lock.run('BEGIN; LOCK TABLE templates IN ACCESS EXCLUSIVE MODE;', 'locked');
+        try {
+            const r = await within(srv.request('POST', '/otp/send', { key: tkey, agent: false, timeoutMs: 20000, body: { phoneNumber: '+919876500004' } }), 3000);
+            assert.notEqual(r, 'pending', 'the send waited for the templates table');
+            assertData(r, 201);
+            assert.match((await srv.waitForSms('+919876500004')).text, /^\d{6} LOGIN$/, 'the cached template, rendered');
+        } finally {
+            await lock.run('ROLLBACK;', 'released');
+            await lock.end();
+            lock = null;
+        }
     });
 
     it('SIGTERM with both read threads stuck: the read queued behind them is answered 503, and otpd exits 0 once they end', async () => {

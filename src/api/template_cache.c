@@ -1,0 +1,64 @@
+/* api/template_cache.c — per-thread tables of templates found; see
+ * template_cache.h for what is kept and for how long.
+ *
+ * The cache key is a keyed BLAKE2b of (account id, the string looked up), with
+ * a random key drawn once per process.
+ */
+#include "api/template_cache.h"
+#include "util/ttl_cache.h"
+
+#include <pthread.h>
+#include <sodium.h>
+#include <string.h>
+
+#define SETS 16 /* of 2 entries, per thread */
+
+static otp_ttl_cache cache = OTP_TTL_CACHE_INIT(otp_template, SETS);
+static unsigned char hash_key[crypto_generichash_KEYBYTES];
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static void init(void)
+{
+    randombytes_buf(hash_key, sizeof(hash_key));
+}
+
+static void cache_key(int64_t account_id, const char *id_or_name,
+                      uint8_t ret[OTP_TTL_CACHE_KEY_LEN])
+{
+    pthread_once(&once, init);
+    uint8_t account[8];
+    for (int i = 0; i < 8; i++)
+        account[i] = (uint8_t)((uint64_t)account_id >> (8 * i));
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, hash_key, sizeof(hash_key), OTP_TTL_CACHE_KEY_LEN);
+    crypto_generichash_update(&st, account, sizeof(account));
+    crypto_generichash_update(&st, (const unsigned char *)id_or_name, strlen(id_or_name));
+    crypto_generichash_final(&st, ret, OTP_TTL_CACHE_KEY_LEN);
+}
+
+void otp_template_cache_configure(int ttl_ms)
+{
+    otp_ttl_cache_configure(&cache, ttl_ms);
+}
+
+bool otp_template_cache_get(int64_t account_id, const char *id_or_name, int64_t now_ms,
+                            otp_template *ret)
+{
+    uint8_t k[OTP_TTL_CACHE_KEY_LEN];
+    cache_key(account_id, id_or_name, k);
+    const otp_template *t = otp_ttl_cache_get(&cache, k, now_ms);
+    if (!t)
+        return false;
+    *ret = *t;
+    return true;
+}
+
+void otp_template_cache_put(int64_t account_id, const char *id_or_name, const otp_template *t,
+                            int64_t now_ms)
+{
+    uint8_t k[OTP_TTL_CACHE_KEY_LEN];
+    cache_key(account_id, id_or_name, k);
+    otp_template *slot = otp_ttl_cache_put(&cache, k, now_ms);
+    if (slot)
+        *slot = *t;
+}
