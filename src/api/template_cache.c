@@ -1,8 +1,9 @@
 /* api/template_cache.c — per-thread tables of templates found; see
  * template_cache.h for what is kept and for how long.
  *
- * The cache key is a keyed BLAKE2b of (account id, the string looked up), with
- * a random key drawn once per process.
+ * The cache key is a 128-bit SipHash of the string looked up (keyed with a
+ * random key drawn once per process: its low bits choose the set), then the
+ * account's id and the string's length.
  */
 #include "api/template_cache.h"
 #include "util/ttl_cache.h"
@@ -14,7 +15,7 @@
 #define SETS 16 /* of 2 entries, per thread */
 
 static otp_ttl_cache cache = OTP_TTL_CACHE_INIT(otp_template, SETS);
-static unsigned char hash_key[crypto_generichash_KEYBYTES];
+static unsigned char hash_key[crypto_shorthash_siphashx24_KEYBYTES];
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void init(void)
@@ -25,15 +26,14 @@ static void init(void)
 static void cache_key(int64_t account_id, const char *id_or_name,
                       uint8_t ret[OTP_TTL_CACHE_KEY_LEN])
 {
+    _Static_assert(crypto_shorthash_siphashx24_BYTES + 2 * sizeof(uint64_t) ==
+                       OTP_TTL_CACHE_KEY_LEN,
+                   "hash, account, length");
     pthread_once(&once, init);
-    uint8_t account[8];
-    for (int i = 0; i < 8; i++)
-        account[i] = (uint8_t)((uint64_t)account_id >> (8 * i));
-    crypto_generichash_state st;
-    crypto_generichash_init(&st, hash_key, sizeof(hash_key), OTP_TTL_CACHE_KEY_LEN);
-    crypto_generichash_update(&st, account, sizeof(account));
-    crypto_generichash_update(&st, (const unsigned char *)id_or_name, strlen(id_or_name));
-    crypto_generichash_final(&st, ret, OTP_TTL_CACHE_KEY_LEN);
+    size_t len = strlen(id_or_name);
+    uint64_t tail[2] = {(uint64_t)account_id, (uint64_t)len};
+    crypto_shorthash_siphashx24(ret, (const unsigned char *)id_or_name, len, hash_key);
+    memcpy(ret + crypto_shorthash_siphashx24_BYTES, tail, sizeof(tail));
 }
 
 void otp_template_cache_configure(int ttl_ms)

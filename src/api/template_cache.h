@@ -6,8 +6,8 @@
  * all its connections). The cache keeps each template found, per thread (like
  * key_cache.h, on util/ttl_cache.h: 32 entries per thread), for
  * `limits.cache_ms` (0 disables it). It is keyed by the account and the string
- * the template was found by (its id, or its name), hashed with a key of the
- * process so that no client can choose names that share a set.
+ * the template was found by (its id, or its name), whose hash (keyed per
+ * process) chooses the set.
  *
  * Templates are never edited in place (only added, made the default, removed),
  * so an entry can be stale only in that a template removed, or a name given to
