@@ -793,38 +793,23 @@ static int by_request_id(const void *a, const void *b)
                    OTP_ID_SIZE);
 }
 
-/* A text[] literal ("{"a","b"}") being built, each element quoted. */
-typedef struct text_array {
-    char *s;
-    size_t len, cap;
-    bool oom;
-} text_array;
-
-static void array_add(text_array *a, const char *s)
+/* Appends one element of a text[] literal: NULL for NULL or "", else quoted,
+ * made valid UTF-8. */
+static void sb_text_elem(otp_sbuf *b, const char *v)
 {
-    size_t need = a->len + 2 * strlen(s) + 5; /* separator, quotes, "}" and NUL */
-    if (a->oom)
+    if (!v || !*v) {
+        otp_sbuf_str(b, "NULL");
         return;
-    if (need > a->cap) {
-        char *p = realloc(a->s, need * 2);
-        if (!p) {
-            a->oom = true;
-            return;
-        }
-        a->s = p;
-        a->cap = need * 2;
     }
-    char *o = a->s + a->len;
-    *o++ = a->len ? ',' : '{';
-    *o++ = '"';
-    for (; *s; s++) {
+    char buf[OTP_ERROR_TEXT_SIZE + OTP_PROVIDER_MSGID_SIZE];
+    v = pg_clean_utf8(v, buf, sizeof(buf));
+    otp_sbuf_put(b, "\"", 1);
+    for (const char *s = v; *s; s++) {
         if (*s == '"' || *s == '\\')
-            *o++ = '\\';
-        *o++ = *s;
+            otp_sbuf_put(b, "\\", 1);
+        otp_sbuf_put(b, s, 1);
     }
-    *o++ = '"';
-    a->len = (size_t)(o - a->s);
-    memcpy(o, "}", 2); /* closed after every element: always a whole literal */
+    otp_sbuf_put(b, "\"", 1);
 }
 
 /* The state of a verify batch, one entry per guess. */
@@ -856,7 +841,7 @@ int pg_verify_batch(pg_conn *c, otp_txn **txns, size_t n, bool *again)
                                    S_TRAFFIC_ADD};
     vb_entry *v = calloc(n, sizeof(*v));
     vb_order *ord = calloc(n, sizeof(*ord));
-    text_array ids = {0}; /* the requests whose numbers the batch locks */
+    otp_sbuf ids = {0}; /* the requests whose numbers the batch locks: a text[] literal */
     size_t m = 0;
     bool abuse = false, ok = v && ord;
     for (size_t i = 0; ok && i < sizeof(used) / sizeof(used[0]); i++)
@@ -876,16 +861,19 @@ int pg_verify_batch(pg_conn *c, otp_txn **txns, size_t n, bool *again)
         pg_p_int(&v[i].p, in->account_id);
         if (in->abuse.use) {
             abuse = true;
-            array_add(&ids, in->request_id);
+            otp_sbuf_str(&ids, ids.len ? "," : "{");
+            sb_text_elem(&ids, in->request_id);
         }
     }
-    if (!ok || ids.oom || !PQenterPipelineMode(c->conn)) {
+    if (abuse)
+        otp_sbuf_str(&ids, "}");
+    if (!ok || ids.failed || !PQenterPipelineMode(c->conn)) {
         for (size_t i = 0; i < n; i++) /* nothing was sent: each runs alone */
             if (!v || !v[i].refused)
                 again[i] = true;
         free(v);
         free(ord);
-        free(ids.s);
+        otp_sbuf_free(&ids);
         return PG_BATCH_ROLLED_BACK;
     }
     qsort(ord, m, sizeof(*ord), by_request_id);
@@ -899,7 +887,7 @@ int pg_verify_batch(pg_conn *c, otp_txn **txns, size_t n, bool *again)
     if (ok && abuse) {
         pg_p_int(&acc, txns[ord[0].i]->u.verify.account_id);
         ok = send_prepared(c, S_ACCOUNT_LOCK, &acc);
-        pg_p_text(&acc, ids.s);
+        pg_p_text(&acc, ids.p);
         ok = ok && send_prepared(c, S_PHONES_LOCK, &acc);
         for (size_t k = 0; ok && k < m; k++)
             if (txns[ord[k].i]->u.verify.abuse.use)
@@ -977,7 +965,7 @@ int pg_verify_batch(pg_conn *c, otp_txn **txns, size_t n, bool *again)
     }
     free(v);
     free(ord);
-    free(ids.s);
+    otp_sbuf_free(&ids);
     return status;
 }
 
@@ -1214,25 +1202,6 @@ static otp_err tx_outbox_claim(pg_conn *c, otp_txn_outbox_claim *in)
     in->msgs = msgs;
     in->n = (size_t)n;
     return OTP_OK;
-}
-
-/* Appends one element of a text[] literal: NULL for NULL or "", else quoted,
- * made valid UTF-8. */
-static void sb_text_elem(otp_sbuf *b, const char *v)
-{
-    if (!v || !*v) {
-        otp_sbuf_str(b, "NULL");
-        return;
-    }
-    char buf[OTP_ERROR_TEXT_SIZE + OTP_PROVIDER_MSGID_SIZE];
-    v = pg_clean_utf8(v, buf, sizeof(buf));
-    otp_sbuf_put(b, "\"", 1);
-    for (const char *s = v; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            otp_sbuf_put(b, "\\", 1);
-        otp_sbuf_put(b, s, 1);
-    }
-    otp_sbuf_put(b, "\"", 1);
 }
 
 static int by_id(const void *a, const void *b)
