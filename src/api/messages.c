@@ -26,17 +26,10 @@ void otp_api_message(otp_http_req *req, void *app)
 
     if (!otp_api_authenticate(req, api, &auth))
         return;
-    if (!OTP_API_HAS_READ(req, api, message_get) || !OTP_API_HAS_READ(req, api, message_events))
+    if (!OTP_API_HAS_READ(req, api, message_get))
         return;
     if (!otp_id_valid(id, "msg_")) {
         otp_http_reply_error(req, OTP_E_MESSAGE_NOT_FOUND, NULL, NULL);
-        return;
-    }
-    otp_err e = api->store->ops->message_get(api->store, auth.account_id, id, &m);
-    if (!e && m.test != auth.test)
-        e = OTP_E_MESSAGE_NOT_FOUND; /* the other key mode's: as unknown */
-    if (e) {
-        otp_http_reply_error(req, e == OTP_E_MESSAGE_NOT_FOUND ? e : OTP_E_UNAVAILABLE, NULL, NULL);
         return;
     }
     json_t *events = json_array();
@@ -44,10 +37,13 @@ void otp_api_message(otp_http_req *req, void *app)
         otp_http_reply_error(req, OTP_E_INTERNAL, NULL, NULL);
         return;
     }
-    e = api->store->ops->message_events(api->store, auth.account_id, id, add_event, events);
+    otp_err e =
+        api->store->ops->message_get(api->store, auth.account_id, id, &m, add_event, events);
+    if (!e && m.test != auth.test)
+        e = OTP_E_MESSAGE_NOT_FOUND; /* the other key mode's: as unknown */
     if (e) {
         json_decref(events);
-        otp_http_reply_error(req, OTP_E_UNAVAILABLE, NULL, NULL);
+        otp_http_reply_error(req, e == OTP_E_MESSAGE_NOT_FOUND ? e : OTP_E_UNAVAILABLE, NULL, NULL);
         return;
     }
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:i, s:i, s:o, s:o, s:o, s:o}",

@@ -834,7 +834,6 @@ static const otp_store_ops postgres_ops = {
     .request_messages = pg_request_messages,
     .request_status = pg_request_status,
     .message_get = pg_message_get,
-    .message_events = pg_message_events,
     .ledger_list = pg_ledger_list,
     .template_find = pg_template_find,
     .template_list = pg_template_list,

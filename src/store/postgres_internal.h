@@ -76,7 +76,6 @@ typedef enum {
     S_REQ_MESSAGES,
     S_REQ_STATUS,
     S_MSG_GET,
-    S_MSG_EVENTS,
     S_LEDGER,
     S_TPL_FIND,
     S_TPL_GET_DEFAULT,
@@ -262,9 +261,7 @@ otp_err pg_request_messages(otp_store *s, int64_t account_id, const char *reques
 otp_err pg_request_status(otp_store *s, int64_t account_id, bool test, const char *request_id,
                           otp_request_info *ret, otp_message_cb cb, void *ctx);
 otp_err pg_message_get(otp_store *s, int64_t account_id, const char *message_id,
-                       otp_message_info *ret);
-otp_err pg_message_events(otp_store *s, int64_t account_id, const char *message_id, otp_event_cb cb,
-                          void *ctx);
+                       otp_message_info *ret, otp_event_cb cb, void *ctx);
 otp_err pg_ledger_list(otp_store *s, int64_t account_id, int64_t before_id, int limit,
                        otp_ledger_cb cb, void *ctx);
 otp_err pg_template_find(otp_store *s, int64_t account_id, const char *id_or_name,

@@ -21,10 +21,14 @@
 #define ACCOUNT_COLS                                                                               \
     "SELECT id, public_id, name, balance, currency, price_per_segment, low_balance_threshold,"     \
     " created_at, (resend_strategy = 'reuse')::integer, coalesce(webotp_domain, '') FROM accounts"
-#define MESSAGE_COLS                                                                               \
-    "SELECT m.public_id, r.public_id, m.to_phone, m.status, coalesce(m.provider, ''),"             \
+/* A message's columns, as message_from_row() reads them (MSG_NCOLS of them). */
+#define MESSAGE_FIELDS                                                                             \
+    "m.public_id, r.public_id, m.to_phone, m.status, coalesce(m.provider, ''),"                    \
     " coalesce(m.provider_message_id, ''), m.attempts, m.segments, m.created_at, m.updated_at,"    \
-    " coalesce(m.error, ''), m.test FROM messages m JOIN otp_requests r ON r.id = m.request_id"
+    " coalesce(m.error, ''), m.test"
+#define MESSAGE_FROM " FROM messages m JOIN otp_requests r ON r.id = m.request_id"
+#define MESSAGE_COLS "SELECT " MESSAGE_FIELDS MESSAGE_FROM
+#define MSG_NCOLS 12
 /* A request's columns, as request_from_row() reads them (REQ_NCOLS of them). */
 #define REQ_COLS                                                                                   \
     "SELECT id, public_id, account_id, test, phone, status, attempts_left, max_attempts,"          \
@@ -75,10 +79,11 @@ const char *const pg_read_sql[S__COUNT] = {
                      " m.segments, m.created_at, m.updated_at, coalesce(m.error, ''), m.test"
                      " FROM (" REQ_COLS " WHERE public_id = $1 AND account_id = $2 AND test = $3) q"
                      " LEFT JOIN messages m ON m.request_id = q.id ORDER BY m.id",
-    [S_MSG_GET] = MESSAGE_COLS " WHERE m.public_id = $1 AND m.account_id = $2",
-    [S_MSG_EVENTS] = "SELECT e.status, e.at, coalesce(e.error, '')"
-                     " FROM message_events e JOIN messages m ON m.id = e.message_id"
-                     " WHERE m.public_id = $1 AND m.account_id = $2 ORDER BY e.id",
+    /* A message (MESSAGE_COLS' columns) and its events after them, one row
+     * per event (NULLs if it has none). */
+    [S_MSG_GET] = "SELECT " MESSAGE_FIELDS ", e.status, e.at, coalesce(e.error, '')" MESSAGE_FROM
+                  " LEFT JOIN message_events e ON e.message_id = m.id"
+                  " WHERE m.public_id = $1 AND m.account_id = $2 ORDER BY e.id",
     [S_LEDGER] = "SELECT id, type, amount, balance_after, coalesce(request_id, ''),"
                  " coalesce(message_id, ''), coalesce(note, ''), created_at FROM ledger"
                  " WHERE account_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
@@ -490,7 +495,7 @@ otp_err pg_request_status(otp_store *s, int64_t account_id, bool test, const cha
 }
 
 otp_err pg_message_get(otp_store *s, int64_t account_id, const char *message_id,
-                       otp_message_info *ret)
+                       otp_message_info *ret, otp_event_cb cb, void *ctx)
 {
     if (!message_id || !pg_utf8_valid(message_id))
         return OTP_E_MESSAGE_NOT_FOUND;
@@ -500,42 +505,26 @@ otp_err pg_message_get(otp_store *s, int64_t account_id, const char *message_id,
     otp_err e = query(s, S_MSG_GET, &p, &r);
     if (e)
         return e;
-    otp_message_info m;
-    if (PQntuples(r) == 0)
+    int n = PQntuples(r);
+    if (n == 0)
         e = OTP_E_MESSAGE_NOT_FOUND;
-    else if (!message_from_row(r, 0, 0, &m))
+    else if (!message_from_row(r, 0, 0, ret))
         e = OTP_E_INTERNAL;
-    PQclear(r);
-    if (!e)
-        *ret = m;
-    return e;
-}
-
-otp_err pg_message_events(otp_store *s, int64_t account_id, const char *message_id, otp_event_cb cb,
-                          void *ctx)
-{
-    if (!message_id || !pg_utf8_valid(message_id))
-        return OTP_OK;
-    pg_params p = {0};
-    bind_ref(&p, message_id, account_id);
-    PGresult *r;
-    otp_err e = query(s, S_MSG_EVENTS, &p, &r);
-    if (e)
-        return e;
     otp_message_event ev;
-    bool corrupt = false;
-    for (int i = 0; i < PQntuples(r); i++) {
+    for (int i = 0; !e && cb && i < n; i++) {
+        if (PQgetisnull(r, i, MSG_NCOLS))
+            continue; /* no events */
         memset(&ev, 0, sizeof(ev));
-        if (!msg_status_of(pg_text(r, i, 0), &ev.status)) {
-            corrupt = true;
-            continue;
+        if (!msg_status_of(pg_text(r, i, MSG_NCOLS), &ev.status)) {
+            e = OTP_E_INTERNAL;
+            break;
         }
-        ev.at_ms = pg_int(r, i, 1);
-        pg_copy(r, i, 2, ev.error, sizeof(ev.error));
+        ev.at_ms = pg_int(r, i, MSG_NCOLS + 1);
+        pg_copy(r, i, MSG_NCOLS + 2, ev.error, sizeof(ev.error));
         cb(&ev, ctx);
     }
     PQclear(r);
-    return corrupt ? OTP_E_INTERNAL : OTP_OK;
+    return e;
 }
 
 otp_err pg_ledger_list(otp_store *s, int64_t account_id, int64_t before_id, int limit,

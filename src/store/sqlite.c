@@ -340,7 +340,6 @@ static const otp_store_ops sqlite_ops = {
     .request_messages = sq_request_messages,
     .request_status = sq_request_status,
     .message_get = sq_message_get,
-    .message_events = sq_message_events,
     .ledger_list = sq_ledger_list,
     .template_find = sq_template_find,
     .template_list = sq_template_list,

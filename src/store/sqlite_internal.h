@@ -320,9 +320,7 @@ otp_err sq_request_messages(otp_store *s, int64_t account_id, const char *reques
 otp_err sq_request_status(otp_store *s, int64_t account_id, bool test, const char *request_id,
                           otp_request_info *ret, otp_message_cb cb, void *ctx);
 otp_err sq_message_get(otp_store *s, int64_t account_id, const char *message_id,
-                       otp_message_info *ret);
-otp_err sq_message_events(otp_store *s, int64_t account_id, const char *message_id, otp_event_cb cb,
-                          void *ctx);
+                       otp_message_info *ret, otp_event_cb cb, void *ctx);
 otp_err sq_ledger_list(otp_store *s, int64_t account_id, int64_t before_id, int limit,
                        otp_ledger_cb cb, void *ctx);
 otp_err sq_template_find(otp_store *s, int64_t account_id, const char *id_or_name,

@@ -590,13 +590,13 @@ otp_err sq_request_messages(otp_store *s, int64_t account_id, const char *reques
     return loop_end(st, rc, corrupt);
 }
 
-/* Both reads in one read transaction: one snapshot, and one start of a WAL
- * read instead of two (each takes SQLite's shared-memory mutex, for which the
- * HTTP threads contend: docs/performance.md, item 23). BEGIN and COMMIT are
- * both prepared before the BEGIN runs, and whatever fails after it, the
- * reader leaves with no transaction open. */
-otp_err sq_request_status(otp_store *s, int64_t account_id, bool test, const char *request_id,
-                          otp_request_info *ret, otp_message_cb cb, void *ctx)
+/* Reads that must agree run in one read transaction: one snapshot, and one
+ * start of a WAL read instead of two (each takes SQLite's shared-memory mutex,
+ * for which the HTTP threads contend: docs/performance.md, item 23). BEGIN and
+ * COMMIT are both prepared before the BEGIN runs, and whatever fails after it,
+ * the reader leaves with no transaction open: read_begin() hands out the
+ * COMMIT, read_end() runs it and returns e, else the COMMIT's error. */
+static otp_err read_begin(otp_store *s, sqlite3_stmt **ret_commit)
 {
     otp_err e;
     sqlite3_stmt *begin = rstmt(s, R_BEGIN, &e);
@@ -607,12 +607,13 @@ otp_err sq_request_status(otp_store *s, int64_t account_id, bool test, const cha
     sqlite3_reset(begin);
     if (rc != SQLITE_DONE)
         return sq_err(rc);
-    e = sq_request_get(s, account_id, request_id, ret);
-    if (!e && ret->test != test)
-        e = OTP_E_OTP_NOT_FOUND; /* the other key mode's: its messages are not read */
-    if (!e)
-        e = sq_request_messages(s, account_id, request_id, cb, ctx);
-    rc = sqlite3_step(commit);
+    *ret_commit = commit;
+    return OTP_OK;
+}
+
+static otp_err read_end(sqlite3_stmt *commit, otp_err e)
+{
+    int rc = sqlite3_step(commit);
     sqlite3_reset(commit);
     sqlite3 *db = sqlite3_db_handle(commit);
     if (!sqlite3_get_autocommit(db))
@@ -622,12 +623,25 @@ otp_err sq_request_status(otp_store *s, int64_t account_id, bool test, const cha
     return rc == SQLITE_DONE ? OTP_OK : sq_err(rc);
 }
 
-otp_err sq_message_get(otp_store *s, int64_t account_id, const char *message_id,
-                       otp_message_info *ret)
+otp_err sq_request_status(otp_store *s, int64_t account_id, bool test, const char *request_id,
+                          otp_request_info *ret, otp_message_cb cb, void *ctx)
+{
+    sqlite3_stmt *commit;
+    otp_err e = read_begin(s, &commit);
+    if (e)
+        return e;
+    e = sq_request_get(s, account_id, request_id, ret);
+    if (!e && ret->test != test)
+        e = OTP_E_OTP_NOT_FOUND; /* the other key mode's: its messages are not read */
+    if (!e)
+        e = sq_request_messages(s, account_id, request_id, cb, ctx);
+    return read_end(commit, e);
+}
+
+static otp_err message_row(otp_store *s, int64_t account_id, const char *message_id,
+                           otp_message_info *ret)
 {
     otp_err e;
-    if (!message_id)
-        return OTP_E_MESSAGE_NOT_FOUND;
     sqlite3_stmt *st = rstmt(s, R_MSG_GET, &e);
     if (!st)
         return e;
@@ -649,12 +663,10 @@ otp_err sq_message_get(otp_store *s, int64_t account_id, const char *message_id,
     return OTP_OK;
 }
 
-otp_err sq_message_events(otp_store *s, int64_t account_id, const char *message_id, otp_event_cb cb,
-                          void *ctx)
+static otp_err message_events(otp_store *s, int64_t account_id, const char *message_id,
+                              otp_event_cb cb, void *ctx)
 {
     otp_err e;
-    if (!message_id)
-        return OTP_OK;
     sqlite3_stmt *st = rstmt(s, R_MSG_EVENTS, &e);
     if (!st)
         return e;
@@ -674,6 +686,22 @@ otp_err sq_message_events(otp_store *s, int64_t account_id, const char *message_
         cb(&ev, ctx);
     }
     return loop_end(st, rc, corrupt);
+}
+
+/* The message and its events in one read transaction, as a status read. */
+otp_err sq_message_get(otp_store *s, int64_t account_id, const char *message_id,
+                       otp_message_info *ret, otp_event_cb cb, void *ctx)
+{
+    if (!message_id)
+        return OTP_E_MESSAGE_NOT_FOUND;
+    sqlite3_stmt *commit;
+    otp_err e = read_begin(s, &commit);
+    if (e)
+        return e;
+    e = message_row(s, account_id, message_id, ret);
+    if (!e && cb)
+        e = message_events(s, account_id, message_id, cb, ctx);
+    return read_end(commit, e);
 }
 
 otp_err sq_ledger_list(otp_store *s, int64_t account_id, int64_t before_id, int limit,

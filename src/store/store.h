@@ -661,12 +661,12 @@ typedef struct otp_store_ops {
      * mode is OTP_E_OTP_NOT_FOUND, its messages unread. */
     otp_err (*request_status)(otp_store *s, int64_t account_id, bool test, const char *request_id,
                               otp_request_info *ret, otp_message_cb cb, void *ctx);
-    /* OTP_E_MESSAGE_NOT_FOUND unless it exists and belongs to account_id. */
+    /* A message and its status changes, oldest first, to cb (NULL: not
+     * wanted), read together (one snapshot: on SQLite in one read
+     * transaction, on PostgreSQL in one statement). OTP_E_MESSAGE_NOT_FOUND
+     * unless it exists and belongs to account_id. */
     otp_err (*message_get)(otp_store *s, int64_t account_id, const char *message_id,
-                           otp_message_info *ret);
-    /* Status changes of a message, oldest first (none for an unknown message). */
-    otp_err (*message_events)(otp_store *s, int64_t account_id, const char *message_id,
-                              otp_event_cb cb, void *ctx);
+                           otp_message_info *ret, otp_event_cb cb, void *ctx);
     /* Ledger entries with id < before_id (0 = from the newest), newest first, at
      * most limit of them. */
     otp_err (*ledger_list)(otp_store *s, int64_t account_id, int64_t before_id, int limit,

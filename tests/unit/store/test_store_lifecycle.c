@@ -100,7 +100,7 @@ static otp_request_info get_request(ctx *c, const char *rid)
 static otp_message_info get_message(ctx *c, const char *mid)
 {
     otp_message_info m;
-    assert_int_equal(c->s->ops->message_get(c->s, c->acc, mid, &m), OTP_OK);
+    assert_int_equal(c->s->ops->message_get(c->s, c->acc, mid, &m, NULL, NULL), OTP_OK);
     return m;
 }
 
@@ -119,7 +119,9 @@ static msg_seen messages_of(ctx *c, const char *rid)
 static event_seen events_of(ctx *c, const char *mid)
 {
     event_seen seen = {0};
-    assert_int_equal(c->s->ops->message_events(c->s, c->acc, mid, on_event, &seen), OTP_OK);
+    otp_message_info m;
+    assert_int_equal(c->s->ops->message_get(c->s, c->acc, mid, &m, on_event, &seen), OTP_OK);
+    assert_string_equal(m.public_id, mid);
     return seen;
 }
 
@@ -1126,9 +1128,11 @@ static void t_purge(void **state)
     otp_request_info r;
     assert_int_equal(c->s->ops->request_get(c->s, c->acc, old_rid, &r), OTP_E_OTP_NOT_FOUND);
     assert_int_equal(get_request(c, queued_rid).status, OTP_REQ_PENDING);
-    assert_int_equal(c->s->ops->message_get(c->s, c->acc, old_mid, &(otp_message_info){0}),
-                     OTP_E_MESSAGE_NOT_FOUND);
-    assert_int_equal(events_of(c, old_mid).n, 0);
+    event_seen gone = {0};
+    assert_int_equal(
+        c->s->ops->message_get(c->s, c->acc, old_mid, &(otp_message_info){0}, on_event, &gone),
+        OTP_E_MESSAGE_NOT_FOUND);
+    assert_int_equal(gone.n, 0);
     /* the queued one's and the recent one's messages keep their events */
     assert_int_equal(events_of(c, messages_of(c, queued_rid).items[0].public_id).n, 1);
     assert_int_equal(events_of(c, messages_of(c, new_rid).items[0].public_id).n, 1);
@@ -1352,11 +1356,12 @@ static void t_request_and_message_reads(void **state)
     assert_int_equal(s->ops->request_messages(s, other, rid, on_msg, &ms), OTP_OK);
     assert_int_equal(ms.n, 0);
     otp_message_info m;
-    assert_int_equal(s->ops->message_get(s, other, mid, &m), OTP_E_MESSAGE_NOT_FOUND);
-    assert_int_equal(s->ops->message_get(s, c->acc, "msg_nope", &m), OTP_E_MESSAGE_NOT_FOUND);
     event_seen es = {0};
-    assert_int_equal(s->ops->message_events(s, other, mid, on_event, &es), OTP_OK);
-    assert_int_equal(es.n, 0);
+    assert_int_equal(s->ops->message_get(s, other, mid, &m, on_event, &es),
+                     OTP_E_MESSAGE_NOT_FOUND);
+    assert_int_equal(s->ops->message_get(s, c->acc, "msg_nope", &m, on_event, &es),
+                     OTP_E_MESSAGE_NOT_FOUND);
+    assert_int_equal(es.n, 0); /* another account's events are not read either */
 
     /* a queued message, then a retry, then sent */
     m = get_message(c, mid);

@@ -428,7 +428,7 @@ static void t_dead_node_lease_taken_over(void **state)
     assert_int_equal(st.balance, 100); /* refunded exactly once */
     assert_int_equal(st.ledger_sum, st.balance);
     otp_message_info m;
-    assert_int_equal(b->ops->message_get(b, acc, mid, &m), OTP_OK);
+    assert_int_equal(b->ops->message_get(b, acc, mid, &m, NULL, NULL), OTP_OK);
     assert_int_equal(m.status, OTP_MSG_FAILED);
     assert_string_equal(m.error, "late \"quoted\" \\ error ?");
     otp_store_close(b);

@@ -359,7 +359,7 @@ static void t_upgrade_from_v1(void **state)
     assert_string_equal(r.template_id, "");
     assert_int_equal(r.code_sealed_len, 0);
     otp_message_info m;
-    assert_int_equal(s->ops->message_get(s, 1, "msg_old", &m), OTP_OK);
+    assert_int_equal(s->ops->message_get(s, 1, "msg_old", &m, NULL, NULL), OTP_OK);
     assert_int_equal(m.status, OTP_MSG_QUEUED);
 
     /* the old request can be resent: its queued message is superseded, refunded */
@@ -545,7 +545,8 @@ static void t_upgrade_from_v4(void **state)
     make_v4(url);
     otp_store *s = open_old(url, 4);
     event_seen seen = {0};
-    assert_int_equal(s->ops->message_events(s, 1, "msg_v4", on_event, &seen), OTP_OK);
+    assert_int_equal(s->ops->message_get(s, 1, "msg_v4", &(otp_message_info){0}, on_event, &seen),
+                     OTP_OK);
     assert_int_equal(seen.n, 3);
     assert_int_equal(seen.items[0].status, OTP_MSG_QUEUED);
     assert_int_equal(seen.items[0].at_ms, 1700000000000);
@@ -555,7 +556,8 @@ static void t_upgrade_from_v4(void **state)
     assert_int_equal(seen.items[2].status, OTP_MSG_SENT);
     assert_int_equal(seen.items[2].at_ms, 1699999999999);
     seen.n = 0;
-    assert_int_equal(s->ops->message_events(s, 1, "msg_none", on_event, &seen), OTP_OK);
+    assert_int_equal(s->ops->message_get(s, 1, "msg_none", &(otp_message_info){0}, on_event, &seen),
+                     OTP_OK);
     assert_int_equal(seen.n, 0);
 
     /* a delivery report adds its event after the moved ones */
@@ -566,7 +568,8 @@ static void t_upgrade_from_v4(void **state)
     t.u.delivery_report.now_ms = 1700000000005;
     assert_int_equal(otp_store_exec(s, &t), OTP_OK);
     seen.n = 0;
-    assert_int_equal(s->ops->message_events(s, 1, "msg_v4", on_event, &seen), OTP_OK);
+    assert_int_equal(s->ops->message_get(s, 1, "msg_v4", &(otp_message_info){0}, on_event, &seen),
+                     OTP_OK);
     assert_int_equal(seen.n, 4);
     assert_int_equal(seen.items[1].status, OTP_MSG_QUEUED);
     assert_int_equal(seen.items[3].status, OTP_MSG_DELIVERED);
@@ -580,7 +583,8 @@ static void t_upgrade_from_v4(void **state)
     assert_int_equal(t.u.outbox_claim.n, 1);
     otp_outbox_msgs_free(t.u.outbox_claim.msgs, t.u.outbox_claim.n);
     seen.n = 0;
-    assert_int_equal(s->ops->message_events(s, 1, "msg_none", on_event, &seen), OTP_OK);
+    assert_int_equal(s->ops->message_get(s, 1, "msg_none", &(otp_message_info){0}, on_event, &seen),
+                     OTP_OK);
     assert_int_equal(seen.n, 1);
     assert_int_equal(seen.items[0].status, OTP_MSG_SENDING);
     assert_int_equal(seen.items[0].at_ms, 1700000000006);
