@@ -119,10 +119,11 @@ bool otp_api_parse_vars(otp_http_req *req, json_t *body, otp_api_vars *ret);
 otp_err otp_api_request_get(otp_api *api, const otp_key_auth *auth, const char *request_id,
                             otp_request_info *ret_info);
 
-/* The template a text is rendered from: id_or_name (a "tpl_" id or a name), or
- * NULL for the account's default template, or the built-in SPEC 4 text (public_id
- * ""). Returns OTP_OK, OTP_E_NOT_FOUND (id_or_name given and unknown) or
- * OTP_E_UNAVAILABLE. */
+/* The template a text is rendered from: id_or_name (a "tpl_" id or a name;
+ * "default" names the account's default unless a template is called that), or
+ * NULL for the account's default template, or the built-in SPEC 4 text
+ * (public_id ""). Returns OTP_OK, OTP_E_NOT_FOUND (id_or_name given and
+ * unknown) or OTP_E_UNAVAILABLE. Served from api/template_cache.h when it can. */
 otp_err otp_api_template(otp_api *api, const otp_key_auth *auth, const char *id_or_name,
                          otp_template *ret);
 

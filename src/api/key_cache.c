@@ -9,6 +9,9 @@
 
 _Static_assert(OTP_APIKEY_HASH_LEN == OTP_TTL_CACHE_KEY_LEN, "the key's hash is the cache key");
 
+_Static_assert((OTP_KEY_CACHE_ENTRIES / 2 & (OTP_KEY_CACHE_ENTRIES / 2 - 1)) == 0,
+               "sets: a power of two");
+
 static otp_ttl_cache cache = OTP_TTL_CACHE_INIT(otp_key_auth, OTP_KEY_CACHE_ENTRIES / 2);
 
 void otp_key_cache_configure(int ttl_ms)

@@ -166,8 +166,6 @@ static bool send_template(otp_http_req *req, otp_api *api, const otp_key_auth *a
                           const char *template_id, otp_template *ret)
 {
     otp_err e = otp_api_template(api, auth, template_id, ret);
-    if (e == OTP_E_NOT_FOUND && template_id && strcmp(template_id, "default") == 0)
-        e = otp_api_template(api, auth, NULL, ret);
     if (e == OTP_E_NOT_FOUND) {
         otp_api_invalid_field(req, "templateId", "templateId names no template of this account");
         return false;

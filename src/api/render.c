@@ -90,8 +90,9 @@ static void builtin_template(otp_template *ret)
     ret->is_default = true;
 }
 
-otp_err otp_api_template(otp_api *api, const otp_key_auth *auth, const char *id_or_name,
-                         otp_template *ret)
+/* otp_api_template() without the "default" alias. */
+static otp_err find_template(otp_api *api, const otp_key_auth *auth, const char *id_or_name,
+                             otp_template *ret)
 {
     if (!id_or_name && !auth->default_template_id[0]) {
         builtin_template(ret);
@@ -122,6 +123,24 @@ otp_err otp_api_template(otp_api *api, const otp_key_auth *auth, const char *id_
     otp_template_cache_put(auth->account_id, id_or_name ? id_or_name : t.public_id, &t, now);
     *ret = t;
     return OTP_OK;
+}
+
+otp_err otp_api_template(otp_api *api, const otp_key_auth *auth, const char *id_or_name,
+                         otp_template *ret)
+{
+    if (!id_or_name || strcmp(id_or_name, "default") != 0)
+        return find_template(api, auth, id_or_name, ret);
+    /* Whatever "default" resolved to (the built-in text included) is kept
+     * under "default", so that neither look-up runs again within the period. */
+    int64_t now = otp_now_ms();
+    if (otp_template_cache_get(auth->account_id, "default", now, ret))
+        return OTP_OK;
+    otp_err e = find_template(api, auth, "default", ret);
+    if (e == OTP_E_NOT_FOUND)
+        e = find_template(api, auth, NULL, ret);
+    if (!e)
+        otp_template_cache_put(auth->account_id, "default", ret, now);
+    return e;
 }
 
 bool otp_api_render(otp_http_req *req, const otp_template *tpl, const otp_template_vars *v,

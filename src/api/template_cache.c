@@ -14,6 +14,8 @@
 
 #define SETS 16 /* of 2 entries, per thread */
 
+_Static_assert(SETS > 0 && (SETS & (SETS - 1)) == 0, "sets: a power of two");
+
 static otp_ttl_cache cache = OTP_TTL_CACHE_INIT(otp_template, SETS);
 static unsigned char hash_key[crypto_shorthash_siphashx24_KEYBYTES];
 static pthread_once_t once = PTHREAD_ONCE_INIT;

@@ -13,8 +13,9 @@
  * so an entry can be stale only in that a template removed, or a name given to
  * a new template after the old one was removed, is still served for up to the
  * period: as late as a key's revocation or a new default is seen (the key's
- * row, key_cache.h, says which template is the default). Only templates found
- * are kept, never a miss.
+ * row, key_cache.h, says which template is the default), and an entry's
+ * is_default is as it was when read. Only templates found are kept, never a
+ * miss; what templateId "default" resolved to is kept under "default".
  */
 #ifndef OTP_API_TEMPLATE_CACHE_H
 #define OTP_API_TEMPLATE_CACHE_H

@@ -37,8 +37,10 @@ static pthread_key_t owner; /* frees a thread's tables when it exits */
 static bool owner_ok;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
+/* Runs on the exiting thread, after which nothing may find its tables. */
 static void free_tables(void *p)
 {
+    mine = NULL;
     for (table *t = p, *next; t; t = next) {
         next = t->next;
         free(t);
@@ -72,6 +74,8 @@ static table *table_of(const otp_ttl_cache *c)
 
 static table *table_new(const otp_ttl_cache *c)
 {
+    if (c->sets == 0 || (c->sets & (c->sets - 1)) != 0)
+        return NULL; /* not a power of two: never cache (the sets' mask needs one) */
     pthread_once(&once, init);
     size_t es = entry_size(c);
     table *t = owner_ok ? calloc(1, sizeof(*t) + (size_t)c->sets * WAYS * es) : NULL;

@@ -117,16 +117,21 @@ describe('reads off the HTTP threads (PostgreSQL)', { skip: !E2E_DB && 'needs $O
         const tkey = srv.accounts.tpl.key; // used by no other test: its key's lookup is read here first
         const added = await srv.cli(['template', 'add', 'tpl', '--name', 'login', '--body', '{{code}} LOGIN', '--json']);
         assert.equal(added.default, true);
+        // Warm: the default, and templateId "default" (no template has that name: it names the default).
         await sendOk(srv, tkey, { phoneNumber: '+919876500003' }); // reads the key and the template
         assert.match((await srv.waitForSms('+919876500003')).text, /^\d{6} LOGIN$/);
+        await sendOk(srv, tkey, { phoneNumber: '+919876500005', templateId: 'default' });
+        assert.match((await srv.waitForSms('+919876500005')).text, /^\d{6} LOGIN$/);
 
         lock = session(srv.db);
         await lock.run('BEGIN; LOCK TABLE templates IN ACCESS EXCLUSIVE MODE;', 'locked');
         try {
-            const r = await within(srv.request('POST', '/otp/send', { key: tkey, agent: false, timeoutMs: 20000, body: { phoneNumber: '+919876500004' } }), 3000);
-            assert.notEqual(r, 'pending', 'the send waited for the templates table');
-            assertData(r, 201);
-            assert.match((await srv.waitForSms('+919876500004')).text, /^\d{6} LOGIN$/, 'the cached template, rendered');
+            for (const [to, extra] of [['+919876500004', {}], ['+919876500006', { templateId: 'default' }]]) {
+                const r = await within(srv.request('POST', '/otp/send', { key: tkey, agent: false, timeoutMs: 20000, body: { phoneNumber: to, ...extra } }), 3000);
+                assert.notEqual(r, 'pending', `the send (${JSON.stringify(extra)}) waited for the templates table`);
+                assertData(r, 201);
+                assert.match((await srv.waitForSms(to)).text, /^\d{6} LOGIN$/, 'the cached template, rendered');
+            }
         } finally {
             await lock.run('ROLLBACK;', 'released');
             await lock.end();
