@@ -43,6 +43,12 @@ int otp_api_reads_start(otp_api *api, int threads);
 /* Runs handler (a route's whole handler, which replies as usual) on a read
  * thread with the connection parked, or right here when there are none. */
 void otp_api_read(otp_http_req *req, void *app, otp_http_handler handler);
+/* What a handler that may run through otp_api_read() calls before handing its
+ * request to a txn (whose done callback resumes it): otp_http_suspend() on an
+ * HTTP thread; on a read thread, where the request is parked already, it is
+ * passed on to the txn (otp_http_pass_on) instead of resumed when the handler
+ * returns. Nothing may touch req after the submit, on either thread. */
+void otp_api_park(otp_http_req *req, otp_http_handler finish);
 /* Answers the reads not yet started 503, lets the running ones finish and
  * joins the threads; reads arriving after that run on their HTTP thread. Call
  * before otp_http_stop(), which must find no connection still parked here. */

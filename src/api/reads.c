@@ -12,10 +12,12 @@
  * the store has read slots (store.read_conns on PostgreSQL, whose read pool
  * holds twice that many connections: one for each read thread, and one for
  * each HTTP thread while server.threads is not larger); reads beyond that
- * queue here, in arrival order. The routes that read around a write (a key
- * not yet cached, a send's template, a cancel's or a resend's look-up, a
- * cancel's read-back) still read on their HTTP thread. At a stop, reads not
- * yet started are answered 503 and those running are waited for.
+ * queue here, in arrival order. A cancel and a resend run this way too: their
+ * look-up of the request on the read thread, which then passes the parked
+ * request on to their txn (otp_api_park). The reads around a send's or a
+ * verify's txn (a key or a template not yet cached) and a cancel's read-back
+ * still run on their HTTP thread. At a stop, reads not yet started are
+ * answered 503 and those running are waited for.
  *
  * SQLite's reads come from a local file in microseconds, less than the two
  * thread hand-offs would cost, so with SQLite (read_slots NULL or 0) the
@@ -30,6 +32,7 @@ typedef struct read_job {
     struct read_job *next;
     otp_http_req *req;
     otp_http_handler handler;
+    bool passed_on; /* to a txn (otp_api_park): its done callback resumes req */
 } read_job;
 
 struct otp_api_reads {
@@ -41,6 +44,8 @@ struct otp_api_reads {
     int nthreads; /* started */
     pthread_t threads[];
 };
+
+static _Thread_local read_job *running; /* this read thread's job, in its handler */
 
 /* The handler has already replied, on the read thread. */
 static void replied(otp_http_req *req, void *app)
@@ -64,8 +69,11 @@ static void *read_thread(void *arg)
         if (!r->head)
             r->tail = NULL;
         pthread_mutex_unlock(&r->mu);
+        running = j;
         j->handler(j->req, r->api);
-        otp_http_resume(j->req);
+        running = NULL;
+        if (!j->passed_on)
+            otp_http_resume(j->req);
         free(j);
         pthread_mutex_lock(&r->mu);
     }
@@ -149,6 +157,7 @@ void otp_api_read(otp_http_req *req, void *app, otp_http_handler handler)
         j->next = NULL;
         j->req = req;
         j->handler = handler;
+        j->passed_on = false;
         pthread_mutex_lock(&r->mu);
         if (!r->stopping) {
             otp_http_suspend(req, replied);
@@ -167,4 +176,15 @@ void otp_api_read(otp_http_req *req, void *app, otp_http_handler handler)
     /* SQLite; or the read threads have stopped (a drain that ran out of time),
      * or no memory for the job: the read runs here. */
     handler(req, app);
+}
+
+void otp_api_park(otp_http_req *req, otp_http_handler finish)
+{
+    read_job *j = running;
+    if (j && j->req == req) {
+        j->passed_on = true;
+        otp_http_pass_on(req, finish);
+    } else {
+        otp_http_suspend(req, finish);
+    }
 }

@@ -287,7 +287,7 @@ void otp_api_resend(otp_http_req *req, void *app)
     st->txn.kind = OTP_TXN_RESEND;
     st->txn.done = resend_done;
     st->txn.user = st;
-    otp_http_suspend(req, resend_finish);
+    otp_api_park(req, resend_finish);
     api->store->ops->submit(api->store, &st->txn);
 out:
     sodium_memzero(kept_code, sizeof(kept_code));

@@ -1,11 +1,12 @@
 /* api/routes.c — the route table: every route of the API in one place.
  *
  * The router picks the most specific pattern that matches (literal segments
- * win over "{}"), whatever the order here. The GET routes that read the store
- * run their handler through otp_api_read() (reads.c): off the HTTP threads
- * when the store's reads wait on the network. The writes already leave the
- * HTTP thread (their txns); /healthz reads nothing, and must answer while the
- * store does not. */
+ * win over "{}"), whatever the order here. The GET routes that read the store,
+ * and the writes that read before their txn (cancel, resend), run their
+ * handler through otp_api_read() (reads.c): off the HTTP threads when the
+ * store's reads wait on the network. Send and verify read only what is cached
+ * (keys, templates) before their txns; /healthz reads nothing, and must answer
+ * while the store does not. */
 #include "api/api.h"
 #include "api/guard.h"
 #include "otpd_config.h"
@@ -17,6 +18,8 @@
     }
 
 READ_ROUTE(otp_api_status)
+READ_ROUTE(otp_api_cancel) /* its look-up; then its txn (otp_api_park) */
+READ_ROUTE(otp_api_resend)
 READ_ROUTE(otp_api_message)
 READ_ROUTE(otp_api_test_messages)
 READ_ROUTE(otp_api_wallet)
@@ -28,9 +31,9 @@ READ_ROUTE(otp_api_metrics)
 const otp_route otp_api_routes[] = {
     {"POST", "/otp/send", otp_api_send},
     {"POST", "/otp/verify", otp_api_verify},
-    {"POST", "/otp/resend", otp_api_resend},
+    {"POST", "/otp/resend", otp_api_resend_read},
     {"GET", "/otp/{}", otp_api_status_read},
-    {"POST", "/otp/{}/cancel", otp_api_cancel},
+    {"POST", "/otp/{}/cancel", otp_api_cancel_read},
     {"POST", "/otp/{}", otp_api_otp_post_fallback},
     {"GET", "/messages/{}", otp_api_message_read},
     {"GET", "/test/messages", otp_api_test_messages_read},

@@ -180,6 +180,6 @@ void otp_api_cancel(otp_http_req *req, void *app)
     st->txn.u.cancel.account_id = auth.account_id;
     memcpy(st->txn.u.cancel.request_id, id, OTP_ID_SIZE);
     st->txn.u.cancel.now_ms = otp_now_ms();
-    otp_http_suspend(req, cancel_finish);
+    otp_api_park(req, cancel_finish);
     api->store->ops->submit(api->store, &st->txn);
 }

@@ -81,12 +81,17 @@ void otp_http_log_phone(otp_http_req *req, const char *masked_phone);
  * returns. The store's writer only records its outcome and never spends its
  * time building JSON, so there finish replies; the API's read threads
  * (api/reads.c), which no one waits behind, run a whole handler that replies,
- * and their finish does nothing. Until the
+ * and their finish does nothing, unless the handler passed the request on to
+ * a txn (otp_http_pass_on). Until the
  * resume, the thread holding a parked request may use every function here
  * on it but otp_http_suspend(): nothing else touches the request meanwhile. */
 void otp_http_suspend(otp_http_req *req, otp_http_handler finish);
 /* From any thread: wakes the parked connection; its finish callback then runs. */
 void otp_http_resume(otp_http_req *req);
+/* From the thread holding a parked request, instead of resuming it: it stays
+ * parked, finish replaces its finish callback, and whoever it is handed to
+ * next (a txn's done callback) calls otp_http_resume(). */
+void otp_http_pass_on(otp_http_req *req, otp_http_handler finish);
 
 /* Per-request state of a handler, freed (by free_fn) when the request ends. */
 void otp_http_set_state(otp_http_req *req, void *state, void (*free_fn)(void *));

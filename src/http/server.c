@@ -266,6 +266,11 @@ void otp_http_resume(otp_http_req *req)
     MHD_resume_connection(req->conn);
 }
 
+void otp_http_pass_on(otp_http_req *req, otp_http_handler finish)
+{
+    req->finish = finish; /* published to the HTTP thread by the resume */
+}
+
 static enum MHD_Result queue_reply(otp_http_req *req)
 {
     if (!req->resp)

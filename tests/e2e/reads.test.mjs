@@ -8,6 +8,8 @@
 // stuck ones is answered 503, and the server exits 0 once the stuck ones end.
 // A send of an account with a default template reads it once per
 // limits.cache_ms (api/template_cache.h), not at every send on the HTTP thread.
+// A cancel and a resend look their request up on a read thread too, and pass
+// the parked connection on to their txn.
 //
 // PostgreSQL pass only ($OTPD_E2E_DB): SQLite's reads come from a local file
 // and run on the HTTP thread by design (reads.c says why); there is no server
@@ -137,6 +139,39 @@ describe('reads off the HTTP threads (PostgreSQL)', { skip: !E2E_DB && 'needs $O
             await lock.end();
             lock = null;
         }
+    });
+
+    it('a cancel and a resend stuck in their look-up hold no HTTP thread; then they run their txns', async () => {
+        const a = await sendOk(srv, key, { phoneNumber: '+919876500007' });
+        const b = await sendOk(srv, key, { phoneNumber: '+919876500008' });
+        await srv.waitForSms('+919876500008');
+        await srv.advanceClock(31000); // past the resend cooldown
+        lock = session(srv.db);
+        await lock.run('BEGIN; LOCK TABLE otp_requests IN ACCESS EXCLUSIVE MODE;', 'locked');
+        let cancel, resend;
+        try {
+            cancel = srv.request('POST', `/otp/${a.requestId}/cancel`, { key, agent: false, timeoutMs: 20000 });
+            resend = srv.request('POST', '/otp/resend', { key, agent: false, timeoutMs: 20000, body: { requestId: b.requestId } });
+            assert.equal(await within(cancel, 300), 'pending', 'the cancel waits for the lock');
+            assert.equal(await within(resend, 0), 'pending', 'the resend waits for the lock');
+            for (let i = 0; i < 2; i++) {
+                const h = await within(srv.request('GET', '/healthz', { agent: false }), 2000);
+                assert.notEqual(h, 'pending', '/healthz did not answer while a cancel and a resend wait on the database');
+                assert.equal(h.status, 200);
+            }
+        } finally {
+            await lock.run('ROLLBACK;', 'released');
+            await lock.end();
+            lock = null;
+        }
+        const c = await within(cancel, 10000);
+        assert.notEqual(c, 'pending', 'the cancel answered once the lock was gone');
+        assert.equal(assertData(c, 200).status, 'cancelled');
+        const r = await within(resend, 10000);
+        assert.notEqual(r, 'pending', 'the resend answered once the lock was gone');
+        assert.equal(assertData(r, 200).requestId, b.requestId);
+        assert.equal(assertData(await srv.request('GET', `/otp/${a.requestId}`, { key }), 200).status, 'cancelled');
+        assert.equal(assertData(await srv.request('GET', `/otp/${b.requestId}`, { key }), 200).resendCount, 1);
     });
 
     it('SIGTERM with both read threads stuck: the read queued behind them is answered 503, and otpd exits 0 once they end', async () => {
