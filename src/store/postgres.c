@@ -710,8 +710,12 @@ static void *worker_main(void *arg)
             head = take(s);
         }
         if (!head) {
-            if (s->closing && !s->qhead)
+            if (s->closing && !s->qhead) {
+                /* Others may wait for a lane this worker held: nothing wakes
+                 * them once the queue is empty, so this does. */
+                wake_all(s);
                 break;
+            }
             if (c) {
                 s->idle_hot++;
                 pthread_cond_wait(&s->hot, &s->qlock);
