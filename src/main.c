@@ -29,6 +29,10 @@
 
 #define MAX_PROVIDERS 8
 #define DRAIN_TIMEOUT_MS 10000
+/* After the drain, how long more the stop waits for requests still parked on
+ * a txn (a PostgreSQL statement stuck behind a lock ends within its 30 s
+ * statement_timeout): libmicrohttpd must not be stopped under a parked one. */
+#define PARKED_TIMEOUT_MS 35000
 #define PG_DEFAULT_THREADS 4 /* server.threads when it is not set and the store is PostgreSQL */
 
 static const char serve_usage[] =
@@ -124,6 +128,16 @@ static int int_setting(const otp_config *cfg, const char *key, long min, long ma
         return -1;
     }
     return 0;
+}
+
+/* Waits up to ms for the requests in progress to end. */
+static void wait_inflight(otp_http_server *http, int ms)
+{
+    int64_t deadline = otp_mono_us() + (int64_t)ms * 1000;
+    while (otp_http_inflight(http) > 0 && otp_mono_us() < deadline) {
+        struct timespec ts = {0, 2 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
 }
 
 static int serve(otp_app *app)
@@ -279,14 +293,11 @@ static int serve(otp_app *app)
             sig == SIGTERM ? "SIGTERM" : "SIGINT", otp_http_inflight(http));
 
     otp_http_quiesce(http);
-    int64_t deadline = otp_mono_us() + (int64_t)DRAIN_TIMEOUT_MS * 1000;
-    while (otp_http_inflight(http) > 0 && otp_mono_us() < deadline) {
-        struct timespec ts = {0, 2 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
+    wait_inflight(http, DRAIN_TIMEOUT_MS);
     rc = 0;
 out:
-    otp_api_reads_stop(&api); /* no connection left parked on a read thread */
+    otp_api_reads_stop(&api);               /* no connection left parked on a read thread */
+    wait_inflight(http, PARKED_TIMEOUT_MS); /* nor on a txn (one a read passed on) */
     otp_http_stop(http);
     otp_api_reads_free(&api);
     otp_log_batch_stop(); /* the request lines, before "stopped" */

@@ -51,7 +51,9 @@ void otp_api_read(otp_http_req *req, void *app, otp_http_handler handler);
 void otp_api_park(otp_http_req *req, otp_http_handler finish);
 /* Answers the reads not yet started 503, lets the running ones finish and
  * joins the threads; reads arriving after that run on their HTTP thread. Call
- * before otp_http_stop(), which must find no connection still parked here. */
+ * before otp_http_stop(), which must find no connection still parked here. A
+ * request a read passed on to a txn is parked on the txn, not here: main.c
+ * waits for those (as for any write) before it stops the HTTP server. */
 void otp_api_reads_stop(otp_api *api);
 /* Stops them if needed and frees them. Call after otp_http_stop(). */
 void otp_api_reads_free(otp_api *api);

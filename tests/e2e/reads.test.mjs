@@ -198,3 +198,35 @@ describe('reads off the HTTP threads (PostgreSQL)', { skip: !E2E_DB && 'needs $O
         for (const r of await Promise.all(stuck)) assert.ok(r instanceof Error || r.status === 200, String(r.status || r));
     });
 });
+
+describe('a stop with a write still waiting on the database (PostgreSQL)', { skip: !E2E_DB && 'needs $OTPD_E2E_DB (the PostgreSQL pass)' }, () => {
+    let srv;
+    let lock;
+    before(async () => {
+        srv = await startServer({ accounts: { acme: '100.00' }, env: { OTPD_LIMITS_CACHE_MS: '60000' } });
+    });
+    after(async () => {
+        if (lock) lock.kill();
+        if (srv) srv.cleanup('reads-stop');
+    });
+
+    it('SIGTERM past the 10 s drain: otpd waits for the parked send, which answers 201, then exits 0', async () => {
+        const key = srv.accounts.acme.key;
+        await sendOk(srv, key, { phoneNumber: '+919876500009' }); // the key and the limits, cached
+        lock = session(srv.db);
+        await lock.run('BEGIN; LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE;', 'locked');
+        const send = srv.request('POST', '/otp/send', { key, agent: false, timeoutMs: 60000, body: { phoneNumber: '+919876500010' } }).catch((e) => e);
+        assert.equal(await within(send, 300), 'pending', 'the send waits for the lock in its txn');
+        const stopped = srv.stop({ timeoutMs: 60000 });
+        await sleep(11000); // past the drain
+        assert.equal(srv.exit, null, 'otpd stopped the HTTP server under a parked send');
+        assert.equal(await within(send, 0), 'pending');
+        await lock.run('ROLLBACK;', 'released');
+        await lock.end();
+        lock = null;
+        const r = await within(send, 10000);
+        assert.notEqual(r, 'pending', 'the send answered once the lock was gone');
+        assertData(r, 201);
+        await stopped; // exit 0, no sanitizer report
+    });
+});
