@@ -229,7 +229,7 @@ static int serve(otp_app *app)
     }
     api.store = store;
     /* On PostgreSQL some reads still hold their HTTP thread for a round trip
-     * (a key not yet cached, a send's template): more threads, unless the
+     * (a key or a template not yet cached): more threads, unless the
      * operator chose (docs/scaling.md, "Sizing"). */
     if (strcmp(otp_config_origin(cfg, "server.threads"), "default") == 0 &&
         strcmp(store->ops->name, "postgres") == 0)

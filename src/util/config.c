@@ -69,7 +69,7 @@ static const setting settings[] = {
     {"server.threads", T_INT, 1, 64, "2", "2; 4 with a postgres:// db",
      "HTTP worker threads. On PostgreSQL the read routes run on threads of their own "
      "(store.read_conns), but some requests still wait on the server on their HTTP thread (a "
-     "key not yet cached, a send's template, a cancel's look-up), so the default there is 4; "
+     "key or a template not yet cached, a cancel's read-back), so the default there is 4; "
      "keep store.read_conns at least as large."},
     {"server.max_connections", T_INT, 1, 100000, "1024", NULL,
      "Open connections at most; more are refused."},
