@@ -38,6 +38,11 @@ function session(url) {
                 await sleep(10);
             }
         },
+        /** Rolls back the open transaction (its locks go) and ends the session. */
+        async release() {
+            await this.run('ROLLBACK;', 'released');
+            await this.end();
+        },
         end() {
             child.stdin.end('\\q\n');
             return new Promise((r) => (child.exitCode !== null ? r() : child.on('exit', r)));
@@ -106,8 +111,7 @@ describe('reads off the HTTP threads (PostgreSQL)', { skip: !E2E_DB && 'needs $O
         }
         assert.equal(await within(stuck, 0), 'pending', 'the status read is still waiting');
 
-        await lock.run('ROLLBACK;', 'released');
-        await lock.end();
+        await lock.release();
         lock = null;
         const r = await within(stuck, 10000);
         assert.notEqual(r, 'pending', 'the status read answered once the lock was gone');
@@ -135,8 +139,7 @@ describe('reads off the HTTP threads (PostgreSQL)', { skip: !E2E_DB && 'needs $O
                 assert.match((await srv.waitForSms(to)).text, /^\d{6} LOGIN$/, 'the cached template, rendered');
             }
         } finally {
-            await lock.run('ROLLBACK;', 'released');
-            await lock.end();
+            await lock.release();
             lock = null;
         }
     });
@@ -160,8 +163,7 @@ describe('reads off the HTTP threads (PostgreSQL)', { skip: !E2E_DB && 'needs $O
                 assert.equal(h.status, 200);
             }
         } finally {
-            await lock.run('ROLLBACK;', 'released');
-            await lock.end();
+            await lock.release();
             lock = null;
         }
         const c = await within(cancel, 10000);
@@ -191,8 +193,7 @@ describe('reads off the HTTP threads (PostgreSQL)', { skip: !E2E_DB && 'needs $O
         assert.equal(q.json.code, 'unavailable');
         assert.equal(srv.exit, null, 'otpd waits for the reads still running');
 
-        await lock.run('ROLLBACK;', 'released');
-        await lock.end();
+        await lock.release();
         lock = null;
         await stopped; // exit 0, no sanitizer report
         for (const r of await Promise.all(stuck)) assert.ok(r instanceof Error || r.status === 200, String(r.status || r));
@@ -221,8 +222,7 @@ describe('a stop with a write still waiting on the database (PostgreSQL)', { ski
         await sleep(11000); // past the drain
         assert.equal(srv.exit, null, 'otpd stopped the HTTP server under a parked send');
         assert.equal(await within(send, 0), 'pending');
-        await lock.run('ROLLBACK;', 'released');
-        await lock.end();
+        await lock.release();
         lock = null;
         const r = await within(send, 10000);
         assert.notEqual(r, 'pending', 'the send answered once the lock was gone');
