@@ -19,40 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* s as a JSON string. */
+/* s as a JSON string; a text that is not UTF-8 fails the body. */
 static void put_str(otp_sbuf *b, const char *s)
 {
-    size_t n = strlen(s);
-    bool plain = true;
-    for (size_t i = 0; i < n && plain; i++) {
-        unsigned char c = (unsigned char)s[i];
-        plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
-    }
-    if (plain) { /* the common case: one growth check, no escaping */
-        if (otp_sbuf_reserve(b, n + 2)) {
-            b->p[b->len++] = '"';
-            memcpy(b->p + b->len, s, n);
-            b->len += n;
-            b->p[b->len++] = '"';
-            b->p[b->len] = '\0';
-        }
-        return;
-    }
-    json_t *j = json_string(s); /* NULL if s is not UTF-8 */
-    size_t room = n * 6 + 2;    /* \u00XX for every byte at worst */
-    if (!j || !otp_sbuf_reserve(b, room)) {
+    if (!otp_sbuf_json_str(b, s))
         b->failed = true;
-        json_decref(j);
-        return;
-    }
-    size_t w = json_dumpb(j, b->p + b->len, room, JSON_ENCODE_ANY);
-    json_decref(j);
-    if (w == 0 || w > room) {
-        b->failed = true;
-        return;
-    }
-    b->len += w;
-    b->p[b->len] = '\0';
 }
 
 static void put_str_or_null(otp_sbuf *b, const char *s)

@@ -14,10 +14,10 @@
  */
 #include "delivery/provider.h"
 #include "util/clock.h"
+#include "util/sbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -92,37 +92,42 @@ static void file_destroy(otp_provider *base)
     free(p);
 }
 
-/* Encodes one message as a JSON line with its '\n' into *ret_line (malloc'd).
- * Returns 0; OTP_SEND_PERMANENT if a field is missing or not UTF-8 (the message
- * can never be written); OTP_SEND_TEMPORARY when out of memory. */
-static otp_send_outcome encode(const otp_sms *m, char **ret_line, size_t *ret_len)
+/* The most one message's line can take: every byte of its strings escaped as
+ * \u00XX, the keys, the time and the '\n'. */
+static size_t line_bound(const otp_sms *m)
+{
+    size_t n = sizeof("{'messageId':'','to':'','text':'','createdAt':''}\n") + OTP_ISO8601_LEN;
+    if (m->message_id && m->to && m->text)
+        n += 6 * (strlen(m->message_id) + strlen(m->to) + strlen(m->text));
+    return n;
+}
+
+/* Appends one message as a JSON line with its '\n' to b, the bytes
+ * json_dumps(JSON_COMPACT) gives for the object. Returns OTP_SEND_ACCEPTED, or
+ * OTP_SEND_PERMANENT with b as it was if a field is missing or not UTF-8 (the
+ * message can never be written). */
+static otp_send_outcome encode(otp_sbuf *b, const otp_sms *m)
 {
     if (!m->message_id || !m->to || !m->text)
         return OTP_SEND_PERMANENT;
+    size_t start = b->len;
     char created[OTP_ISO8601_LEN + 1];
     otp_time_iso8601(m->created_at_ms, created);
-    json_error_t jerr;
-    json_t *o = json_pack_ex(&jerr, 0, "{s:s, s:s, s:s, s:s}", "messageId", m->message_id, "to",
-                             m->to, "text", m->text, "createdAt", created);
-    if (!o)
-        return json_error_code(&jerr) == json_error_out_of_memory ? OTP_SEND_TEMPORARY
-                                                                  : OTP_SEND_PERMANENT;
-    char *s = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    if (!s)
-        return OTP_SEND_TEMPORARY;
-    size_t len = strlen(s);
-    char *line = malloc(len + 1);
-    if (line) {
-        memcpy(line, s, len);
-        line[len] = '\n';
+    otp_sbuf_str(b, "{\"messageId\":");
+    bool ok = otp_sbuf_json_str(b, m->message_id);
+    otp_sbuf_str(b, ",\"to\":");
+    ok = ok && otp_sbuf_json_str(b, m->to);
+    otp_sbuf_str(b, ",\"text\":");
+    ok = ok && otp_sbuf_json_str(b, m->text);
+    otp_sbuf_str(b, ",\"createdAt\":\"");
+    otp_sbuf_str(b, created);
+    otp_sbuf_str(b, "\"}\n");
+    if (!ok) {
+        sodium_memzero(b->p + start, b->len - start);
+        b->len = start;
+        b->p[start] = '\0';
+        return OTP_SEND_PERMANENT;
     }
-    sodium_memzero(s, len);
-    free(s);
-    if (!line)
-        return OTP_SEND_TEMPORARY;
-    *ret_line = line;
-    *ret_len = len + 1;
     return OTP_SEND_ACCEPTED;
 }
 
@@ -145,61 +150,46 @@ static int write_all(int fd, const char *buf, size_t len)
 static void file_send(otp_provider *base, const otp_sms *msgs, size_t n, otp_send_result *results)
 {
     file_provider *p = (file_provider *)base;
-    char **lines = calloc(n ? n : 1, sizeof(*lines));
-    size_t *lens = calloc(n ? n : 1, sizeof(*lens));
-    char *buf = NULL;
-    size_t total = 0;
+    /* One buffer for the batch, sized so that it never grows: a growth would
+     * leave a copy of the codes in freed memory. */
+    size_t cap = 1;
+    for (size_t i = 0; i < n; i++)
+        cap += line_bound(&msgs[i]);
+    otp_sbuf b = {.p = malloc(cap), .cap = cap};
+    if (b.p)
+        b.p[0] = '\0';
+    else
+        b.failed = true;
     for (size_t i = 0; i < n; i++) {
         results[i] = (otp_send_result){.outcome = OTP_SEND_TEMPORARY};
-        if (!lines || !lens) {
-            snprintf(results[i].error, sizeof(results[i].error), "out of memory");
-            continue;
+        if (!b.failed && encode(&b, &msgs[i]) == OTP_SEND_PERMANENT) {
+            results[i].outcome = OTP_SEND_PERMANENT;
+            snprintf(results[i].error, sizeof(results[i].error),
+                     "a field is missing or not valid UTF-8");
         }
-        otp_send_outcome o = encode(&msgs[i], &lines[i], &lens[i]);
-        if (o != OTP_SEND_ACCEPTED) {
-            results[i].outcome = o;
-            snprintf(results[i].error, sizeof(results[i].error), "%s",
-                     o == OTP_SEND_PERMANENT ? "a field is missing or not valid UTF-8"
-                                             : "out of memory");
-            continue;
-        }
-        total += lens[i];
     }
-    if (total > 0 && (buf = malloc(total)) != NULL) {
-        size_t off = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (lines[i]) {
-                memcpy(buf + off, lines[i], lens[i]);
-                off += lens[i];
-            }
-        }
+    int e = 0;
+    if (b.failed) {
+        e = ENOMEM;
+    } else if (b.len > 0) {
         pthread_mutex_lock(&p->lock);
-        int e = write_all(p->fd, buf, total);
+        e = write_all(p->fd, b.p, b.len);
         pthread_mutex_unlock(&p->lock);
-        for (size_t i = 0; i < n; i++) {
-            if (!lines[i])
-                continue;
-            if (e == 0)
-                results[i].outcome = OTP_SEND_ACCEPTED;
-            else
-                snprintf(results[i].error, sizeof(results[i].error), "write to %.160s failed: %s",
-                         p->path, strerror(e));
-        }
-        sodium_memzero(buf, total);
-    } else if (total > 0) {
-        for (size_t i = 0; i < n; i++)
-            if (lines[i])
-                snprintf(results[i].error, sizeof(results[i].error), "out of memory");
     }
-    free(buf);
-    for (size_t i = 0; lines && i < n; i++) {
-        if (lines[i]) {
-            sodium_memzero(lines[i], lens[i]);
-            free(lines[i]);
-        }
+    for (size_t i = 0; i < n; i++) {
+        if (results[i].outcome == OTP_SEND_PERMANENT)
+            continue;
+        if (e == 0)
+            results[i].outcome = OTP_SEND_ACCEPTED;
+        else if (e == ENOMEM)
+            snprintf(results[i].error, sizeof(results[i].error), "out of memory");
+        else
+            snprintf(results[i].error, sizeof(results[i].error), "write to %.160s failed: %s",
+                     p->path, strerror(e));
     }
-    free(lines);
-    free(lens);
+    if (b.p)
+        sodium_memzero(b.p, b.cap);
+    free(b.p);
 }
 
 static bool file_ready(otp_provider *base)

@@ -1,6 +1,9 @@
-/* util/sbuf.c — a growable text (util/sbuf.h): its growth and release. */
+/* util/sbuf.c — a growable text (util/sbuf.h): its growth and release, and a
+ * JSON string appended to it. */
 #include "util/sbuf.h"
 
+#include <jansson.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,4 +26,39 @@ void otp_sbuf_free(otp_sbuf *b)
 {
     free(b->p);
     memset(b, 0, sizeof(*b));
+}
+
+bool otp_sbuf_json_str(otp_sbuf *b, const char *s)
+{
+    size_t n = strlen(s);
+    bool plain = true;
+    for (size_t i = 0; i < n && plain; i++) {
+        unsigned char c = (unsigned char)s[i];
+        plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+    }
+    if (plain) { /* the common case: one growth check, no escaping */
+        if (otp_sbuf_reserve(b, n + 2)) {
+            b->p[b->len++] = '"';
+            memcpy(b->p + b->len, s, n);
+            b->len += n;
+            b->p[b->len++] = '"';
+            b->p[b->len] = '\0';
+        }
+        return true;
+    }
+    json_t *j = json_string(s); /* NULL if s is not UTF-8 */
+    if (!j)
+        return false;
+    size_t room = n * 6 + 2; /* \u00XX for every byte at worst */
+    size_t w = otp_sbuf_reserve(b, room) ? json_dumpb(j, b->p + b->len, room, JSON_ENCODE_ANY) : 0;
+    /* jansson's copy is freed without being wiped; an SMS text holds a code. */
+    sodium_memzero((char *)json_string_value(j), n);
+    json_decref(j);
+    if (w == 0 || w > room) {
+        b->failed = true;
+        return true;
+    }
+    b->len += w;
+    b->p[b->len] = '\0';
+    return true;
 }

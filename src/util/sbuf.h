@@ -1,5 +1,6 @@
 /* util/sbuf.h — a growable text, for bodies and literals built piece by piece
- * (the GET /otp/{id} body, PostgreSQL array literals).
+ * (the GET /otp/{id} body, the file provider's lines, PostgreSQL array
+ * literals).
  *
  * Zero-initialised it is empty; it stays NUL-terminated; a failed growth (out
  * of memory, or past OTP_SBUF_MAX) sets failed and makes every later append a
@@ -46,5 +47,11 @@ static inline void otp_sbuf_str(otp_sbuf *b, const char *s)
 {
     otp_sbuf_put(b, s, strlen(s));
 }
+
+/* Appends s as a JSON string, the bytes json_dumps gives for it. A string with
+ * nothing to escape is copied; any other is escaped by jansson, so jansson
+ * decides every escape. Returns false, b unchanged, if s is not UTF-8; running
+ * out of room sets b->failed as any append does. */
+bool otp_sbuf_json_str(otp_sbuf *b, const char *s);
 
 #endif

@@ -1,6 +1,7 @@
 /* tests/unit/delivery/test_file_provider.c — the `file` provider writes exactly
- * one well-formed JSON line per accepted message, names its setting when it
- * cannot open its file, and keeps lines whole under parallel sends. */
+ * one well-formed JSON line per accepted message (byte for byte what
+ * json_dumps gives for it), names its setting when it cannot open its file,
+ * and keeps lines whole under parallel sends. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "delivery/provider.h"
+#include "util/clock.h"
 #include "util/config.h"
 
 typedef struct fixture {
@@ -138,17 +140,84 @@ static void test_bad_message(void **state)
         {.message_id = "msg_1", .to = "+919876543210", .text = "bad \xff utf-8"},
         {.message_id = "msg_2", .to = "+919876543210", .text = "good"},
         {.message_id = "msg_3", .to = NULL, .text = "no recipient"},
+        /* Not UTF-8 after a part of its line was written: none of it stays. */
+        {.message_id = "msg_4", .to = "+919876543210", .text = "\"quoted\" then \xc3("},
+        {.message_id = "msg_5", .to = "+919876543210", .text = "also good"},
     };
-    otp_send_result res[3];
-    p->ops->send(p, msgs, 3, res);
+    otp_send_result res[5];
+    p->ops->send(p, msgs, 5, res);
     assert_int_equal(res[0].outcome, OTP_SEND_PERMANENT);
     assert_int_equal(res[1].outcome, OTP_SEND_ACCEPTED);
     assert_int_equal(res[2].outcome, OTP_SEND_PERMANENT);
+    assert_int_equal(res[3].outcome, OTP_SEND_PERMANENT);
+    assert_int_equal(res[4].outcome, OTP_SEND_ACCEPTED);
     assert_string_not_equal(res[0].error, "");
     assert_null(strstr(res[0].error, "bad"));
+    assert_string_equal(res[4].error, "");
     char *text = slurp(f->file);
     assert_string_equal(text, "{\"messageId\":\"msg_2\",\"to\":\"+919876543210\",\"text\":\"good\","
-                              "\"createdAt\":\"1970-01-01T00:00:00.000Z\"}\n");
+                              "\"createdAt\":\"1970-01-01T00:00:00.000Z\"}\n"
+                              "{\"messageId\":\"msg_5\",\"to\":\"+919876543210\",\"text\":"
+                              "\"also good\",\"createdAt\":\"1970-01-01T00:00:00.000Z\"}\n");
+    free(text);
+    p->ops->destroy(p);
+}
+
+/* Each line is what json_dumps(JSON_COMPACT) gives for the message's object,
+ * keys in order, for texts with every kind of byte JSON escapes or keeps. */
+static void test_lines_are_jansson_s(void **state)
+{
+    fixture *f = *state;
+    char err[256] = "";
+    otp_provider *p = NULL;
+    assert_int_equal(
+        otp_provider_file_ops.create(f->cfg, "provider.file", NULL, &p, err, sizeof(err)), 0);
+    static char all_ascii[128], long_text[2000];
+    for (int i = 1; i < 128; i++)
+        all_ascii[i - 1] = (char)i;
+    for (size_t i = 0; i + 1 < sizeof(long_text); i++)
+        long_text[i] = "\"\\\n\x01"[i % 4]; /* every byte escaped, to the bound */
+    const char *texts[] = {
+        "Your code is 123456",
+        "",
+        all_ascii,
+        long_text,
+        "<#> 123456 is your code\n\n@example.com #123456",
+        "\xe0\xa4\x86\xe0\xa4\xaa\xe0\xa4\x95\xe0\xa4\xbe \xe0\xa4\x95\xe0\xa5\x8b\xe0\xa4\xa1 "
+        "123456 \xf0\x9f\x94\x90 \xe2\x80\xa8 \x7f",
+        "tab\there / slash \\ back \"quote\"",
+    };
+    enum { N = sizeof(texts) / sizeof(texts[0]) };
+    otp_sms msgs[N];
+    for (int i = 0; i < N; i++)
+        msgs[i] = (otp_sms){.message_id = i % 2 ? "msg_\"odd\"" : "msg_even",
+                            .to = "+919876543210",
+                            .text = texts[i],
+                            .segments = 1,
+                            .created_at_ms = 1771151400123 + i};
+    otp_send_result res[N];
+    p->ops->send(p, msgs, N, res);
+
+    char *text = slurp(f->file);
+    char *at = text;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(res[i].outcome, OTP_SEND_ACCEPTED);
+        char created[OTP_ISO8601_LEN + 1];
+        otp_time_iso8601(msgs[i].created_at_ms, created);
+        json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "messageId", msgs[i].message_id, "to",
+                              msgs[i].to, "text", msgs[i].text, "createdAt", created);
+        assert_non_null(o);
+        char *want = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+        size_t n = strlen(want);
+        char *nl = strchr(at, '\n');
+        assert_non_null(nl);
+        assert_int_equal((size_t)(nl - at), n);
+        assert_memory_equal(at, want, n);
+        at = nl + 1;
+        free(want);
+    }
+    assert_string_equal(at, "");
     free(text);
     p->ops->destroy(p);
 }
@@ -282,6 +351,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_exact_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_message, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lines_are_jansson_s, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parallel_sends, setup, teardown),
     };
