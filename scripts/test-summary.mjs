@@ -10,6 +10,10 @@
 //                            executable that crashed, timed out or failed with no
 //                            such count (a sanitizer report at exit, say) counts as 1
 //                            failed, one that passed without cmocka lines as 1 passed
+//                            may be given more than once (the unit tests of the
+//                            build with the test hooks, then of the one without)
+//   --label NAME             the name the last --testlog's lines are printed under
+//                            (default "unit")
 //   --unit-ran 0|1           whether `meson test` was run at all
 //   --tap FILE               TAP written by `node --test --test-reporter=tap`: its
 //                            "# pass N", "# fail N", "# cancelled N" trailer; may be
@@ -22,7 +26,7 @@ import fs from 'node:fs';
 
 const args = process.argv.slice(2);
 const checks = [];
-let testlog = null;
+const testlogs = []; // {file, label}
 const taps = [];
 let unitRan = false;
 let e2eRan = false;
@@ -35,7 +39,10 @@ for (let i = 0; i < args.length; i++) {
         checks.push({ name, ok: res === 'pass' });
         i++;
     } else if (a === '--testlog') {
-        testlog = v;
+        testlogs.push({ file: v, label: 'unit' });
+        i++;
+    } else if (a === '--label' && testlogs.length > 0) {
+        testlogs[testlogs.length - 1].label = v;
         i++;
     } else if (a === '--tap') {
         taps.push(v);
@@ -81,7 +88,8 @@ export function cmockaCounts(out) {
     return seen ? { pass, fail } : null;
 }
 
-if (unitRan) {
+// Adds up one Meson testlog.json; a log with no entries counts as one failure.
+function countUnits(testlog, label) {
     let entries = [];
     if (testlog && fs.existsSync(testlog)) {
         entries = fs
@@ -90,9 +98,10 @@ if (unitRan) {
             .filter((l) => l.trim())
             .map((l) => JSON.parse(l));
     }
+    const name = label.padEnd(8);
     if (entries.length === 0) {
         failed++;
-        lines.push('  unit     FAILED: meson test wrote no results (no unit tests ran)');
+        lines.push(`  ${name} FAILED: meson test wrote no results (no unit tests ran)`);
     }
     let up = 0;
     let uf = 0;
@@ -116,10 +125,15 @@ if (unitRan) {
         up += p;
         uf += f;
         const why = ok ? '' : ` [${e.result}]`;
-        lines.push(`  unit     ${e.name}: ${p} ok, ${f} failing${why}`);
+        lines.push(`  ${name} ${e.name}: ${p} ok, ${f} failing${why}`);
     }
     passed += up;
     failed += uf;
+}
+
+if (unitRan) {
+    if (testlogs.length === 0) countUnits(null, 'unit');
+    for (const t of testlogs) countUnits(t.file, t.label);
 }
 
 if (e2eRan && taps.length === 0) {

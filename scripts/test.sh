@@ -2,7 +2,10 @@
 # scripts/test.sh — the whole test run behind `make test` (and so .ci/run):
 #   1. clang-format check of src/ and tests/unit/ (counts as one test)
 #   2. build into build-test/ with ASan+UBSan, -Werror and the test hooks
-#   3. cmocka unit tests through `meson test --suite unit`
+#   3. cmocka unit tests through `meson test --suite unit`, then again from a
+#      second build without the test hooks (build-test-nohooks/): what a
+#      release build compiles, so a test that leans on a hook (the store's
+#      queue paused, say) also runs the way production schedules it
 #   4. end-to-end tests (tests/e2e, Node's test runner) against build-test/src/otpd
 #   5. the same end-to-end tests again with every server on PostgreSQL
 # and ends with one plain line "N passed, N failed" computed by
@@ -22,6 +25,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 BUILD=build-test
+NOHOOKS=build-test-nohooks
 RESULTS=$BUILD/test-results
 
 export ASAN_OPTIONS=abort_on_error=0:detect_leaks=1
@@ -99,16 +103,23 @@ else
     summary_args+=(--check format=fail)
 fi
 
+# setup_build DIR OPTIONS…: configures DIR (again) with exactly these options.
+setup_build() {
+    local dir=$1
+    shift
+    if [ -f "$dir/build.ninja" ]; then
+        meson setup --reconfigure "$dir" "$@" >/dev/null || { rm -rf "$dir"; meson setup "$dir" "$@"; }
+    else
+        rm -rf "$dir"
+        meson setup "$dir" "$@"
+    fi
+}
+
 # 2. Build.
 echo "== build ($BUILD: ASan+UBSan, -Werror, test hooks)"
 opts=(-Db_sanitize=address,undefined -Db_lundef=false -Dwerror=true -Dtest_hooks=true -Dbuildtype=debug)
 built=0
-if [ -f "$BUILD/build.ninja" ]; then
-    meson setup --reconfigure "$BUILD" "${opts[@]}" >/dev/null || { rm -rf "$BUILD"; meson setup "$BUILD" "${opts[@]}"; }
-else
-    rm -rf "$BUILD"
-    meson setup "$BUILD" "${opts[@]}"
-fi
+setup_build "$BUILD" "${opts[@]}"
 if [ -f "$BUILD/build.ninja" ] && ninja -k 0 -C "$BUILD"; then
     built=1
 else
@@ -133,6 +144,15 @@ if [ $built -eq 1 ]; then
     rm -f "$BUILD/meson-logs/testlog.json"
     meson test -C "$BUILD" --suite unit --no-rebuild --print-errorlogs
     summary_args+=(--unit-ran 1 --testlog "$BUILD/meson-logs/testlog.json")
+    echo "== unit tests again, built without the test hooks ($NOHOOKS)"
+    rm -f "$NOHOOKS/meson-logs/testlog.json"
+    setup_build "$NOHOOKS" "${opts[@]/-Dtest_hooks=true/-Dtest_hooks=false}"
+    if [ -f "$NOHOOKS/build.ninja" ] && ninja -k 0 -C "$NOHOOKS"; then
+        meson test -C "$NOHOOKS" --suite unit --no-rebuild --print-errorlogs
+        summary_args+=(--testlog "$NOHOOKS/meson-logs/testlog.json" --label unit-nohooks)
+    else
+        summary_args+=(--check build-nohooks=fail)
+    fi
 
     # 4. End-to-end tests; 5. the same against PostgreSQL.
     # run_e2e TAP RESULTS_DIR [VAR=value…]: the whole suite, TAP into $RESULTS/TAP.
