@@ -3,9 +3,10 @@
 #   1. clang-format check of src/ and tests/unit/ (counts as one test)
 #   2. build into build-test/ with ASan+UBSan, -Werror and the test hooks
 #   3. cmocka unit tests through `meson test --suite unit`, then again from a
-#      second build without the test hooks (build-test-nohooks/): what a
-#      release build compiles, so a test that leans on a hook (the store's
-#      queue paused, say) also runs the way production schedules it
+#      second build without the test hooks (build-test-nohooks/, the same
+#      sanitizers): the code a release build compiles, so a test that leans
+#      on a hook (the store's queue paused, say) also runs the way
+#      production schedules it
 #   4. end-to-end tests (tests/e2e, Node's test runner) against build-test/src/otpd
 #   5. the same end-to-end tests again with every server on PostgreSQL
 # and ends with one plain line "N passed, N failed" computed by
@@ -18,7 +19,8 @@
 # OTPD_TEST_PG_URL (the store conformance suite runs on both backends), the
 # second e2e pass OTPD_E2E_DB (each test server makes its own database there).
 # A cluster that cannot start counts as one failed check.
-# A failed build counts as one failed test (and nothing else runs).
+# A failed build counts as one failed test (and nothing else runs; a failed
+# second build, without the hooks, only skips its own unit tests).
 # Runs without a TTY or stdin; exits non-zero when anything failed.
 set -uo pipefail
 

@@ -169,9 +169,7 @@ static void file_send(otp_provider *base, const otp_sms *msgs, size_t n, otp_sen
         }
     }
     int e = 0;
-    if (b.failed) {
-        e = ENOMEM;
-    } else if (b.len > 0) {
+    if (!b.failed && b.len > 0) {
         pthread_mutex_lock(&p->lock);
         e = write_all(p->fd, b.p, b.len);
         pthread_mutex_unlock(&p->lock);
@@ -179,10 +177,10 @@ static void file_send(otp_provider *base, const otp_sms *msgs, size_t n, otp_sen
     for (size_t i = 0; i < n; i++) {
         if (results[i].outcome == OTP_SEND_PERMANENT)
             continue;
-        if (e == 0)
-            results[i].outcome = OTP_SEND_ACCEPTED;
-        else if (e == ENOMEM)
+        if (b.failed)
             snprintf(results[i].error, sizeof(results[i].error), "out of memory");
+        else if (e == 0)
+            results[i].outcome = OTP_SEND_ACCEPTED;
         else
             snprintf(results[i].error, sizeof(results[i].error), "write to %.160s failed: %s",
                      p->path, strerror(e));

@@ -46,17 +46,29 @@ bool otp_sbuf_json_str(otp_sbuf *b, const char *s)
         }
         return true;
     }
-    json_t *j = json_string(s); /* NULL if s is not UTF-8 */
-    if (!j)
-        return false;
+    /* Not checked here: json_dumpb refuses a string that is not UTF-8, so NULL
+     * means only that memory ran out. */
+    json_t *j = json_stringn_nocheck(s, n);
+    if (!j) {
+        b->failed = true;
+        return true;
+    }
     size_t room = n * 6 + 2; /* \u00XX for every byte at worst */
-    size_t w = otp_sbuf_reserve(b, room) ? json_dumpb(j, b->p + b->len, room, JSON_ENCODE_ANY) : 0;
+    if (!otp_sbuf_reserve(b, room)) {
+        sodium_memzero((char *)json_string_value(j), n);
+        json_decref(j);
+        return true;
+    }
+    size_t w = json_dumpb(j, b->p + b->len, room, JSON_ENCODE_ANY);
     /* jansson's copy is freed without being wiped; an SMS text holds a code. */
     sodium_memzero((char *)json_string_value(j), n);
     json_decref(j);
     if (w == 0 || w > room) {
-        b->failed = true;
-        return true;
+        /* Not UTF-8 (all json_dumpb refuses in a buffer this large): what
+         * it wrote before it stopped is wiped and b left as it was. */
+        sodium_memzero(b->p + b->len, room);
+        b->p[b->len] = '\0';
+        return false;
     }
     b->len += w;
     b->p[b->len] = '\0';

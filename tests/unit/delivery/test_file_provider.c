@@ -176,7 +176,7 @@ static void test_lines_are_jansson_s(void **state)
     for (int i = 1; i < 128; i++)
         all_ascii[i - 1] = (char)i;
     for (size_t i = 0; i + 1 < sizeof(long_text); i++)
-        long_text[i] = "\"\\\n\x01"[i % 4]; /* every byte escaped, to the bound */
+        long_text[i] = "\x01\x1f\x0b"[i % 3]; /* each byte written as \u00XX: the bound */
     const char *texts[] = {
         "Your code is 123456",
         "",
@@ -186,6 +186,7 @@ static void test_lines_are_jansson_s(void **state)
         "\xe0\xa4\x86\xe0\xa4\xaa\xe0\xa4\x95\xe0\xa4\xbe \xe0\xa4\x95\xe0\xa5\x8b\xe0\xa4\xa1 "
         "123456 \xf0\x9f\x94\x90 \xe2\x80\xa8 \x7f",
         "tab\there / slash \\ back \"quote\"",
+        "\"\\\n\x01\"\\\n\x01",
     };
     enum { N = sizeof(texts) / sizeof(texts[0]) };
     otp_sms msgs[N];
@@ -219,6 +220,41 @@ static void test_lines_are_jansson_s(void **state)
     }
     assert_string_equal(at, "");
     free(text);
+    p->ops->destroy(p);
+}
+
+static void *no_memory(size_t n)
+{
+    (void)n;
+    return NULL;
+}
+
+/* jansson out of memory while escaping a text: the message fails for now, to
+ * be retried, not for good as a text that is not UTF-8 does. */
+static void test_out_of_memory_is_temporary(void **state)
+{
+    fixture *f = *state;
+    char err[256] = "";
+    otp_provider *p = NULL;
+    assert_int_equal(
+        otp_provider_file_ops.create(f->cfg, "provider.file", NULL, &p, err, sizeof(err)), 0);
+    const otp_sms msgs[] = {
+        {.message_id = "msg_1", .to = "+919876543210", .text = "code 123456\n"},
+        {.message_id = "msg_2", .to = "+919876543210", .text = "bad \xff"},
+    };
+    otp_send_result res[2];
+    json_set_alloc_funcs(no_memory, free);
+    p->ops->send(p, msgs, 2, res);
+    json_set_alloc_funcs(malloc, free);
+    assert_int_equal(res[0].outcome, OTP_SEND_TEMPORARY);
+    assert_string_equal(res[0].error, "out of memory");
+    assert_int_not_equal(res[1].outcome, OTP_SEND_ACCEPTED);
+    char *text = slurp(f->file);
+    assert_string_equal(text, "");
+    free(text);
+
+    p->ops->send(p, msgs, 1, res); /* the retry */
+    assert_int_equal(res[0].outcome, OTP_SEND_ACCEPTED);
     p->ops->destroy(p);
 }
 
@@ -352,6 +388,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_exact_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lines_are_jansson_s, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_out_of_memory_is_temporary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parallel_sends, setup, teardown),
     };
