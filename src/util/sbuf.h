@@ -51,7 +51,8 @@ static inline void otp_sbuf_str(otp_sbuf *b, const char *s)
 /* Appends s as a JSON string, the bytes json_dumps gives for it. A string with
  * nothing to escape is copied; any other is escaped by jansson, so jansson
  * decides every escape. Returns false, b unchanged, if s is not UTF-8; running
- * out of room sets b->failed as any append does. */
+ * out of memory (for b, or for jansson's copy) sets b->failed as any append
+ * does. */
 bool otp_sbuf_json_str(otp_sbuf *b, const char *s);
 
 #endif
