@@ -65,16 +65,23 @@ static char *slurp(const char *path)
     return buf;
 }
 
-static void test_exact_lines(void **state)
+/* The provider [provider.file] with its default path in the fixture's dir. */
+static otp_provider *open_default(fixture *f)
 {
-    fixture *f = *state;
     char err[256] = "";
-    assert_ptr_equal(otp_provider_type("file"), &otp_provider_file_ops);
-    assert_null(otp_provider_type("carrier-pigeon"));
-
     otp_provider *p = NULL;
     assert_int_equal(
         otp_provider_file_ops.create(f->cfg, "provider.file", NULL, &p, err, sizeof(err)), 0);
+    return p;
+}
+
+static void test_exact_lines(void **state)
+{
+    fixture *f = *state;
+    assert_ptr_equal(otp_provider_type("file"), &otp_provider_file_ops);
+    assert_null(otp_provider_type("carrier-pigeon"));
+
+    otp_provider *p = open_default(f);
     assert_string_equal(p->name, "file");
     assert_ptr_equal(p->ops, &otp_provider_file_ops);
     assert_true(p->ops->ready(p));
@@ -168,10 +175,7 @@ static void test_bad_message(void **state)
 static void test_lines_are_jansson_s(void **state)
 {
     fixture *f = *state;
-    char err[256] = "";
-    otp_provider *p = NULL;
-    assert_int_equal(
-        otp_provider_file_ops.create(f->cfg, "provider.file", NULL, &p, err, sizeof(err)), 0);
+    otp_provider *p = open_default(f);
     static char all_ascii[128], long_text[2000];
     for (int i = 1; i < 128; i++)
         all_ascii[i - 1] = (char)i;
@@ -234,10 +238,7 @@ static void *no_memory(size_t n)
 static void test_out_of_memory_is_temporary(void **state)
 {
     fixture *f = *state;
-    char err[256] = "";
-    otp_provider *p = NULL;
-    assert_int_equal(
-        otp_provider_file_ops.create(f->cfg, "provider.file", NULL, &p, err, sizeof(err)), 0);
+    otp_provider *p = open_default(f);
     const otp_sms msgs[] = {
         {.message_id = "msg_1", .to = "+919876543210", .text = "code 123456\n"},
         {.message_id = "msg_2", .to = "+919876543210", .text = "bad \xff"},
@@ -335,10 +336,7 @@ static void *run_worker(void *arg)
 static void test_parallel_sends(void **state)
 {
     fixture *f = *state;
-    char err[256] = "";
-    otp_provider *p = NULL;
-    assert_int_equal(
-        otp_provider_file_ops.create(f->cfg, "provider.file", NULL, &p, err, sizeof(err)), 0);
+    otp_provider *p = open_default(f);
     pthread_t th[THREADS];
     worker w[THREADS];
     for (int t = 0; t < THREADS; t++) {
