@@ -82,9 +82,9 @@ void otp_http_log_phone(otp_http_req *req, const char *masked_phone);
  * time building JSON, so there finish replies; the API's read threads
  * (api/reads.c), which no one waits behind, run a whole handler that replies,
  * and their finish does nothing, unless the handler passed the request on to
- * a txn (otp_http_pass_on). Until the
- * resume, the thread holding a parked request may use every function here
- * on it but otp_http_suspend(): nothing else touches the request meanwhile. */
+ * a txn (otp_http_pass_on). Until the resume, the thread holding a parked
+ * request may use every function here on it but otp_http_suspend(): nothing
+ * else touches the request meanwhile. */
 void otp_http_suspend(otp_http_req *req, otp_http_handler finish);
 /* From any thread: wakes the parked connection; its finish callback then runs. */
 void otp_http_resume(otp_http_req *req);
