@@ -49,6 +49,17 @@ void otp_api_read(otp_http_req *req, void *app, otp_http_handler handler);
  * passed on to the txn (otp_http_pass_on) instead of resumed when the handler
  * returns. Nothing may touch req after the submit, on either thread. */
 void otp_api_park(otp_http_req *req, otp_http_handler finish);
+/* Whether req's handler may wait on the store here: always without read
+ * threads (SQLite), and on the read thread that runs req. On an HTTP thread
+ * with read threads, a send or a verify that finds something it needs not
+ * cached (a key, an account's limits, a template, a lease of the key's
+ * tokens) hands itself off (otp_api_hand_off) instead of reading. */
+bool otp_api_may_block(const otp_api *api, const otp_http_req *req);
+/* Runs req's route handler again from the start on a read thread, where it
+ * may wait (otp_api_read). The caller returns at once and touches req no more;
+ * it must not have replied, nor kept anything a second run would do again
+ * (a key's token taken: otp_guard_refund). */
+void otp_api_hand_off(otp_http_req *req, otp_api *api);
 /* Answers the reads not yet started 503, lets the running ones finish and
  * joins the threads; reads arriving after that run on their HTTP thread. Call
  * before otp_http_stop(), which must find no connection still parked here. A
@@ -58,8 +69,11 @@ void otp_api_reads_stop(otp_api *api);
 /* Stops them if needed and frees them. Call after otp_http_stop(). */
 void otp_api_reads_free(otp_api *api);
 
-/* Authenticates the request's API key (X-API-Key or Authorization: Bearer).
- * Returns true and writes *ret; or replies 401 (or 503) and returns false. */
+/* Authenticates the request's API key (X-API-Key or Authorization: Bearer),
+ * then takes a token from its bucket (otp_guard_request). Returns true and
+ * writes *ret; or returns false after replying 401 (or 429, or 503), or after
+ * handing req off to a read thread (otp_api_hand_off): the caller returns at
+ * once either way. */
 bool otp_api_authenticate(otp_http_req *req, otp_api *api, otp_key_auth *ret);
 /* The key the request presents (X-API-Key, else Authorization: Bearer), or NULL. */
 const char *otp_api_presented_key(otp_http_req *req);
@@ -131,9 +145,12 @@ otp_err otp_api_request_get(otp_api *api, const otp_key_auth *auth, const char *
  * "default" names the account's default unless a template is called that), or
  * NULL for the account's default template, or the built-in SPEC 4 text
  * (public_id ""). Returns OTP_OK, OTP_E_NOT_FOUND (id_or_name given and
- * unknown) or OTP_E_UNAVAILABLE. Served from api/template_cache.h when it can. */
+ * unknown) or OTP_E_UNAVAILABLE. Served from api/template_cache.h when it can.
+ * With ret_uncached, a look-up the cache cannot answer is not made: it sets
+ * *ret_uncached and returns OTP_E_UNAVAILABLE (for a caller that must not wait
+ * on the store there: otp_api_may_block). */
 otp_err otp_api_template(otp_api *api, const otp_key_auth *auth, const char *id_or_name,
-                         otp_template *ret);
+                         otp_template *ret, bool *ret_uncached);
 
 /* Renders tpl for one message into out (OTP_SMS_TEXT_MAX + 1 bytes). Returns
  * true and writes the length and segment count; else wipes out, replies 400

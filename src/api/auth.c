@@ -5,10 +5,12 @@
  * a caller cannot tell a revoked key from an unknown one. lastUsedAt is written
  * at most about once a minute per key, off the request path.
  *
- * A successful lookup is kept for limits.cache_ms in this thread's key cache
+ * A successful lookup is kept for limits.cache_ms in the key cache
  * (key_cache.h), keyed by the SHA-256: the common request hashes the key once
  * and copies the cached row. A hit also stands for the format and checksum
  * checks (only a real key's SHA-256 is ever cached), so those run on a miss.
+ * A miss that must wait on the network (PostgreSQL) is not read on the HTTP
+ * thread: the request is handed off to a read thread (api/reads.c).
  */
 #include "api/api.h"
 #include "api/guard.h"
@@ -57,6 +59,10 @@ bool otp_api_authenticate(otp_http_req *req, otp_api *api, otp_key_auth *ret)
     if (!otp_key_cache_get(hash, now, &auth)) {
         if (!otp_apikey_check(key, NULL)) {
             otp_http_reply_error(req, OTP_E_UNAUTHORIZED, NULL, NULL);
+            return false;
+        }
+        if (!otp_api_may_block(api, req)) {
+            otp_api_hand_off(req, api);
             return false;
         }
         memset(&auth, 0, sizeof(auth));

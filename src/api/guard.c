@@ -16,6 +16,10 @@
  * (default 1 s) per account and kept in the same shards, so a send costs no
  * extra read in the steady state.
  *
+ * Neither read (the limits, the store's bucket) runs on an HTTP thread when it
+ * waits on the network: the request is handed off to a read thread
+ * (api/reads.c), after giving back a token it took (otp_guard_refund).
+ *
  * Every refusal is logged once, here, with its reason and a masked number:
  * event=refused reason=… account=… phone=+91******3210. Never a code.
  */
@@ -82,7 +86,11 @@ static uint64_t mix(int64_t v)
     return x;
 }
 
-bool otp_guard_limits(otp_api *api, int64_t account_id, otp_limits *ret)
+enum { LIMITS_OK, LIMITS_NOT_CACHED, LIMITS_ERROR };
+
+/* otp_guard_limits(); with may_read false, LIMITS_NOT_CACHED where it would
+ * read the store. */
+static int limits_of(otp_api *api, int64_t account_id, bool may_read, otp_limits *ret)
 {
     pthread_once(&once, init);
     uint64_t h = mix(account_id);
@@ -97,16 +105,18 @@ bool otp_guard_limits(otp_api *api, int64_t account_id, otp_limits *ret)
     if (e && now - e->loaded_at_ms < cache_ms && now >= e->loaded_at_ms) {
         *ret = e->lim;
         pthread_mutex_unlock(&sh->mu);
-        return true;
+        return LIMITS_OK;
     }
     pthread_mutex_unlock(&sh->mu);
+    if (!may_read && api->store->ops->limits_get)
+        return LIMITS_NOT_CACHED;
 
     otp_limits lim = defaults;
     if (api->store->ops->limits_get) {
         char text[OTP_LIMITS_TEXT_SIZE];
         char err[160];
         if (api->store->ops->limits_get(api->store, account_id, text, sizeof(text)) != OTP_OK)
-            return false;
+            return LIMITS_ERROR;
         /* The CLI validated the text; a bad one (an older binary's knob) keeps
          * the defaults rather than failing every request. */
         if (otp_limits_apply(&lim, text, err, sizeof(err)) != 0)
@@ -129,7 +139,27 @@ bool otp_guard_limits(otp_api *api, int64_t account_id, otp_limits *ret)
     }
     pthread_mutex_unlock(&sh->mu);
     *ret = lim;
-    return true;
+    return LIMITS_OK;
+}
+
+bool otp_guard_limits(otp_api *api, int64_t account_id, otp_limits *ret)
+{
+    return limits_of(api, account_id, true, ret) == LIMITS_OK;
+}
+
+/* The key's entry in the buckets, created if need be (NULL: no memory); under
+ * its shard's lock. */
+static bucket_entry *bucket_of(shard *sh, size_t slot, int64_t key_id, bool create)
+{
+    bucket_entry *e = sh->buckets[slot];
+    while (e && e->key_id != key_id)
+        e = e->next;
+    if (!e && create && (e = calloc(1, sizeof(*e)))) {
+        e->key_id = key_id;
+        e->next = sh->buckets[slot];
+        sh->buckets[slot] = e;
+    }
+    return e;
 }
 
 static void log_refusal(const char *reason, const char *account, const char *phone_e164)
@@ -154,14 +184,7 @@ bool otp_guard_key(otp_http_req *req, otp_api *api, const otp_key_auth *auth, co
     int ask = 1; /* tokens to ask the shared bucket for */
 
     pthread_mutex_lock(&sh->mu);
-    bucket_entry *e = sh->buckets[slot];
-    while (e && e->key_id != auth->key_id)
-        e = e->next;
-    if (!e && (e = calloc(1, sizeof(*e)))) {
-        e->key_id = auth->key_id;
-        e->next = sh->buckets[slot];
-        sh->buckets[slot] = e;
-    }
+    bucket_entry *e = bucket_of(sh, slot, auth->key_id, true);
     otp_store *store = api->store;
     if (!store->ops->key_take) {
         if (e)
@@ -170,7 +193,15 @@ bool otp_guard_key(otp_http_req *req, otp_api *api, const otp_key_auth *auth, co
         ask = otp_key_lease_want(lim->key_rate, lim->key_burst);
         wait = e ? otp_key_lease_take(&e->lease, ask, now, &ask) : -1;
     }
+    /* Asking the store's bucket waits on the network: not on an HTTP thread. */
+    bool hand_off = wait < 0 && !otp_api_may_block(api, req);
+    if (hand_off && e)
+        otp_key_lease_unask(&e->lease);
     pthread_mutex_unlock(&sh->mu);
+    if (hand_off) {
+        otp_api_hand_off(req, api);
+        return false;
+    }
     if (wait < 0) {
         /* Not under the shard's lock: other keys' requests go on meanwhile.
          * Requests of this key arriving while one asks ask for one token each;
@@ -236,24 +267,54 @@ void otp_guard_pumping_block(const char *account_public_id, const char *target)
             account_public_id && *account_public_id ? account_public_id : "-", target);
 }
 
-bool otp_guard_request(otp_http_req *req, otp_api *api, const otp_key_auth *auth)
+void otp_guard_refund(otp_api *api, const otp_key_auth *auth)
 {
-    otp_limits lim;
-    if (!otp_guard_limits(api, auth->account_id, &lim)) {
+    pthread_once(&once, init);
+    uint64_t h = mix(auth->key_id);
+    shard *sh = &shards[h % SHARDS];
+    size_t slot = (size_t)((h / SHARDS) % SLOTS);
+    int64_t now = otp_now_ms();
+    pthread_mutex_lock(&sh->mu);
+    bucket_entry *e = bucket_of(sh, slot, auth->key_id, false);
+    if (e && api->store->ops->key_take)
+        otp_key_lease_refund(&e->lease, now);
+    else if (e)
+        otp_bucket_refund(&e->b);
+    pthread_mutex_unlock(&sh->mu);
+}
+
+/* The account's limits into *ret. Returns false after replying 503, or after
+ * handing req off (the limits are not cached, and reading them would wait on
+ * the network here); then a token the request took is given back first. */
+static bool guard_limits(otp_http_req *req, otp_api *api, const otp_key_auth *auth, bool took,
+                         otp_limits *ret)
+{
+    switch (limits_of(api, auth->account_id, otp_api_may_block(api, req), ret)) {
+    case LIMITS_OK:
+        return true;
+    case LIMITS_NOT_CACHED:
+        if (took)
+            otp_guard_refund(api, auth);
+        otp_api_hand_off(req, api);
+        return false;
+    default:
         otp_http_reply_error(req, OTP_E_UNAVAILABLE, NULL, NULL);
         return false;
     }
-    return otp_guard_key(req, api, auth, &lim);
+}
+
+bool otp_guard_request(otp_http_req *req, otp_api *api, const otp_key_auth *auth)
+{
+    otp_limits lim;
+    return guard_limits(req, api, auth, false, &lim) && otp_guard_key(req, api, auth, &lim);
 }
 
 bool otp_guard_prepare(otp_http_req *req, otp_api *api, const otp_key_auth *auth,
                        const otp_phone *phone, const char *e164, otp_abuse *a)
 {
     memset(a, 0, sizeof(*a));
-    if (!otp_guard_limits(api, auth->account_id, &a->lim)) {
-        otp_http_reply_error(req, OTP_E_UNAVAILABLE, NULL, NULL);
+    if (!guard_limits(req, api, auth, true, &a->lim))
         return false;
-    }
     if (phone && !otp_guard_country(req, auth, &a->lim, phone))
         return false;
     a->use = true;

@@ -25,7 +25,8 @@ bool otp_guard_limits(otp_api *api, int64_t account_id, otp_limits *ret);
 /* Takes a token from the key's bucket: in memory, or through this node's lease
  * when the store shares the bucket between nodes. Returns true if the request
  * may go on; else replies 429 rate_limited with retryAfter (503 if the store
- * cannot be asked), logs a refusal and returns false. */
+ * cannot be asked), logs a refusal and returns false. Asking the store's
+ * bucket on an HTTP thread that may not wait hands req off instead (false). */
 bool otp_guard_key(otp_http_req *req, otp_api *api, const otp_key_auth *auth,
                    const otp_limits *lim);
 
@@ -47,14 +48,22 @@ void otp_guard_pumping_block(const char *account_public_id, const char *target);
 
 /* After authentication: loads the account's limits and takes a token from
  * the key's bucket. Returns false after replying (429, or 503 if the limits
- * cannot be read). */
+ * cannot be read), or after handing req off to a read thread (a read that
+ * would wait on the network: otp_api_hand_off). */
 bool otp_guard_request(otp_http_req *req, otp_api *api, const otp_key_auth *auth);
 
 /* Before a send: the country allow-list (false after replying 403), then
  * fills *a for the txn (use, limits, region, log context). phone may be NULL
- * (a resend: the store derives the region from the request's number). */
+ * (a resend: the store derives the region from the request's number). Like
+ * otp_guard_request, may hand req off instead (then after giving back the
+ * token otp_guard_request took). */
 bool otp_guard_prepare(otp_http_req *req, otp_api *api, const otp_key_auth *auth,
                        const otp_phone *phone, const char *e164, otp_abuse *a);
+
+/* Gives back the token otp_guard_request took for a request that is handed
+ * off (it takes one again on its second run): to the key's bucket, or to this
+ * node's lease while it lasts. */
+void otp_guard_refund(otp_api *api, const otp_key_auth *auth);
 
 /* After a txn with *a: replies to an abuse refusal (429 with reason and
  * retryAfter) and returns true; logs and counts a pumping block or a number

@@ -13,11 +13,11 @@
  * Only positive results are kept (an unknown or revoked key always goes to the
  * store), so a flood of made-up keys cannot evict the good ones.
  *
- * Each thread has its own table (util/ttl_cache.h: OTP_KEY_CACHE_ENTRIES
- * entries, 2-way set associative, the older entry of a set overwritten): no
- * lock, no shared cache line, and the memory is fixed per thread. A key is thus
- * read from the store once per period per HTTP thread, and on PostgreSQL per
- * read thread (api/reads.c).
+ * All threads share one table (util/ttl_cache.h: OTP_KEY_CACHE_ENTRIES
+ * entries, 2-way set associative, the older entry of a set overwritten), so a
+ * key is read from the store once per period per process. On PostgreSQL that
+ * read runs on a read thread (api/reads.c), and the HTTP threads find its
+ * result here.
  */
 #ifndef OTP_API_KEY_CACHE_H
 #define OTP_API_KEY_CACHE_H
@@ -28,23 +28,23 @@
 #include "core/apikey.h"
 #include "store/store.h"
 
-#define OTP_KEY_CACHE_ENTRIES 128 /* per thread */
+#define OTP_KEY_CACHE_ENTRIES 128
 
 /* Sets how long an entry is served (ms; 0 or less disables the cache) and
- * empties every thread's table. Without it: 1000 ms. */
+ * empties the table. Without it: 1000 ms. */
 void otp_key_cache_configure(int ttl_ms);
 
-/* If this thread holds hash, stored at most ttl ago (and not in the future:
+/* If the table holds hash, stored at most ttl ago (and not in the future:
  * a clock moved back reloads), copies it into *ret and returns true. */
 bool otp_key_cache_get(const uint8_t hash[OTP_APIKEY_HASH_LEN], int64_t now_ms, otp_key_auth *ret);
 
-/* Keeps *auth under hash in this thread's table, as read from the store at
+/* Keeps *auth under hash in the table, as read from the store at
  * now_ms (take the time before the read). Call it only for an active key. */
 void otp_key_cache_put(const uint8_t hash[OTP_APIKEY_HASH_LEN], const otp_key_auth *auth,
                        int64_t now_ms);
 
 /* A touch of the key's lastUsedAt was just submitted: records last_used_ms in
- * this thread's entry, if any, without extending its life. */
+ * the key's entry, if any, without extending its life. */
 void otp_key_cache_set_last_used(const uint8_t hash[OTP_APIKEY_HASH_LEN], int64_t last_used_ms);
 
 #endif

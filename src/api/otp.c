@@ -6,7 +6,10 @@
  * to the store, parking the connection. The store's writer commits many such
  * transactions together; when ours is durable it records the outcome and
  * resumes us, and the reply is built back on an HTTP thread (send_finish /
- * verify_finish). The plaintext code lives only in this file's stack frames and
+ * verify_finish). What they read besides (the key, the account's limits, the
+ * template) comes from memory; on PostgreSQL a request that would have to
+ * read it is handed off to a read thread and runs from the top there
+ * (api/reads.c). The plaintext code lives only in this file's stack frames and
  * the sealed text (and, for accounts with the reuse resend strategy, the sealed
  * blob kept for resends, api/keep.c), and is wiped after use.
  */
@@ -161,11 +164,20 @@ static bool parse_send(otp_http_req *req, json_t *body, bool test, send_params *
 }
 
 /* The template of a send: templateId (an id or a name; "default" names the
- * account's default unless a template is called that), else the default. */
+ * account's default unless a template is called that), else the default.
+ * Returns false after replying, or after handing req off to a read thread
+ * (the template is not cached, and reading it would wait on the network). */
 static bool send_template(otp_http_req *req, otp_api *api, const otp_key_auth *auth,
                           const char *template_id, otp_template *ret)
 {
-    otp_err e = otp_api_template(api, auth, template_id, ret);
+    bool uncached = false;
+    otp_err e = otp_api_template(api, auth, template_id, ret,
+                                 otp_api_may_block(api, req) ? NULL : &uncached);
+    if (uncached) {
+        otp_guard_refund(api, auth);
+        otp_api_hand_off(req, api);
+        return false;
+    }
     if (e == OTP_E_NOT_FOUND) {
         otp_api_invalid_field(req, "templateId", "templateId names no template of this account");
         return false;
@@ -348,7 +360,7 @@ void otp_api_send(otp_http_req *req, void *app)
     st->txn.kind = OTP_TXN_SEND;
     st->txn.done = send_done;
     st->txn.user = st;
-    otp_http_suspend(req, send_finish);
+    otp_api_park(req, send_finish);
     api->store->ops->submit(api->store, &st->txn);
 out:
     json_decref(body);
@@ -437,6 +449,10 @@ void otp_api_verify(otp_http_req *req, void *app)
         goto out;
     }
 
+    otp_abuse abuse; /* before anything is attached to req: it may be handed off */
+    if (!otp_guard_prepare(req, api, &auth, NULL, NULL, &abuse))
+        goto out;
+
     verify_state *st = calloc(1, sizeof(*st));
     if (!st) {
         otp_http_reply_error(req, OTP_E_INTERNAL, NULL, NULL);
@@ -454,10 +470,9 @@ void otp_api_verify(otp_http_req *req, void *app)
     otp_code_hash(&api->secrets.code_mac, request_id, code, v->code_hash);
     v->code_length = code_length;
     v->now_ms = otp_now_ms();
-    if (!otp_guard_prepare(req, api, &auth, NULL, NULL, &v->abuse))
-        goto out;
+    v->abuse = abuse;
 
-    otp_http_suspend(req, verify_finish);
+    otp_api_park(req, verify_finish);
     api->store->ops->submit(api->store, &st->txn);
 out:
     json_decref(body);

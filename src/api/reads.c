@@ -14,10 +14,13 @@
  * each HTTP thread while server.threads is not larger); reads beyond that
  * queue here, in arrival order. A cancel and a resend run this way too: their
  * look-up of the request on the read thread, which then passes the parked
- * request on to their txn (otp_api_park). The reads around a send's or a
- * verify's txn (a key or a template not yet cached) and a cancel's read-back
- * still run on their HTTP thread. At a stop, reads not yet started are
- * answered 503 and those running are waited for.
+ * request on to their txn (otp_api_park). A send and a verify read nothing
+ * on their HTTP thread either: one that finds a key, an account's limits, a
+ * template or a lease of its key's tokens not in memory is handed off whole
+ * (otp_api_hand_off) and runs here, filling the caches every thread shares
+ * (key_cache.h, template_cache.h, guard.c), so the next ones stay on their
+ * HTTP thread. A cancel's read-back still runs on its HTTP thread. At a stop,
+ * reads not yet started are answered 503 and those running are waited for.
  *
  * SQLite's reads come from a local file in microseconds, less than the two
  * thread hand-offs would cost, so with SQLite (read_slots NULL or 0) the
@@ -46,6 +49,9 @@ struct otp_api_reads {
 };
 
 static _Thread_local read_job *running; /* this read thread's job, in its handler */
+/* The request otp_api_read() runs on this (HTTP) thread, which may then block:
+ * there is no read thread to hand it to. */
+static _Thread_local const otp_http_req *inline_req;
 
 /* The handler has already replied, on the read thread. */
 static void replied(otp_http_req *req, void *app)
@@ -175,7 +181,20 @@ void otp_api_read(otp_http_req *req, void *app, otp_http_handler handler)
     }
     /* SQLite; or the read threads have stopped (a drain that ran out of time),
      * or no memory for the job: the read runs here. */
+    const otp_http_req *outer = inline_req;
+    inline_req = req;
     handler(req, app);
+    inline_req = outer;
+}
+
+bool otp_api_may_block(const otp_api *api, const otp_http_req *req)
+{
+    return !api->reads || (running && running->req == req) || inline_req == req;
+}
+
+void otp_api_hand_off(otp_http_req *req, otp_api *api)
+{
+    otp_api_read(req, api, otp_http_route_handler(req));
 }
 
 void otp_api_park(otp_http_req *req, otp_http_handler finish)

@@ -4,7 +4,7 @@
  * account's default template, or, when the account has none, SPEC 4's built-in
  * text. The request keeps the id of the template it used (empty for the
  * built-in one), so that a resend renders the same body even if the default
- * changes in between. Templates found are kept per thread for limits.cache_ms
+ * changes in between. Templates found are kept for limits.cache_ms
  * (api/template_cache.h), so a send with a template reads none in the steady
  * state. Rendering itself (placeholders, the app-hash and WebOTP lines,
  * GSM-7/UCS-2 segments) is core/template.c; this file only turns its verdicts
@@ -92,7 +92,7 @@ static void builtin_template(otp_template *ret)
 
 /* otp_api_template() without the "default" alias. */
 static otp_err find_template(otp_api *api, const otp_key_auth *auth, const char *id_or_name,
-                             otp_template *ret)
+                             otp_template *ret, bool *ret_uncached)
 {
     if (!id_or_name && !auth->default_template_id[0]) {
         builtin_template(ret);
@@ -107,6 +107,10 @@ static otp_err find_template(otp_api *api, const otp_key_auth *auth, const char 
         return OTP_OK;
     if (!api->store->ops->template_find)
         return id_or_name ? OTP_E_UNAVAILABLE : (builtin_template(ret), OTP_OK);
+    if (ret_uncached) {
+        *ret_uncached = true;
+        return OTP_E_UNAVAILABLE;
+    }
     otp_template t;
     otp_err e = api->store->ops->template_find(api->store, auth->account_id, id_or_name, &t);
     if (e == OTP_E_NOT_FOUND && !id_or_name) {
@@ -126,18 +130,20 @@ static otp_err find_template(otp_api *api, const otp_key_auth *auth, const char 
 }
 
 otp_err otp_api_template(otp_api *api, const otp_key_auth *auth, const char *id_or_name,
-                         otp_template *ret)
+                         otp_template *ret, bool *ret_uncached)
 {
+    if (ret_uncached)
+        *ret_uncached = false;
     if (!id_or_name || strcmp(id_or_name, "default") != 0)
-        return find_template(api, auth, id_or_name, ret);
+        return find_template(api, auth, id_or_name, ret, ret_uncached);
     /* Whatever "default" resolved to (the built-in text included) is kept
      * under "default", so that neither look-up runs again within the period. */
     int64_t now = otp_now_ms();
     if (otp_template_cache_get(auth->account_id, "default", now, ret))
         return OTP_OK;
-    otp_err e = find_template(api, auth, "default", ret);
+    otp_err e = find_template(api, auth, "default", ret, ret_uncached);
     if (e == OTP_E_NOT_FOUND)
-        e = find_template(api, auth, NULL, ret);
+        e = find_template(api, auth, NULL, ret, ret_uncached);
     if (!e)
         otp_template_cache_put(auth->account_id, "default", ret, now);
     return e;

@@ -197,9 +197,9 @@ void otp_api_resend(otp_http_req *req, void *app)
                         .verified_at_ms = info.verified_at_ms};
     bool finished = otp_req_effective_status(&rs, otp_now_ms()) != OTP_REQ_PENDING;
     /* A removed template falls back to the default rather than refusing. */
-    e = otp_api_template(api, &auth, info.template_id[0] ? info.template_id : NULL, &tpl);
+    e = otp_api_template(api, &auth, info.template_id[0] ? info.template_id : NULL, &tpl, NULL);
     if (e == OTP_E_NOT_FOUND)
-        e = otp_api_template(api, &auth, NULL, &tpl);
+        e = otp_api_template(api, &auth, NULL, &tpl, NULL);
     if (e) {
         otp_http_reply_error(req, OTP_E_UNAVAILABLE, NULL, NULL);
         goto out;

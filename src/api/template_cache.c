@@ -1,4 +1,4 @@
-/* api/template_cache.c — per-thread tables of templates found; see
+/* api/template_cache.c — the table of templates found; see
  * template_cache.h for what is kept and for how long.
  *
  * The cache key is a 128-bit SipHash of the string looked up (keyed with a
@@ -12,7 +12,7 @@
 #include <sodium.h>
 #include <string.h>
 
-#define SETS 16 /* of 2 entries, per thread */
+#define SETS 16 /* of 2 entries */
 
 _Static_assert(SETS > 0 && (SETS & (SETS - 1)) == 0, "sets: a power of two");
 
@@ -48,11 +48,7 @@ bool otp_template_cache_get(int64_t account_id, const char *id_or_name, int64_t 
 {
     uint8_t k[OTP_TTL_CACHE_KEY_LEN];
     cache_key(account_id, id_or_name, k);
-    const otp_template *t = otp_ttl_cache_get(&cache, k, now_ms);
-    if (!t)
-        return false;
-    *ret = *t;
-    return true;
+    return otp_ttl_cache_get(&cache, k, now_ms, ret);
 }
 
 void otp_template_cache_put(int64_t account_id, const char *id_or_name, const otp_template *t,
@@ -60,7 +56,5 @@ void otp_template_cache_put(int64_t account_id, const char *id_or_name, const ot
 {
     uint8_t k[OTP_TTL_CACHE_KEY_LEN];
     cache_key(account_id, id_or_name, k);
-    otp_template *slot = otp_ttl_cache_put(&cache, k, now_ms);
-    if (slot)
-        *slot = *t;
+    otp_ttl_cache_put(&cache, k, now_ms, t);
 }

@@ -3,9 +3,9 @@
  *
  * An account with a default template read it from the store at every send (a
  * SELECT on SQLite; on PostgreSQL a round trip that held the HTTP thread and
- * all its connections). The cache keeps each template found, per thread (like
- * key_cache.h, on util/ttl_cache.h: 32 entries per thread), for
- * `limits.cache_ms` (0 disables it). It is keyed by the account and the string
+ * all its connections). The cache keeps each template found (like
+ * key_cache.h, in one table for all threads, util/ttl_cache.h: 32 entries),
+ * for `limits.cache_ms` (0 disables it). It is keyed by the account and the string
  * the template was found by (its id, or its name), whose hash (keyed per
  * process) chooses the set.
  *
@@ -26,10 +26,10 @@
 #include "store/store.h"
 
 /* Sets how long an entry is served (ms; 0 or less disables the cache) and
- * empties every thread's table. Without it: 1000 ms. */
+ * empties the table. Without it: 1000 ms. */
 void otp_template_cache_configure(int ttl_ms);
 
-/* If this thread holds the template that account's id_or_name found, stored at
+/* If the table holds the template that account's id_or_name found, stored at
  * most the period ago, copies it into *ret and returns true. */
 bool otp_template_cache_get(int64_t account_id, const char *id_or_name, int64_t now_ms,
                             otp_template *ret);

@@ -36,7 +36,8 @@ typedef struct otp_route {
 #define OTP_TRACE_ID_SIZE 40
 
 const char *otp_http_method(const otp_http_req *req);
-const char *otp_http_route(const otp_http_req *req); /* the matched pattern */
+const char *otp_http_route(const otp_http_req *req);              /* the matched pattern */
+otp_http_handler otp_http_route_handler(const otp_http_req *req); /* NULL if none matched */
 const char *otp_http_trace_id(const otp_http_req *req);
 /* Route parameter i ("{}" in the pattern, left to right), or NULL. */
 const char *otp_http_param(const otp_http_req *req, int i);

@@ -95,6 +95,11 @@ const char *otp_http_route(const otp_http_req *req)
     return req->route ? req->route->pattern : "-";
 }
 
+otp_http_handler otp_http_route_handler(const otp_http_req *req)
+{
+    return req->route ? req->route->handler : NULL;
+}
+
 const char *otp_http_trace_id(const otp_http_req *req)
 {
     return req->trace_id;

@@ -9,7 +9,9 @@
 // A send of an account with a default template reads it once per
 // limits.cache_ms (api/template_cache.h), not at every send on the HTTP thread.
 // A cancel and a resend look their request up on a read thread too, and pass
-// the parked connection on to their txn.
+// the parked connection on to their txn. A send or a verify that finds its key,
+// its template or its key's tokens not in memory runs on a read thread too,
+// and what it read serves the HTTP thread afterwards.
 //
 // PostgreSQL pass only ($OTPD_E2E_DB): SQLite's reads come from a local file
 // and run on the HTTP thread by design (reads.c says why); there is no server
@@ -62,7 +64,7 @@ describe('reads off the HTTP threads (PostgreSQL)', { skip: !E2E_DB && 'needs $O
     let lock;
     before(async () => {
         srv = await startServer({
-            accounts: { acme: '100.00', tpl: '100.00' },
+            accounts: { acme: '100.00', tpl: '100.00', rated: '100.00' },
             // limits.cache_ms: the template a send used is kept for the whole file.
             env: { OTPD_SERVER_THREADS: '1', OTPD_STORE_READ_CONNS: '2', OTPD_LIMITS_CACHE_MS: '60000' },
         });
@@ -174,6 +176,97 @@ describe('reads off the HTTP threads (PostgreSQL)', { skip: !E2E_DB && 'needs $O
         assert.equal(assertData(r, 200).requestId, b.requestId);
         assert.equal(assertData(await srv.request('GET', `/otp/${a.requestId}`, { key }), 200).status, 'cancelled');
         assert.equal(assertData(await srv.request('GET', `/otp/${b.requestId}`, { key }), 200).resendCount, 1);
+    });
+
+    /** /healthz answers while something waits on a lock, three times over. */
+    async function healthzAnswers(what) {
+        for (let i = 0; i < 3; i++) {
+            const h = await within(srv.request('GET', '/healthz', { agent: false }), 2000);
+            assert.notEqual(h, 'pending', `/healthz did not answer while ${what}`);
+            assert.equal(h.status, 200);
+        }
+    }
+
+    it('a send and a verify whose key is not cached yet read it on a read thread: /healthz answers while api_keys is locked', async () => {
+        const sent = await sendOk(srv, key, { phoneNumber: '+919876500011' });
+        const code = await srv.codeFor('+919876500011');
+        const fresh = (await srv.cli(['key', 'create', 'acme', '--json'])).key; // never looked up yet
+        lock = session(srv.db);
+        await lock.run('BEGIN; LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE;', 'locked');
+        let send, verify;
+        try {
+            send = srv.request('POST', '/otp/send', { key: fresh, agent: false, timeoutMs: 20000, body: { phoneNumber: '+919876500012' } });
+            verify = srv.request('POST', '/otp/verify', { key: fresh, agent: false, timeoutMs: 20000, body: { requestId: sent.requestId, otpCode: code } });
+            assert.equal(await within(send, 300), 'pending', 'the send waits for its key');
+            assert.equal(await within(verify, 0), 'pending', 'the verify waits for its key');
+            await healthzAnswers('a send and a verify wait for their key');
+        } finally {
+            await lock.release();
+            lock = null;
+        }
+        const s = await within(send, 10000);
+        assert.notEqual(s, 'pending', 'the send answered once the lock was gone');
+        assertData(s, 201);
+        const v = await within(verify, 10000);
+        assert.notEqual(v, 'pending', 'the verify answered once the lock was gone');
+        assert.equal(assertData(v, 200).verified, true);
+        // Read once, on a read thread, for every thread: a verify on the HTTP
+        // thread (a wrong code: its txn leaves api_keys alone) now answers
+        // with api_keys locked.
+        const other = await sendOk(srv, key, { phoneNumber: '+919876500016' });
+        lock = session(srv.db);
+        await lock.run('BEGIN; LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE;', 'locked');
+        try {
+            const wrong = code === '000000' ? '111111' : '000000';
+            const r = await within(srv.request('POST', '/otp/verify', { key: fresh, agent: false, timeoutMs: 20000, body: { requestId: other.requestId, otpCode: wrong } }), 3000);
+            assert.notEqual(r, 'pending', 'the key read on the read thread was not kept for the HTTP thread');
+            assert.equal(r.status, 400, r.text);
+            assert.equal(r.json.code, 'otp_incorrect');
+        } finally {
+            await lock.release();
+            lock = null;
+        }
+    });
+
+    it('a send whose template is not cached yet reads it on a read thread: /healthz answers while templates is locked', async () => {
+        const tkey = srv.accounts.tpl.key;
+        await srv.cli(['template', 'add', 'tpl', '--name', 'signup', '--body', '{{code}} SIGNUP']);
+        lock = session(srv.db);
+        await lock.run('BEGIN; LOCK TABLE templates IN ACCESS EXCLUSIVE MODE;', 'locked');
+        let send;
+        try {
+            send = srv.request('POST', '/otp/send', { key: tkey, agent: false, timeoutMs: 20000, body: { phoneNumber: '+919876500013', templateId: 'signup' } });
+            assert.equal(await within(send, 300), 'pending', 'the send waits for its template');
+            await healthzAnswers('a send waits for its template');
+        } finally {
+            await lock.release();
+            lock = null;
+        }
+        const s = await within(send, 10000);
+        assert.notEqual(s, 'pending', 'the send answered once the lock was gone');
+        assertData(s, 201);
+        assert.match((await srv.waitForSms('+919876500013')).text, /^\d{6} SIGNUP$/);
+    });
+
+    it('a send whose key needs more tokens asks the shared bucket on a read thread: /healthz answers while key_buckets is locked', async () => {
+        const rkey = srv.accounts.rated.key;
+        await srv.cli(['limits', 'set', 'rated', 'key_rate=1000', 'key_burst=1000']); // the others have no key rate
+        await sendOk(srv, rkey, { phoneNumber: '+919876500014' }); // the key, its limits and a lease
+        await srv.advanceClock(2000); // past the lease (OTP_KEY_LEASE_MS): the next send asks the store
+        lock = session(srv.db);
+        await lock.run('BEGIN; LOCK TABLE key_buckets IN ACCESS EXCLUSIVE MODE;', 'locked');
+        let send;
+        try {
+            send = srv.request('POST', '/otp/send', { key: rkey, agent: false, timeoutMs: 20000, body: { phoneNumber: '+919876500015' } });
+            assert.equal(await within(send, 300), 'pending', 'the send waits for the shared bucket');
+            await healthzAnswers('a send waits for the shared bucket');
+        } finally {
+            await lock.release();
+            lock = null;
+        }
+        const s = await within(send, 10000);
+        assert.notEqual(s, 'pending', 'the send answered once the lock was gone');
+        assertData(s, 201);
     });
 
     it('SIGTERM with both read threads stuck: the read queued behind them is answered 503, and otpd exits 0 once they end', async () => {

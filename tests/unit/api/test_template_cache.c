@@ -1,7 +1,7 @@
-/* tests/unit/api/test_template_cache.c — the per-thread template cache: a hit
- * only for the same account and the same id or name, within the period; 0
- * disables it; bounded; and its tables and the key cache's (both on
- * util/ttl_cache.c, in the same thread) never serve each other's entries. */
+/* tests/unit/api/test_template_cache.c — the template cache: a hit only for
+ * the same account and the same id or name, within the period; 0 disables it;
+ * bounded; one table that every thread reads and fills; and its table and the
+ * key cache's (both on util/ttl_cache.c) never serve each other's entries. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -124,24 +124,34 @@ static void test_beside_the_key_cache(void **state)
     assert_false(otp_template_cache_get(3, "tpl_3", T0, &got_t));
 }
 
+typedef struct {
+    bool saw;
+    otp_template got;
+} other_arg;
+
 static void *other_thread(void *p)
 {
-    otp_template got;
-    *(bool *)p = otp_template_cache_get(4, "tpl_4", T0, &got);
+    other_arg *o = p;
+    o->saw = otp_template_cache_get(4, "tpl_4", T0, &o->got);
+    otp_template t = tpl_of(5);
+    otp_template_cache_put(4, "tpl_5", &t, T0);
     return NULL;
 }
 
-static void test_one_table_per_thread(void **state)
+static void test_one_table_for_all_threads(void **state)
 {
     (void)state;
     otp_template t = tpl_of(4), got;
     otp_template_cache_put(4, "tpl_4", &t, T0);
-    bool saw = true;
+    other_arg o = {.saw = false};
     pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, other_thread, &saw), 0);
+    assert_int_equal(pthread_create(&th, NULL, other_thread, &o), 0);
     assert_int_equal(pthread_join(th, NULL), 0);
-    assert_false(saw);
-    assert_true(otp_template_cache_get(4, "tpl_4", T0, &got));
+    assert_true(o.saw); /* what this thread read serves another */
+    assert_memory_equal(&o.got, &t, sizeof(t));
+    otp_template want = tpl_of(5);
+    assert_true(otp_template_cache_get(4, "tpl_5", T0, &got)); /* and the other way */
+    assert_memory_equal(&got, &want, sizeof(want));
 }
 
 int main(void)
@@ -153,7 +163,7 @@ int main(void)
         cmocka_unit_test_setup(test_zero_disables, setup),
         cmocka_unit_test_setup(test_bounded, setup),
         cmocka_unit_test_setup(test_beside_the_key_cache, setup),
-        cmocka_unit_test_setup(test_one_table_per_thread, setup),
+        cmocka_unit_test_setup(test_one_table_for_all_threads, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
