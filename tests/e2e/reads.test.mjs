@@ -178,37 +178,49 @@ describe('reads off the HTTP threads (PostgreSQL)', { skip: !E2E_DB && 'needs $O
         assert.equal(assertData(await srv.request('GET', `/otp/${b.requestId}`, { key }), 200).resendCount, 1);
     });
 
-    /** /healthz answers while something waits on a lock, three times over. */
-    async function healthzAnswers(what) {
-        for (let i = 0; i < 3; i++) {
-            const h = await within(srv.request('GET', '/healthz', { agent: false }), 2000);
-            assert.notEqual(h, 'pending', `/healthz did not answer while ${what}`);
-            assert.equal(h.status, 200);
+    /**
+     * Locks table from a psql session, then runs start(), which sends requests
+     * and returns their promises: each must wait for the lock while /healthz
+     * answers (what names them), and answer once the lock is released.
+     * Resolves with their answers.
+     */
+    async function answeredAfterLock(table, what, start) {
+        lock = session(srv.db);
+        await lock.run(`BEGIN; LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE;`, 'locked');
+        let requests;
+        try {
+            requests = start();
+            assert.equal(await within(requests[0], 300), 'pending', `${what}: not waiting for the lock`);
+            for (const r of requests.slice(1)) assert.equal(await within(r, 0), 'pending', `${what}: not waiting for the lock`);
+            for (let i = 0; i < 3; i++) {
+                const h = await within(srv.request('GET', '/healthz', { agent: false }), 2000);
+                assert.notEqual(h, 'pending', `/healthz did not answer while ${what}`);
+                assert.equal(h.status, 200);
+            }
+        } finally {
+            await lock.release();
+            lock = null;
         }
+        const answers = [];
+        for (const r of requests) {
+            const a = await within(r, 10000);
+            assert.notEqual(a, 'pending', `${what}: no answer once the lock was gone`);
+            answers.push(a);
+        }
+        return answers;
     }
+
+    const post = (path, key, body) => srv.request('POST', path, { key, agent: false, timeoutMs: 20000, body });
 
     it('a send and a verify whose key is not cached yet read it on a read thread: /healthz answers while api_keys is locked', async () => {
         const sent = await sendOk(srv, key, { phoneNumber: '+919876500011' });
         const code = await srv.codeFor('+919876500011');
         const fresh = (await srv.cli(['key', 'create', 'acme', '--json'])).key; // never looked up yet
-        lock = session(srv.db);
-        await lock.run('BEGIN; LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE;', 'locked');
-        let send, verify;
-        try {
-            send = srv.request('POST', '/otp/send', { key: fresh, agent: false, timeoutMs: 20000, body: { phoneNumber: '+919876500012' } });
-            verify = srv.request('POST', '/otp/verify', { key: fresh, agent: false, timeoutMs: 20000, body: { requestId: sent.requestId, otpCode: code } });
-            assert.equal(await within(send, 300), 'pending', 'the send waits for its key');
-            assert.equal(await within(verify, 0), 'pending', 'the verify waits for its key');
-            await healthzAnswers('a send and a verify wait for their key');
-        } finally {
-            await lock.release();
-            lock = null;
-        }
-        const s = await within(send, 10000);
-        assert.notEqual(s, 'pending', 'the send answered once the lock was gone');
+        const [s, v] = await answeredAfterLock('api_keys', 'a send and a verify wait for their key', () => [
+            post('/otp/send', fresh, { phoneNumber: '+919876500012' }),
+            post('/otp/verify', fresh, { requestId: sent.requestId, otpCode: code }),
+        ]);
         assertData(s, 201);
-        const v = await within(verify, 10000);
-        assert.notEqual(v, 'pending', 'the verify answered once the lock was gone');
         assert.equal(assertData(v, 200).verified, true);
         // Read once, on a read thread, for every thread: a verify on the HTTP
         // thread (a wrong code: its txn leaves api_keys alone) now answers
@@ -218,7 +230,7 @@ describe('reads off the HTTP threads (PostgreSQL)', { skip: !E2E_DB && 'needs $O
         await lock.run('BEGIN; LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE;', 'locked');
         try {
             const wrong = code === '000000' ? '111111' : '000000';
-            const r = await within(srv.request('POST', '/otp/verify', { key: fresh, agent: false, timeoutMs: 20000, body: { requestId: other.requestId, otpCode: wrong } }), 3000);
+            const r = await within(post('/otp/verify', fresh, { requestId: other.requestId, otpCode: wrong }), 3000);
             assert.notEqual(r, 'pending', 'the key read on the read thread was not kept for the HTTP thread');
             assert.equal(r.status, 400, r.text);
             assert.equal(r.json.code, 'otp_incorrect');
@@ -231,19 +243,9 @@ describe('reads off the HTTP threads (PostgreSQL)', { skip: !E2E_DB && 'needs $O
     it('a send whose template is not cached yet reads it on a read thread: /healthz answers while templates is locked', async () => {
         const tkey = srv.accounts.tpl.key;
         await srv.cli(['template', 'add', 'tpl', '--name', 'signup', '--body', '{{code}} SIGNUP']);
-        lock = session(srv.db);
-        await lock.run('BEGIN; LOCK TABLE templates IN ACCESS EXCLUSIVE MODE;', 'locked');
-        let send;
-        try {
-            send = srv.request('POST', '/otp/send', { key: tkey, agent: false, timeoutMs: 20000, body: { phoneNumber: '+919876500013', templateId: 'signup' } });
-            assert.equal(await within(send, 300), 'pending', 'the send waits for its template');
-            await healthzAnswers('a send waits for its template');
-        } finally {
-            await lock.release();
-            lock = null;
-        }
-        const s = await within(send, 10000);
-        assert.notEqual(s, 'pending', 'the send answered once the lock was gone');
+        const [s] = await answeredAfterLock('templates', 'a send waits for its template', () => [
+            post('/otp/send', tkey, { phoneNumber: '+919876500013', templateId: 'signup' }),
+        ]);
         assertData(s, 201);
         assert.match((await srv.waitForSms('+919876500013')).text, /^\d{6} SIGNUP$/);
     });
@@ -253,19 +255,9 @@ describe('reads off the HTTP threads (PostgreSQL)', { skip: !E2E_DB && 'needs $O
         await srv.cli(['limits', 'set', 'rated', 'key_rate=1000', 'key_burst=1000']); // the others have no key rate
         await sendOk(srv, rkey, { phoneNumber: '+919876500014' }); // the key, its limits and a lease
         await srv.advanceClock(2000); // past the lease (OTP_KEY_LEASE_MS): the next send asks the store
-        lock = session(srv.db);
-        await lock.run('BEGIN; LOCK TABLE key_buckets IN ACCESS EXCLUSIVE MODE;', 'locked');
-        let send;
-        try {
-            send = srv.request('POST', '/otp/send', { key: rkey, agent: false, timeoutMs: 20000, body: { phoneNumber: '+919876500015' } });
-            assert.equal(await within(send, 300), 'pending', 'the send waits for the shared bucket');
-            await healthzAnswers('a send waits for the shared bucket');
-        } finally {
-            await lock.release();
-            lock = null;
-        }
-        const s = await within(send, 10000);
-        assert.notEqual(s, 'pending', 'the send answered once the lock was gone');
+        const [s] = await answeredAfterLock('key_buckets', 'a send waits for the shared bucket', () => [
+            post('/otp/send', rkey, { phoneNumber: '+919876500015' }),
+        ]);
         assertData(s, 201);
     });
 
