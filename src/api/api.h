@@ -57,9 +57,15 @@ void otp_api_park(otp_http_req *req, otp_http_handler finish);
 bool otp_api_may_block(const otp_api *api, const otp_http_req *req);
 /* Runs req's route handler again from the start on a read thread, where it
  * may wait (otp_api_read). The caller returns at once and touches req no more;
- * it must not have replied, nor kept anything a second run would do again
- * (a key's token taken: otp_guard_refund). */
+ * it must not have replied, nor attached anything to req. A token req took
+ * from its key's bucket on this thread (otp_api_note_token) goes along, so
+ * the second run takes none (otp_api_token_taken). */
 void otp_api_hand_off(otp_http_req *req, otp_api *api);
+/* The key's token bucket (guard.c) let req go on this thread: req, or NULL at
+ * the start of a request (otp_api_authenticate), before any take. */
+void otp_api_note_token(const otp_http_req *req);
+/* Whether req is a second run whose first run took its token already. */
+bool otp_api_token_taken(const otp_http_req *req);
 /* Answers the reads not yet started 503, lets the running ones finish and
  * joins the threads; reads arriving after that run on their HTTP thread. Call
  * before otp_http_stop(), which must find no connection still parked here. A

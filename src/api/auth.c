@@ -47,6 +47,7 @@ const char *otp_api_presented_key(otp_http_req *req)
 bool otp_api_authenticate(otp_http_req *req, otp_api *api, otp_key_auth *ret)
 {
     const char *key = otp_api_presented_key(req);
+    otp_api_note_token(NULL); /* none taken yet by this request */
     /* The length first: a long header value is never hashed. */
     if (!key || strnlen(key, OTP_APIKEY_LEN + 1) != OTP_APIKEY_LEN) {
         otp_http_reply_error(req, OTP_E_UNAUTHORIZED, NULL, NULL);

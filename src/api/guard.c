@@ -18,7 +18,8 @@
  *
  * Neither read (the limits, the store's bucket) runs on an HTTP thread when it
  * waits on the network: the request is handed off to a read thread
- * (api/reads.c), after giving back a token it took (otp_guard_refund).
+ * (api/reads.c). A request takes its token once: a hand-off after the take
+ * carries it along (otp_api_note_token), and the second run takes none.
  *
  * Every refusal is logged once, here, with its reason and a masked number:
  * event=refused reason=… account=… phone=+91******3210. Never a code.
@@ -147,21 +148,6 @@ bool otp_guard_limits(otp_api *api, int64_t account_id, otp_limits *ret)
     return limits_of(api, account_id, true, ret) == LIMITS_OK;
 }
 
-/* The key's entry in the buckets, created if need be (NULL: no memory); under
- * its shard's lock. */
-static bucket_entry *bucket_of(shard *sh, size_t slot, int64_t key_id, bool create)
-{
-    bucket_entry *e = sh->buckets[slot];
-    while (e && e->key_id != key_id)
-        e = e->next;
-    if (!e && create && (e = calloc(1, sizeof(*e)))) {
-        e->key_id = key_id;
-        e->next = sh->buckets[slot];
-        sh->buckets[slot] = e;
-    }
-    return e;
-}
-
 static void log_refusal(const char *reason, const char *account, const char *phone_e164)
 {
     char masked[OTP_PHONE_MASK_SIZE] = "-";
@@ -173,8 +159,8 @@ static void log_refusal(const char *reason, const char *account, const char *pho
 
 bool otp_guard_key(otp_http_req *req, otp_api *api, const otp_key_auth *auth, const otp_limits *lim)
 {
-    if (lim->key_rate <= 0)
-        return true;
+    if (lim->key_rate <= 0 || otp_api_token_taken(req))
+        return true; /* no bucket; or a second run (a hand-off): its first took the token */
     pthread_once(&once, init);
     uint64_t h = mix(auth->key_id);
     shard *sh = &shards[h % SHARDS];
@@ -184,7 +170,14 @@ bool otp_guard_key(otp_http_req *req, otp_api *api, const otp_key_auth *auth, co
     int ask = 1; /* tokens to ask the shared bucket for */
 
     pthread_mutex_lock(&sh->mu);
-    bucket_entry *e = bucket_of(sh, slot, auth->key_id, true);
+    bucket_entry *e = sh->buckets[slot];
+    while (e && e->key_id != auth->key_id)
+        e = e->next;
+    if (!e && (e = calloc(1, sizeof(*e)))) {
+        e->key_id = auth->key_id;
+        e->next = sh->buckets[slot];
+        sh->buckets[slot] = e;
+    }
     otp_store *store = api->store;
     if (!store->ops->key_take) {
         if (e)
@@ -227,8 +220,10 @@ bool otp_guard_key(otp_http_req *req, otp_api *api, const otp_key_auth *auth, co
         if (wait < 0)
             wait = 1;
     }
-    if (!wait)
+    if (!wait) {
+        otp_api_note_token(req);
         return true;
+    }
     otp_metrics_refusal(OTP_REFUSE_KEY_RATE);
     log_refusal("key_rate", auth->account_public_id, NULL);
     otp_http_reply_error(req, OTP_E_RATE_LIMITED, NULL,
@@ -267,34 +262,15 @@ void otp_guard_pumping_block(const char *account_public_id, const char *target)
             account_public_id && *account_public_id ? account_public_id : "-", target);
 }
 
-void otp_guard_refund(otp_api *api, const otp_key_auth *auth)
-{
-    pthread_once(&once, init);
-    uint64_t h = mix(auth->key_id);
-    shard *sh = &shards[h % SHARDS];
-    size_t slot = (size_t)((h / SHARDS) % SLOTS);
-    int64_t now = otp_now_ms();
-    pthread_mutex_lock(&sh->mu);
-    bucket_entry *e = bucket_of(sh, slot, auth->key_id, false);
-    if (e && api->store->ops->key_take)
-        otp_key_lease_refund(&e->lease, now);
-    else if (e)
-        otp_bucket_refund(&e->b);
-    pthread_mutex_unlock(&sh->mu);
-}
-
 /* The account's limits into *ret. Returns false after replying 503, or after
  * handing req off (the limits are not cached, and reading them would wait on
- * the network here); then a token the request took is given back first. */
-static bool guard_limits(otp_http_req *req, otp_api *api, const otp_key_auth *auth, bool took,
-                         otp_limits *ret)
+ * the network here). */
+static bool guard_limits(otp_http_req *req, otp_api *api, const otp_key_auth *auth, otp_limits *ret)
 {
     switch (limits_of(api, auth->account_id, otp_api_may_block(api, req), ret)) {
     case LIMITS_OK:
         return true;
     case LIMITS_NOT_CACHED:
-        if (took)
-            otp_guard_refund(api, auth);
         otp_api_hand_off(req, api);
         return false;
     default:
@@ -306,14 +282,14 @@ static bool guard_limits(otp_http_req *req, otp_api *api, const otp_key_auth *au
 bool otp_guard_request(otp_http_req *req, otp_api *api, const otp_key_auth *auth)
 {
     otp_limits lim;
-    return guard_limits(req, api, auth, false, &lim) && otp_guard_key(req, api, auth, &lim);
+    return guard_limits(req, api, auth, &lim) && otp_guard_key(req, api, auth, &lim);
 }
 
 bool otp_guard_prepare(otp_http_req *req, otp_api *api, const otp_key_auth *auth,
                        const otp_phone *phone, const char *e164, otp_abuse *a)
 {
     memset(a, 0, sizeof(*a));
-    if (!guard_limits(req, api, auth, true, &a->lim))
+    if (!guard_limits(req, api, auth, &a->lim))
         return false;
     if (phone && !otp_guard_country(req, auth, &a->lim, phone))
         return false;

@@ -55,15 +55,9 @@ bool otp_guard_request(otp_http_req *req, otp_api *api, const otp_key_auth *auth
 /* Before a send: the country allow-list (false after replying 403), then
  * fills *a for the txn (use, limits, region, log context). phone may be NULL
  * (a resend: the store derives the region from the request's number). Like
- * otp_guard_request, may hand req off instead (then after giving back the
- * token otp_guard_request took). */
+ * otp_guard_request, may hand req off instead. */
 bool otp_guard_prepare(otp_http_req *req, otp_api *api, const otp_key_auth *auth,
                        const otp_phone *phone, const char *e164, otp_abuse *a);
-
-/* Gives back the token otp_guard_request took for a request that is handed
- * off (it takes one again on its second run): to the key's bucket, or to this
- * node's lease while it lasts. */
-void otp_guard_refund(otp_api *api, const otp_key_auth *auth);
 
 /* After a txn with *a: replies to an abuse refusal (429 with reason and
  * retryAfter) and returns true; logs and counts a pumping block or a number

@@ -174,7 +174,6 @@ static bool send_template(otp_http_req *req, otp_api *api, const otp_key_auth *a
     otp_err e = otp_api_template(api, auth, template_id, ret,
                                  otp_api_may_block(api, req) ? NULL : &uncached);
     if (uncached) {
-        otp_guard_refund(api, auth);
         otp_api_hand_off(req, api);
         return false;
     }

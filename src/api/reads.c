@@ -35,7 +35,8 @@ typedef struct read_job {
     struct read_job *next;
     otp_http_req *req;
     otp_http_handler handler;
-    bool passed_on; /* to a txn (otp_api_park): its done callback resumes req */
+    bool passed_on;   /* to a txn (otp_api_park): its done callback resumes req */
+    bool token_taken; /* a hand-off: the first run took the key's token */
 } read_job;
 
 struct otp_api_reads {
@@ -50,8 +51,11 @@ struct otp_api_reads {
 
 static _Thread_local read_job *running; /* this read thread's job, in its handler */
 /* The request otp_api_read() runs on this (HTTP) thread, which may then block:
- * there is no read thread to hand it to. */
+ * there is no read thread to hand it to; and whether it took its token. */
 static _Thread_local const otp_http_req *inline_req;
+static _Thread_local bool inline_token_taken;
+/* The request the key's bucket let go on this thread (otp_api_note_token). */
+static _Thread_local const otp_http_req *token_req;
 
 /* The handler has already replied, on the read thread. */
 static void replied(otp_http_req *req, void *app)
@@ -154,9 +158,9 @@ void otp_api_reads_free(otp_api *api)
     api->reads = NULL;
 }
 
-void otp_api_read(otp_http_req *req, void *app, otp_http_handler handler)
+/* otp_api_read(), for a request whose key's token is taken already or not. */
+static void read_on(otp_http_req *req, otp_api *api, otp_http_handler handler, bool token_taken)
 {
-    otp_api *api = app;
     otp_api_reads *r = api->reads;
     read_job *j = r ? malloc(sizeof(*j)) : NULL;
     if (j) {
@@ -164,6 +168,7 @@ void otp_api_read(otp_http_req *req, void *app, otp_http_handler handler)
         j->req = req;
         j->handler = handler;
         j->passed_on = false;
+        j->token_taken = token_taken;
         pthread_mutex_lock(&r->mu);
         if (!r->stopping) {
             otp_http_suspend(req, replied);
@@ -182,9 +187,17 @@ void otp_api_read(otp_http_req *req, void *app, otp_http_handler handler)
     /* SQLite; or the read threads have stopped (a drain that ran out of time),
      * or no memory for the job: the read runs here. */
     const otp_http_req *outer = inline_req;
+    bool outer_taken = inline_token_taken;
     inline_req = req;
-    handler(req, app);
+    inline_token_taken = token_taken;
+    handler(req, api);
     inline_req = outer;
+    inline_token_taken = outer_taken;
+}
+
+void otp_api_read(otp_http_req *req, void *app, otp_http_handler handler)
+{
+    read_on(req, app, handler, false);
 }
 
 bool otp_api_may_block(const otp_api *api, const otp_http_req *req)
@@ -194,7 +207,20 @@ bool otp_api_may_block(const otp_api *api, const otp_http_req *req)
 
 void otp_api_hand_off(otp_http_req *req, otp_api *api)
 {
-    otp_api_read(req, api, otp_http_route_handler(req));
+    bool taken = token_req == req;
+    token_req = NULL;
+    read_on(req, api, otp_http_route_handler(req), taken);
+}
+
+void otp_api_note_token(const otp_http_req *req)
+{
+    token_req = req;
+}
+
+bool otp_api_token_taken(const otp_http_req *req)
+{
+    return (running && running->req == req && running->token_taken) ||
+           (inline_req == req && inline_token_taken);
 }
 
 void otp_api_park(otp_http_req *req, otp_http_handler finish)

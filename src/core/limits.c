@@ -262,8 +262,6 @@ int otp_bucket_take(otp_bucket *b, int rate, int burst, int64_t now_ms)
         b->tokens_milli = add >= cap - b->tokens_milli ? cap : b->tokens_milli + add;
         b->at_ms = now_ms;
     }
-    if (b->tokens_milli > cap) /* a refund, or a smaller burst */
-        b->tokens_milli = cap;
     if (b->tokens_milli >= 1000) {
         b->tokens_milli -= 1000;
         return 0;
@@ -272,12 +270,6 @@ int otp_bucket_take(otp_bucket *b, int rate, int burst, int64_t now_ms)
     int64_t wait_ms = (need + rate - 1) / rate; /* rate milli-tokens per ms */
     int64_t s = (wait_ms + 999) / 1000;
     return s < 1 ? 1 : (int)s;
-}
-
-void otp_bucket_refund(otp_bucket *b)
-{
-    if (b->init)
-        b->tokens_milli += 1000;
 }
 
 int otp_key_lease_want(int rate, int burst)
@@ -307,12 +299,6 @@ void otp_key_lease_unask(otp_key_lease *l)
 {
     if (l->asking > 0)
         l->asking--;
-}
-
-void otp_key_lease_refund(otp_key_lease *l, int64_t now_ms)
-{
-    if (now_ms < l->until_ms)
-        l->tokens++;
 }
 
 int otp_key_lease_fill(otp_key_lease *l, int granted, int64_t wait_ms, int64_t now_ms)

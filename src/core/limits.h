@@ -80,9 +80,6 @@ typedef struct otp_bucket {
 /* Takes one token at now. Returns 0 when the request may go, or the whole
  * seconds (>= 1) to wait before a token is there. rate <= 0: always 0. */
 int otp_bucket_take(otp_bucket *b, int rate, int burst, int64_t now_ms);
-/* Gives back the token a request took and did not use (the bucket never
- * holds more than its burst: the next take caps it). */
-void otp_bucket_refund(otp_bucket *b);
 
 /* A node's share of a bucket kept in a database that several nodes share
  * (PostgreSQL, store.h's key_take). A node takes a few tokens at a time from
@@ -121,9 +118,6 @@ int otp_key_lease_take(otp_key_lease *l, int want, int64_t now_ms, int *ret_ask)
 int otp_key_lease_fill(otp_key_lease *l, int granted, int64_t wait_ms, int64_t now_ms);
 /* The shared bucket could not be asked (a store error): the ask is over. */
 void otp_key_lease_unask(otp_key_lease *l);
-/* Gives back at now the token a request took and did not use, if the lease
- * it came from still lasts (else it is dropped, like any unspent token). */
-void otp_key_lease_refund(otp_key_lease *l, int64_t now_ms);
 
 /* ---- per destination number ---- */
 

@@ -69,8 +69,8 @@ static const setting settings[] = {
     {"server.threads", T_INT, 1, 64, "2", "2; 4 with a postgres:// db",
      "HTTP worker threads. On PostgreSQL the read routes, and a send or a verify whose key, "
      "limits or template is not cached yet, run on threads of their own (store.read_conns), "
-     "but a cancel's read-back still waits on the server on its HTTP thread, so the default "
-     "there is 4; keep store.read_conns at least as large."},
+     "but a cancel's read-back and the admin API's credit still wait on the server on their "
+     "HTTP thread, so the default there is 4; keep store.read_conns at least as large."},
     {"server.max_connections", T_INT, 1, 100000, "1024", NULL,
      "Open connections at most; more are refused."},
     {"server.max_connections_per_ip", T_INT, 0, 100000, "0", NULL,

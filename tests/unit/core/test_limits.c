@@ -195,45 +195,6 @@ static void test_key_lease(void **state)
     assert_int_equal(l.tokens, 0);
 }
 
-/* A request handed off to a read thread gives back the token it took, and
- * takes one again there: never more than the bucket allows. */
-static void test_refunds(void **state)
-{
-    (void)state;
-    int64_t t = 1000000;
-    otp_bucket b = {0};
-    otp_bucket_refund(&b); /* never taken from: nothing to give back */
-    assert_false(b.init);
-    assert_int_equal(otp_bucket_take(&b, 10, 2, t), 0);
-    assert_int_equal(otp_bucket_take(&b, 10, 2, t), 0);
-    assert_int_equal(otp_bucket_take(&b, 10, 2, t), 1); /* empty */
-    otp_bucket_refund(&b);
-    assert_int_equal(otp_bucket_take(&b, 10, 2, t), 0); /* the token given back */
-    assert_int_equal(otp_bucket_take(&b, 10, 2, t), 1);
-    /* Given back to a full bucket: still at most its burst. */
-    otp_bucket f = {0};
-    assert_int_equal(otp_bucket_take(&f, 10, 2, t), 0);
-    otp_bucket_refund(&f);
-    otp_bucket_refund(&f); /* one too many */
-    assert_int_equal(otp_bucket_take(&f, 10, 2, t), 0);
-    assert_int_equal(otp_bucket_take(&f, 10, 2, t), 0);
-    assert_int_equal(otp_bucket_take(&f, 10, 2, t), 1);
-
-    /* A lease: the token goes back while the lease lasts, and is dropped after. */
-    otp_key_lease l = {0};
-    int ask = 0;
-    assert_int_equal(otp_key_lease_take(&l, 2, t, &ask), -1);
-    assert_int_equal(otp_key_lease_fill(&l, 2, 0, t), 0); /* this request's and one more */
-    assert_int_equal(otp_key_lease_take(&l, 2, t + 1, &ask), 0);
-    assert_int_equal(l.tokens, 0);
-    otp_key_lease_refund(&l, t + 2);
-    assert_int_equal(l.tokens, 1);
-    assert_int_equal(otp_key_lease_take(&l, 2, t + 3, &ask), 0);
-    otp_key_lease_refund(&l, t + OTP_KEY_LEASE_MS); /* the lease is over */
-    assert_int_equal(l.tokens, 0);
-    assert_int_equal(otp_key_lease_take(&l, 2, t + OTP_KEY_LEASE_MS, &ask), -1);
-}
-
 static void test_phone_window(void **state)
 {
     (void)state;
@@ -503,7 +464,6 @@ int main(void)
         cmocka_unit_test(test_apply_and_merge),
         cmocka_unit_test(test_bucket),
         cmocka_unit_test(test_key_lease),
-        cmocka_unit_test(test_refunds),
         cmocka_unit_test(test_phone_window),
         cmocka_unit_test(test_lockout),
         cmocka_unit_test(test_lockout_window_rolls),
