@@ -19,8 +19,10 @@
  * template or a lease of its key's tokens not in memory is handed off whole
  * (otp_api_hand_off) and runs here, filling the caches every thread shares
  * (key_cache.h, template_cache.h, guard.c), so the next ones stay on their
- * HTTP thread. A cancel's read-back still runs on its HTTP thread. At a stop,
- * reads not yet started are answered 503 and those running are waited for.
+ * HTTP thread. A token its first run took from the key's bucket goes along
+ * with it (otp_api_note_token), so it is taken once. A cancel's read-back and
+ * the admin API's credit still read on their HTTP thread. At a stop, reads
+ * not yet started are answered 503 and those running are waited for.
  *
  * SQLite's reads come from a local file in microseconds, less than the two
  * thread hand-offs would cost, so with SQLite (read_slots NULL or 0) the
