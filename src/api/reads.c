@@ -37,6 +37,7 @@ typedef struct read_job {
     struct read_job *next;
     otp_http_req *req;
     otp_http_handler handler;
+    bool parked;      /* req waits for a read thread (false: run inline, below) */
     bool passed_on;   /* to a txn (otp_api_park): its done callback resumes req */
     bool token_taken; /* a hand-off: the first run took the key's token */
 } read_job;
@@ -51,11 +52,10 @@ struct otp_api_reads {
     pthread_t threads[];
 };
 
-static _Thread_local read_job *running; /* this read thread's job, in its handler */
-/* The request otp_api_read() runs on this (HTTP) thread, which may then block:
- * there is no read thread to hand it to; and whether it took its token. */
-static _Thread_local const otp_http_req *inline_req;
-static _Thread_local bool inline_token_taken;
+/* The job whose handler this thread runs: a read thread's, or one run inline
+ * on an HTTP thread when there is no read thread to hand it to. Its request
+ * may block here. */
+static _Thread_local read_job *running;
 /* The request the key's bucket let go on this thread (otp_api_note_token). */
 static _Thread_local const otp_http_req *token_req;
 
@@ -169,6 +169,7 @@ static void read_on(otp_http_req *req, otp_api *api, otp_http_handler handler, b
         j->next = NULL;
         j->req = req;
         j->handler = handler;
+        j->parked = true;
         j->passed_on = false;
         j->token_taken = token_taken;
         pthread_mutex_lock(&r->mu);
@@ -188,13 +189,11 @@ static void read_on(otp_http_req *req, otp_api *api, otp_http_handler handler, b
     }
     /* SQLite; or the read threads have stopped (a drain that ran out of time),
      * or no memory for the job: the read runs here. */
-    const otp_http_req *outer = inline_req;
-    bool outer_taken = inline_token_taken;
-    inline_req = req;
-    inline_token_taken = token_taken;
+    read_job here = {.req = req, .handler = handler, .token_taken = token_taken};
+    read_job *outer = running;
+    running = &here;
     handler(req, api);
-    inline_req = outer;
-    inline_token_taken = outer_taken;
+    running = outer;
 }
 
 void otp_api_read(otp_http_req *req, void *app, otp_http_handler handler)
@@ -204,7 +203,7 @@ void otp_api_read(otp_http_req *req, void *app, otp_http_handler handler)
 
 bool otp_api_may_block(const otp_api *api, const otp_http_req *req)
 {
-    return !api->reads || (running && running->req == req) || inline_req == req;
+    return !api->reads || (running && running->req == req);
 }
 
 void otp_api_hand_off(otp_http_req *req, otp_api *api)
@@ -221,14 +220,13 @@ void otp_api_note_token(const otp_http_req *req)
 
 bool otp_api_token_taken(const otp_http_req *req)
 {
-    return (running && running->req == req && running->token_taken) ||
-           (inline_req == req && inline_token_taken);
+    return running && running->req == req && running->token_taken;
 }
 
 void otp_api_park(otp_http_req *req, otp_http_handler finish)
 {
     read_job *j = running;
-    if (j && j->req == req) {
+    if (j && j->req == req && j->parked) {
         j->passed_on = true;
         otp_http_pass_on(req, finish);
     } else {

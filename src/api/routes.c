@@ -5,8 +5,9 @@
  * and the writes that read before their txn (cancel, resend), run their
  * handler through otp_api_read() (reads.c): off the HTTP threads when the
  * store's reads wait on the network. Send and verify read only what is cached
- * (keys, templates) before their txns; /healthz reads nothing, and must answer
- * while the store does not. */
+ * (keys, limits, templates) before their txns, and hand themselves off to
+ * reads.c on a miss; /healthz reads nothing, and must answer while the store
+ * does not. */
 #include "api/api.h"
 #include "api/guard.h"
 #include "otpd_config.h"
