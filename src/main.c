@@ -228,9 +228,8 @@ static int serve(otp_app *app)
         goto out;
     }
     api.store = store;
-    /* On PostgreSQL a cancel's read-back and the admin API's credit still
-     * hold their HTTP thread for a round trip: more threads, unless the
-     * operator chose (docs/scaling.md, "Sizing"). */
+    /* The default on PostgreSQL, unless the operator chose (docs/scaling.md,
+     * "Sizing"). */
     if (strcmp(otp_config_origin(cfg, "server.threads"), "default") == 0 &&
         strcmp(store->ops->name, "postgres") == 0)
         threads = PG_DEFAULT_THREADS;

@@ -6,6 +6,9 @@
  * accepted here, nor an admin key on the OTP API (their formats differ, so each
  * is refused before any lookup). Admin keys are rare and their calls few, so
  * every call looks its key up in the store: a revocation takes effect at once.
+ * Both routes run through otp_api_read() (routes.c), so on PostgreSQL those
+ * look-ups wait on a read thread, never on an HTTP thread; a credit then
+ * passes its parked request on to its txn (otp_api_park).
  *
  * A credit with a "reference" (an invoice or payment id) is applied once per
  * account and reference: a retry after a lost answer gets the first credit back
@@ -245,7 +248,7 @@ void otp_api_admin_credit(otp_http_req *req, void *app)
     st->txn.user = st;
     c->account_id = a.id;
     c->now_ms = otp_now_ms();
-    otp_http_suspend(req, credit_finish);
+    otp_api_park(req, credit_finish);
     api->store->ops->submit(api->store, &st->txn);
 out:
     json_decref(body);

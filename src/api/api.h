@@ -49,6 +49,12 @@ void otp_api_read(otp_http_req *req, void *app, otp_http_handler handler);
  * passed on to the txn (otp_http_pass_on) instead of resumed when the handler
  * returns. Nothing may touch req after the submit, on either thread. */
 void otp_api_park(otp_http_req *req, otp_http_handler finish);
+/* From the thread holding a parked request, instead of resuming it (a txn's
+ * done callback): handler, which replies, runs on a read thread, which then
+ * resumes req. Returns false, with nothing done, when no read thread will run
+ * it (none: SQLite; a stop; no memory): the caller resumes req itself, and its
+ * finish reads on the HTTP thread. */
+bool otp_api_read_after(otp_http_req *req, otp_api *api, otp_http_handler handler);
 /* Whether req's handler may wait on the store here: always without read
  * threads (SQLite), and on the read thread that runs req. On an HTTP thread
  * with read threads, a send or a verify that finds something it needs not
@@ -66,8 +72,10 @@ void otp_api_hand_off(otp_http_req *req, otp_api *api);
 void otp_api_note_token(const otp_http_req *req);
 /* Whether req is a second run whose first run took its token already. */
 bool otp_api_token_taken(const otp_http_req *req);
-/* Answers the reads not yet started 503, lets the running ones finish and
- * joins the threads; reads arriving after that run on their HTTP thread. Call
+/* Answers the reads not yet started 503 (a txn's read-back not yet started
+ * runs on its HTTP thread instead: the txn has committed), lets the running
+ * ones finish and joins the threads; reads arriving after that run on their
+ * HTTP thread. Call
  * before otp_http_stop(), which must find no connection still parked here. A
  * request a read passed on to a txn is parked on the txn, not here: main.c
  * waits for those (as for any write) before it stops the HTTP server. */

@@ -20,9 +20,10 @@
  * (otp_api_hand_off) and runs here, filling the caches every thread shares
  * (key_cache.h, template_cache.h, guard.c), so the next ones stay on their
  * HTTP thread. A token its first run took from the key's bucket goes along
- * with it (otp_api_note_token), so it is taken once. A cancel's read-back and
- * the admin API's credit still read on their HTTP thread. At a stop, reads
- * not yet started are answered 503 and those running are waited for.
+ * with it (otp_api_note_token), so it is taken once. A cancel's read of its
+ * request after its txn runs here too (otp_api_read_after), handed over by
+ * the txn's done callback. At a stop, reads not yet started are answered 503
+ * and those running are waited for.
  *
  * SQLite's reads come from a local file in microseconds, less than the two
  * thread hand-offs would cost, so with SQLite (read_slots NULL or 0) the
@@ -40,6 +41,7 @@ typedef struct read_job {
     bool parked;      /* req waits for a read thread (false: run inline, below) */
     bool passed_on;   /* to a txn (otp_api_park): its done callback resumes req */
     bool token_taken; /* a hand-off: the first run took the key's token */
+    bool after_txn;   /* a txn's read-back (otp_api_read_after) */
 } read_job;
 
 struct otp_api_reads {
@@ -136,8 +138,14 @@ void otp_api_reads_stop(otp_api *api)
     while (queued) {
         read_job *j = queued;
         queued = j->next;
-        otp_http_reply_error(j->req, OTP_E_UNAVAILABLE, "Server is shutting down", NULL);
-        otp_http_add_header(j->req, "Connection", "close");
+        if (j->after_txn) {
+            /* Its txn has committed: the read that builds its reply runs on
+             * its HTTP thread, as reads do from now on. */
+            otp_http_pass_on(j->req, j->handler);
+        } else {
+            otp_http_reply_error(j->req, OTP_E_UNAVAILABLE, "Server is shutting down", NULL);
+            otp_http_add_header(j->req, "Connection", "close");
+        }
         otp_http_resume(j->req);
         free(j);
     }
@@ -160,33 +168,47 @@ void otp_api_reads_free(otp_api *api)
     api->reads = NULL;
 }
 
-/* otp_api_read(), for a request whose key's token is taken already or not. */
-static void read_on(otp_http_req *req, otp_api *api, otp_http_handler handler, bool token_taken)
+/* Queues handler's run on req for a read thread, req's finish then doing
+ * nothing: suspend says whether req is still to be parked (on its HTTP thread)
+ * or is parked already, held by a txn's done callback. Returns false, with
+ * nothing done, when no read thread will run it: SQLite, a stop, no memory. */
+static bool queue_job(otp_api *api, otp_http_req *req, otp_http_handler handler, bool token_taken,
+                      bool suspend)
 {
     otp_api_reads *r = api->reads;
     read_job *j = r ? malloc(sizeof(*j)) : NULL;
-    if (j) {
-        j->next = NULL;
-        j->req = req;
-        j->handler = handler;
-        j->parked = true;
-        j->passed_on = false;
-        j->token_taken = token_taken;
-        pthread_mutex_lock(&r->mu);
-        if (!r->stopping) {
-            otp_http_suspend(req, replied);
-            if (r->tail)
-                r->tail->next = j;
-            else
-                r->head = j;
-            r->tail = j;
-            pthread_cond_signal(&r->ready);
-            pthread_mutex_unlock(&r->mu);
-            return;
-        }
+    if (!j)
+        return false;
+    *j = (read_job){.req = req,
+                    .handler = handler,
+                    .parked = true,
+                    .token_taken = token_taken,
+                    .after_txn = !suspend};
+    pthread_mutex_lock(&r->mu);
+    if (r->stopping) {
         pthread_mutex_unlock(&r->mu);
         free(j);
+        return false;
     }
+    if (suspend)
+        otp_http_suspend(req, replied);
+    else
+        otp_http_pass_on(req, replied);
+    if (r->tail)
+        r->tail->next = j;
+    else
+        r->head = j;
+    r->tail = j;
+    pthread_cond_signal(&r->ready);
+    pthread_mutex_unlock(&r->mu);
+    return true;
+}
+
+/* otp_api_read(), for a request whose key's token is taken already or not. */
+static void read_on(otp_http_req *req, otp_api *api, otp_http_handler handler, bool token_taken)
+{
+    if (queue_job(api, req, handler, token_taken, true))
+        return;
     /* SQLite; or the read threads have stopped (a drain that ran out of time),
      * or no memory for the job: the read runs here. */
     read_job here = {.req = req, .handler = handler, .token_taken = token_taken};
@@ -199,6 +221,11 @@ static void read_on(otp_http_req *req, otp_api *api, otp_http_handler handler, b
 void otp_api_read(otp_http_req *req, void *app, otp_http_handler handler)
 {
     read_on(req, app, handler, false);
+}
+
+bool otp_api_read_after(otp_http_req *req, otp_api *api, otp_http_handler handler)
+{
+    return queue_job(api, req, handler, false, false);
 }
 
 bool otp_api_may_block(const otp_api *api, const otp_http_req *req)

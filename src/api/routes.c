@@ -2,7 +2,7 @@
  *
  * The router picks the most specific pattern that matches (literal segments
  * win over "{}"), whatever the order here. The GET routes that read the store,
- * and the writes that read before their txn (cancel, resend), run their
+ * and the writes that read before their txn (cancel, resend, credit), run their
  * handler through otp_api_read() (reads.c): off the HTTP threads when the
  * store's reads wait on the network. Send and verify read only what is cached
  * (keys, limits, templates) before their txns, and hand themselves off to
@@ -26,6 +26,7 @@ READ_ROUTE(otp_api_test_messages)
 READ_ROUTE(otp_api_wallet)
 READ_ROUTE(otp_api_wallet_transactions)
 READ_ROUTE(otp_api_admin_account)
+READ_ROUTE(otp_api_admin_credit) /* its key and account look-ups; then its txn */
 READ_ROUTE(otp_api_readyz)
 READ_ROUTE(otp_api_metrics)
 
@@ -41,7 +42,7 @@ const otp_route otp_api_routes[] = {
     {"GET", "/wallet", otp_api_wallet_read},
     {"GET", "/wallet/transactions", otp_api_wallet_transactions_read},
     {"GET", "/admin/accounts/{}", otp_api_admin_account_read},
-    {"POST", "/admin/accounts/{}/credit", otp_api_admin_credit},
+    {"POST", "/admin/accounts/{}/credit", otp_api_admin_credit_read},
     {"GET", "/healthz", otp_api_healthz},
     {"GET", "/readyz", otp_api_readyz_read},
     {"GET", "/metrics", otp_api_metrics_read},

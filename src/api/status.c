@@ -5,11 +5,11 @@
  * clients. Both routes answer the same object, the one place where everything
  * about a request is shown (the send/resend/verify replies stay minimal for
  * strict clients). A cancel is a txn like any other write: pending → cancelled
- * atomically with respect to verifies and resends, then the object is read back
- * on the HTTP thread. Cancelling a cancelled request answers 200 again, so a
- * client may retry a cancel whose answer it lost. A key sees the requests of
- * its own mode only (test or live), as for verify and resend: the other mode's
- * are 404.
+ * atomically with respect to verifies and resends, then the object is read
+ * back (on a read thread with PostgreSQL, api/reads.c). Cancelling a
+ * cancelled request answers 200 again, so a client may retry a cancel whose
+ * answer it lost. A key sees the requests of its own mode only (test or
+ * live), as for verify and resend: the other mode's are 404.
  */
 #include "api/api.h"
 #include "api/status_json.h"
@@ -128,21 +128,30 @@ void otp_api_otp_post_fallback(otp_http_req *req, void *app)
         otp_http_reply_error(req, OTP_E_NOT_FOUND, NULL, NULL);
 }
 
+static bool cancel_reads_back(const otp_txn *txn)
+{
+    return txn->err == OTP_OK || txn->err == OTP_E_OTP_CANCELLED;
+}
+
+/* On the HTTP thread; or, for the read-back, on a read thread (cancel_done). */
 static void cancel_finish(otp_http_req *req, void *app)
 {
     cancel_state *st = (cancel_state *)otp_http_state(req);
     (void)app;
     otp_txn_cancel *c = &st->txn.u.cancel;
-    if (st->txn.err == OTP_OK || st->txn.err == OTP_E_OTP_CANCELLED)
+    if (cancel_reads_back(&st->txn))
         reply_status(req, st->api, &st->auth, c->request_id);
     else
         otp_http_reply_error(req, st->txn.err, NULL, NULL);
 }
 
+/* The read-back waits on a read thread where there are read threads
+ * (PostgreSQL), never on the HTTP thread. */
 static void cancel_done(otp_txn *txn)
 {
     cancel_state *st = txn->user;
-    otp_http_resume(st->req);
+    if (!cancel_reads_back(txn) || !otp_api_read_after(st->req, st->api, cancel_finish))
+        otp_http_resume(st->req);
 }
 
 void otp_api_cancel(otp_http_req *req, void *app)

@@ -870,9 +870,8 @@ int otp_store_postgres_open(const char *url, const otp_store_options *opt, otp_s
     if (s->read_threads > PG_MAX_POOL)
         s->read_threads = PG_MAX_POOL;
     /* Room for a connection per read thread (api/reads.c), and as many again
-     * for the reads the HTTP threads still make themselves (a cancel's
-     * read-back, the admin API's credit): while server.threads is not larger
-     * than read_conns, neither waits for the other. Opened on demand. */
+     * for the reads an HTTP thread makes when no read thread will take them
+     * (after a stop, or with no memory for a job). Opened on demand. */
     s->max_readers = 2 * s->read_threads;
 
     bool q = false, h = false, cd = false, r = false;

@@ -11,7 +11,8 @@
 // A cancel and a resend look their request up on a read thread too, and pass
 // the parked connection on to their txn. A send or a verify that finds its key,
 // its template or its key's tokens not in memory runs on a read thread too,
-// and what it read serves the HTTP thread afterwards.
+// and what it read serves the HTTP thread afterwards. So do a cancel's read of
+// its request after its txn, and an admin credit's look-ups.
 //
 // PostgreSQL pass only ($OTPD_E2E_DB): SQLite's reads come from a local file
 // and run on the HTTP thread by design (reads.c says why); there is no server
@@ -261,6 +262,31 @@ describe('reads off the HTTP threads (PostgreSQL)', { skip: !E2E_DB && 'needs $O
         assertData(s, 201);
     });
 
+    it("a cancel's read of its request after its txn runs on a read thread: /healthz answers while messages is locked", async () => {
+        const sent = await sendOk(srv, key, { phoneNumber: '+919876500017' });
+        await srv.waitForSms('+919876500017');
+        const first = await post(`/otp/${sent.requestId}/cancel`, key);
+        assert.equal(assertData(first, 200).status, 'cancelled');
+        // Cancelling it again: the look-up and the txn (which refuses at the
+        // request's row: no message is touched) read otp_requests only; the
+        // read-back, which lists its messages, waits for the lock.
+        const [again] = await answeredAfterLock('messages', "a cancel's read-back waits for the messages table", () => [
+            post(`/otp/${sent.requestId}/cancel`, key),
+        ]);
+        assert.deepEqual(assertData(again, 200), first.json.data);
+    });
+
+    it('an admin credit looks its admin key up on a read thread: /healthz answers while admin_keys is locked', async () => {
+        const admin = await srv.cli(['admin-key', 'create', '--json']);
+        const balance = assertData(await srv.request('GET', '/wallet', { key }), 200).balance;
+        const [c] = await answeredAfterLock('admin_keys', 'an admin credit waits for its admin key', () => [
+            post('/admin/accounts/acme/credit', admin.key, { amount: '1.00' }),
+        ]);
+        assert.equal(assertData(c, 201).amount, '1.00');
+        const after = assertData(await srv.request('GET', '/wallet', { key }), 200).balance;
+        assert.equal(Math.round((Number(after) - Number(balance)) * 100), 100, `${balance} -> ${after}`);
+    });
+
     it('SIGTERM with both read threads stuck: the read queued behind them is answered 503, and otpd exits 0 once they end', async () => {
         const sent = await sendOk(srv, key, { phoneNumber: '+919876500002' });
         lock = session(srv.db);
@@ -312,6 +338,65 @@ describe('a stop with a write still waiting on the database (PostgreSQL)', { ski
         const r = await within(send, 10000);
         assert.notEqual(r, 'pending', 'the send answered once the lock was gone');
         assertData(r, 201);
+        await stopped; // exit 0, no sanitizer report
+    });
+});
+
+describe("a stop with a cancel's read-back still queued (PostgreSQL)", { skip: !E2E_DB && 'needs $OTPD_E2E_DB (the PostgreSQL pass)' }, () => {
+    let srv;
+    const locks = [];
+    before(async () => {
+        srv = await startServer({
+            accounts: { acme: '100.00' },
+            env: { OTPD_SERVER_THREADS: '1', OTPD_STORE_READ_CONNS: '1', OTPD_LIMITS_CACHE_MS: '60000' },
+        });
+    });
+    after(async () => {
+        for (const l of locks) l.kill();
+        if (srv) srv.cleanup('reads-stop-cancel');
+    });
+
+    it('SIGTERM: the read-back of a committed cancel is not refused 503; it answers 200 once it can read, then otpd exits 0', async () => {
+        const key = srv.accounts.acme.key;
+        const sent = await sendOk(srv, key, { phoneNumber: '+919876500018' });
+        await srv.waitForSms('+919876500018');
+        for (let i = 0; i < 250; i++) {
+            // The dispatcher's report in: nothing of it may wait behind the locks below.
+            const s = assertData(await srv.request('GET', `/otp/${sent.requestId}`, { key }), 200);
+            if (s.messages[0] && s.messages[0].deliveryStatus === 'sent') break;
+            await sleep(20);
+        }
+        const first = await srv.request('POST', `/otp/${sent.requestId}/cancel`, { key });
+        assert.equal(assertData(first, 200).status, 'cancelled');
+
+        // The cancel again: its txn waits for the request's row, ...
+        const row = session(srv.db);
+        locks.push(row);
+        await row.run(`BEGIN; SELECT 1 FROM otp_requests WHERE public_id = '${sent.requestId}' FOR UPDATE;`, 'locked');
+        const again = srv.request('POST', `/otp/${sent.requestId}/cancel`, { key, agent: false, timeoutMs: 60000 }).catch((e) => e);
+        assert.equal(await within(again, 300), 'pending', 'the cancel waits for the row in its txn');
+        // ... the one read thread waits for the messages table in a status read, ...
+        const table = session(srv.db);
+        locks.push(table);
+        await table.run('BEGIN; LOCK TABLE messages IN ACCESS EXCLUSIVE MODE;', 'locked');
+        const stuck = srv.request('GET', `/otp/${sent.requestId}`, { key, agent: false, timeoutMs: 60000 }).catch((e) => e);
+        assert.equal(await within(stuck, 300), 'pending', 'the status read waits for the messages table');
+        // ... and the txn, let go, queues its read-back behind that read.
+        await row.release();
+        await sleep(300);
+        assert.equal(await within(again, 0), 'pending', "the cancel's read-back waits behind the status read");
+
+        const stopped = srv.stop({ timeoutMs: 60000 });
+        await sleep(11000); // past the drain: the read threads have stopped
+        assert.equal(srv.exit, null, 'otpd waits for the cancel and the read');
+        assert.equal(await within(again, 0), 'pending', 'the read-back waits for the messages table on its HTTP thread');
+        await table.release();
+        const a = await within(again, 10000);
+        assert.notEqual(a, 'pending', 'the cancel answered once the lock was gone');
+        assert.deepEqual(assertData(a, 200), first.json.data);
+        const s = await within(stuck, 10000);
+        assert.notEqual(s, 'pending');
+        assert.equal(assertData(s, 200).status, 'cancelled');
         await stopped; // exit 0, no sanitizer report
     });
 });
