@@ -298,12 +298,12 @@ out:
     otp_api_reads_stop(&api);               /* no connection left parked on a read thread */
     wait_inflight(http, PARKED_TIMEOUT_MS); /* nor on a txn (one a read passed on) */
     otp_http_stop(http);
-    otp_api_reads_free(&api);
     otp_log_batch_stop(); /* the request lines, before "stopped" */
     otp_dispatcher_stop(dispatcher);
     otp_purger_stop(purger);
     free_providers(&providers);
     otp_store_close(store);
+    otp_api_reads_free(&api); /* after the store: a txn's done callback may still ask it */
     otp_secrets_wipe(&api.secrets);
     if (rc == 0)
         otp_log(OTP_LOG_INFO, "event=stopped");

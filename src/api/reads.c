@@ -10,9 +10,9 @@
  * one of the API's read threads, which may block, and the HTTP thread is
  * woken to send the reply the handler set. There are as many read threads as
  * the store has read slots (store.read_conns on PostgreSQL, whose read pool
- * holds twice that many connections: one for each read thread, and one for
- * each HTTP thread while server.threads is not larger); reads beyond that
- * queue here, in arrival order. A cancel and a resend run this way too: their
+ * holds twice that many connections: one for each read thread, the others
+ * for the reads an HTTP thread makes when no read thread will take them);
+ * reads beyond that queue here, in arrival order. A cancel and a resend run this way too: their
  * look-up of the request on the read thread, which then passes the parked
  * request on to their txn (otp_api_park). A send and a verify read nothing
  * on their HTTP thread either: one that finds a key, an account's limits, a
@@ -22,8 +22,9 @@
  * HTTP thread. A token its first run took from the key's bucket goes along
  * with it (otp_api_note_token), so it is taken once. A cancel's read of its
  * request after its txn runs here too (otp_api_read_after), handed over by
- * the txn's done callback. At a stop, reads not yet started are answered 503
- * and those running are waited for.
+ * the txn's done callback. At a stop, reads not yet started are answered 503,
+ * but for such a read-back, which runs on its HTTP thread (its txn has
+ * committed), and those running are waited for.
  *
  * SQLite's reads come from a local file in microseconds, less than the two
  * thread hand-offs would cost, so with SQLite (read_slots NULL or 0) the

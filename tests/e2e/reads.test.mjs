@@ -385,6 +385,9 @@ describe("a stop with a cancel's read-back still queued (PostgreSQL)", { skip: !
         await row.release();
         await sleep(300);
         assert.equal(await within(again, 0), 'pending', "the cancel's read-back waits behind the status read");
+        const h = await within(srv.request('GET', '/healthz', { agent: false }), 2000);
+        assert.notEqual(h, 'pending', "/healthz: the cancel's read-back holds the one HTTP thread");
+        assert.equal(h.status, 200);
 
         const stopped = srv.stop({ timeoutMs: 60000 });
         await sleep(11000); // past the drain: the read threads have stopped
