@@ -385,7 +385,7 @@ if has postgres; then
         suite "-pg" $PG_CONNS
         SERVER_ALSO=
         stop_pid "$OTPD_PID"
-        NOTES+=("PostgreSQL: $(if [ -n "${BENCH_PG_URL:-}" ]; then echo "the server at BENCH_PG_URL (its CPU is not counted)"; else echo "a throwaway $(basename "$(dirname "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)")") cluster, default settings, synchronous_commit = on; its processes' CPU counts as the server's (RSS: otpd alone)"; fi); otpd with server.threads=${OTPD_SERVER_THREADS:-4}")
+        NOTES+=("PostgreSQL: $(if [ -n "${BENCH_PG_URL:-}" ]; then echo "the server at BENCH_PG_URL (its CPU is not counted)"; else echo "a throwaway $(basename "$(dirname "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)")") cluster, default settings, synchronous_commit = on; its processes' CPU counts as the server's (RSS: otpd alone)"; fi); otpd with server.threads=${OTPD_SERVER_THREADS:-2}")
     fi
     DURATION=$FULL_DURATION WARMUP=$FULL_WARMUP # the table's header names the other runs'
 fi

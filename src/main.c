@@ -33,7 +33,6 @@
  * a txn (a PostgreSQL statement stuck behind a lock ends within its 30 s
  * statement_timeout): libmicrohttpd must not be stopped under a parked one. */
 #define PARKED_TIMEOUT_MS 35000
-#define PG_DEFAULT_THREADS 4 /* server.threads when it is not set and the store is PostgreSQL */
 
 static const char serve_usage[] =
     "usage: otpd serve [--listen ADDR] [--data-dir DIR] [--db URL] [--config FILE]\n"
@@ -228,11 +227,6 @@ static int serve(otp_app *app)
         goto out;
     }
     api.store = store;
-    /* The default on PostgreSQL, unless the operator chose (docs/scaling.md,
-     * "Sizing"). */
-    if (strcmp(otp_config_origin(cfg, "server.threads"), "default") == 0 &&
-        strcmp(store->ops->name, "postgres") == 0)
-        threads = PG_DEFAULT_THREADS;
     if (!store->ops->limits_get)
         otp_log(OTP_LOG_WARN,
                 "event=abuse_limits_partial store=%s note=\"only the per-key bucket "

@@ -66,11 +66,11 @@ static const setting settings[] = {
     {"secret_file", T_PATH, 0, 0, NULL, "<data_dir>/secret",
      "Server secret (32 bytes, mode 0600), generated on first run."},
     {"log_level", T_LEVEL, 0, 0, "info", NULL, "Minimum log level: debug|info|warn|error."},
-    {"server.threads", T_INT, 1, 64, "2", "2; 4 with a postgres:// db",
+    {"server.threads", T_INT, 1, 64, "2", NULL,
      "HTTP worker threads. On PostgreSQL every read of the database (the read routes, the "
      "look-ups of a cancel, a resend and an admin credit, a cancel's read-back, and a send or "
      "a verify whose key, limits or template is not cached yet) runs on threads of its own "
-     "(store.read_conns), so no HTTP thread waits on the server; the default there is 4."},
+     "(store.read_conns), so no HTTP thread waits on the server."},
     {"server.max_connections", T_INT, 1, 100000, "1024", NULL,
      "Open connections at most; more are refused."},
     {"server.max_connections_per_ip", T_INT, 0, 100000, "0", NULL,
