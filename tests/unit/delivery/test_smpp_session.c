@@ -43,6 +43,25 @@
 
 /* ---- The scripted SMSC --------------------------------------------------- */
 
+/* What the SMSC thread observed, written under its lock. */
+typedef struct smsc_seen {
+    int connections;
+    int binds;
+    int submits; /* accepted */
+    int throttled;
+    int outstanding; /* submits read, not answered yet */
+    int max_outstanding;
+    int unbinds;
+    int tls_refused; /* handshakes that failed */
+    int64_t throttle_at_us, first_after_throttle_us;
+    char ids[64][16]; /* message ids given, in order */
+    uint8_t udh_seq[64];
+    uint32_t receipt_resp[8]; /* deliver_sm_resp status per receipt seq 1.. */
+    int receipt_resps;
+} smsc_seen;
+
+/* The SMSC: its script is set, and what it saw is read, under lock, which its
+ * thread holds while it serves a PDU (SMSC_SET, smsc_seen_now). */
 typedef struct smsc {
     int listen_fd;
     int port;
@@ -58,20 +77,8 @@ typedef struct smsc {
     int drop_after;          /* close the connection at this submit (0: never) */
     bool silent;             /* never answer submits */
     bool close_after_unbind; /* hang up right after the unbind_resp */
-    /* observed */
-    int connections;
-    int binds;
-    int submits; /* accepted */
-    int throttled;
-    int outstanding; /* submits read, not answered yet */
-    int max_outstanding;
-    int unbinds;
-    int tls_refused; /* handshakes that failed */
-    int64_t throttle_at_us, first_after_throttle_us;
-    char ids[64][16]; /* message ids given, in order */
-    uint8_t udh_seq[64];
-    uint32_t receipt_resp[8]; /* deliver_sm_resp status per receipt seq 1.. */
-    int receipt_resps;
+    /* observed: the test's thread reads a copy (smsc_seen_now) */
+    smsc_seen seen;
     /* receipts to send: text ids */
     char pending[8][16];
     char pending_stat[8][8];
@@ -220,7 +227,7 @@ static void serve_conn(smsc *m, int fd)
         int64_t now = otp_mono_us();
         switch (id) {
         case SMPP_BIND_TRANSCEIVER:
-            m->binds++;
+            m->seen.binds++;
             if (m->bind_status) {
                 send_header(m, fd, 16, SMPP_BIND_TRANSCEIVER_RESP, m->bind_status, seq, NULL, 0);
                 pthread_mutex_unlock(&m->lock);
@@ -230,22 +237,23 @@ static void serve_conn(smsc *m, int fd)
                         5);
             break;
         case SMPP_SUBMIT_SM: {
-            if (m->drop_after && m->submits + m->throttled + 1 >= m->drop_after) {
+            if (m->drop_after && m->seen.submits + m->seen.throttled + 1 >= m->drop_after) {
                 m->drop_after = 0;
                 pthread_mutex_unlock(&m->lock);
                 return;
             }
-            if (m->throttle_at_us && !m->first_after_throttle_us)
-                m->first_after_throttle_us = now; /* the first submit after a throttle answer */
+            if (m->seen.throttle_at_us && !m->seen.first_after_throttle_us)
+                m->seen.first_after_throttle_us =
+                    now; /* the first submit after a throttle answer */
             if (m->silent || n_held == 64)
                 break;
             answer *a = &held[n_held++];
-            m->outstanding = n_held;
-            if (m->outstanding > m->max_outstanding)
-                m->max_outstanding = m->outstanding;
+            m->seen.outstanding = n_held;
+            if (m->seen.outstanding > m->seen.max_outstanding)
+                m->seen.max_outstanding = m->seen.outstanding;
             *a = (answer){.seq = seq};
-            if (m->throttled < m->throttle_first) {
-                m->throttled++;
+            if (m->seen.throttled < m->throttle_first) {
+                m->seen.throttled++;
                 a->status = SMPP_RTHROTTLED;
                 break;
             }
@@ -253,11 +261,11 @@ static void serve_conn(smsc *m, int fd)
                 a->status = m->refuse_status;
                 break;
             }
-            int k = m->submits++;
+            int k = m->seen.submits++;
             snprintf(a->id, sizeof(a->id), "m%d", k);
             if (k < 64) {
-                snprintf(m->ids[k], sizeof(m->ids[k]), "%s", a->id);
-                m->udh_seq[k] = udh_seq(body, len - 16);
+                snprintf(m->seen.ids[k], sizeof(m->seen.ids[k]), "%s", a->id);
+                m->seen.udh_seq[k] = udh_seq(body, len - 16);
             }
             break;
         }
@@ -265,7 +273,7 @@ static void serve_conn(smsc *m, int fd)
             send_header(m, fd, 16, SMPP_ENQUIRE_LINK_RESP, 0, seq, NULL, 0);
             break;
         case SMPP_UNBIND:
-            m->unbinds++;
+            m->seen.unbinds++;
             send_header(m, fd, 16, SMPP_UNBIND_RESP, 0, seq, NULL, 0);
             if (m->close_after_unbind) {
                 pthread_mutex_unlock(&m->lock);
@@ -274,8 +282,8 @@ static void serve_conn(smsc *m, int fd)
             break;
         case SMPP_DELIVER_SM_RESP:
             if (seq >= 1 && seq <= 8) {
-                m->receipt_resp[seq - 1] = status;
-                m->receipt_resps++;
+                m->seen.receipt_resp[seq - 1] = status;
+                m->seen.receipt_resps++;
             }
             break;
         default:
@@ -284,8 +292,8 @@ static void serve_conn(smsc *m, int fd)
         if (n_held > 0 && conn_wait(m, fd, 2) == 0) {
             for (int i = 0; i < n_held; i++) {
                 answer *a = &held[i];
-                if (a->status == SMPP_RTHROTTLED && !m->throttle_at_us)
-                    m->throttle_at_us = otp_mono_us();
+                if (a->status == SMPP_RTHROTTLED && !m->seen.throttle_at_us)
+                    m->seen.throttle_at_us = otp_mono_us();
                 if (a->status)
                     send_header(m, fd, 16, SMPP_SUBMIT_SM_RESP, a->status, a->seq, NULL, 0);
                 else
@@ -293,7 +301,7 @@ static void serve_conn(smsc *m, int fd)
                                 a->seq, (const uint8_t *)a->id, strlen(a->id) + 1);
             }
             n_held = 0;
-            m->outstanding = 0;
+            m->seen.outstanding = 0;
         }
         pthread_mutex_unlock(&m->lock);
     }
@@ -310,7 +318,7 @@ static void *smsc_run(void *arg)
         if (fd < 0)
             continue;
         pthread_mutex_lock(&m->lock);
-        m->connections++;
+        m->seen.connections++;
         pthread_mutex_unlock(&m->lock);
         if (m->tls) {
             struct timeval tv = {.tv_sec = 2}; /* a stuck handshake must not hang the test */
@@ -319,7 +327,7 @@ static void *smsc_run(void *arg)
             SSL_set_fd(m->ssl, fd);
             if (SSL_accept(m->ssl) != 1) {
                 pthread_mutex_lock(&m->lock);
-                m->tls_refused++;
+                m->seen.tls_refused++;
                 pthread_mutex_unlock(&m->lock);
                 SSL_free(m->ssl);
                 m->ssl = NULL;
@@ -370,6 +378,24 @@ static void smsc_stop(smsc *m)
     pthread_mutex_destroy(&m->lock);
     free(m);
 }
+
+/* A copy of what the SMSC thread has seen so far. */
+static smsc_seen smsc_seen_now(smsc *m)
+{
+    pthread_mutex_lock(&m->lock);
+    smsc_seen seen = m->seen;
+    pthread_mutex_unlock(&m->lock);
+    return seen;
+}
+
+/* Sets a field of the SMSC's script from the test's thread (value must not
+ * take the lock itself). */
+#define SMSC_SET(m, field, value)                                                                  \
+    do {                                                                                           \
+        pthread_mutex_lock(&(m)->lock);                                                            \
+        (m)->field = (value);                                                                      \
+        pthread_mutex_unlock(&(m)->lock);                                                          \
+    } while (0)
 
 static void smsc_receipt(smsc *m, const char *id, const char *stat)
 {
@@ -450,22 +476,27 @@ static SSL_CTX *server_tls(char ca_path[64])
 
 /* ---- A fake sink --------------------------------------------------------- */
 
-typedef struct sink {
-    pthread_mutex_t lock;
+/* The reports the sink was given, written under its lock. */
+typedef struct sink_seen {
     int calls;
     char ids[16][128];
     otp_dlr_status status[16];
-    otp_err answer[16]; /* what call k returns (default OK) */
+} sink_seen;
+
+typedef struct sink {
+    pthread_mutex_t lock;
+    sink_seen seen;     /* the test's thread reads a copy (sink_seen_now) */
+    otp_err answer[16]; /* what call k returns (default OK); set before the session starts */
 } sink;
 
 static void sink_submit(void *ctx, otp_dlr *r)
 {
     sink *s = ctx;
     pthread_mutex_lock(&s->lock);
-    int k = s->calls++;
+    int k = s->seen.calls++;
     if (k < 16) {
-        snprintf(s->ids[k], sizeof(s->ids[k]), "%s", r->provider_message_id);
-        s->status[k] = r->status;
+        snprintf(s->seen.ids[k], sizeof(s->seen.ids[k]), "%s", r->provider_message_id);
+        s->seen.status[k] = r->status;
         r->err = s->answer[k];
     } else {
         r->err = OTP_OK;
@@ -473,6 +504,15 @@ static void sink_submit(void *ctx, otp_dlr *r)
     pthread_mutex_unlock(&s->lock);
     snprintf(r->message_id, sizeof(r->message_id), "msg_x");
     r->done(r); /* synchronously, as the store's OOM path does */
+}
+
+/* A copy of the reports the sink was given so far. */
+static sink_seen sink_seen_now(sink *s)
+{
+    pthread_mutex_lock(&s->lock);
+    sink_seen seen = s->seen;
+    pthread_mutex_unlock(&s->lock);
+    return seen;
 }
 
 /* ---- Helpers ------------------------------------------------------------- */
@@ -600,40 +640,42 @@ static void test_window_and_ids(void **state)
     start(f, config(f->m->port));
     batch *b = make_batch(25, "123456 is your code");
     smpp_session_send(f->s, b->msgs, b->n);
+    smsc_seen seen = smsc_seen_now(f->m);
     for (size_t i = 0; i < b->n; i++) {
         assert_int_equal(b->msgs[i].outcome, OTP_SEND_ACCEPTED);
-        assert_string_equal(b->msgs[i].message_id, f->m->ids[i]);
+        assert_string_equal(b->msgs[i].message_id, seen.ids[i]);
     }
-    assert_int_equal(f->m->submits, 25);
-    assert_int_equal(f->m->max_outstanding, 3); /* the window, used and never exceeded */
+    assert_int_equal(seen.submits, 25);
+    assert_int_equal(seen.max_outstanding, 3); /* the window, used and never exceeded */
     free(b);
 }
 
 static void test_throttle_pauses_and_resubmits(void **state)
 {
     fx *f = *state;
-    f->m->throttle_first = 2;
+    SMSC_SET(f->m, throttle_first, 2);
     start(f, config(f->m->port));
     batch *b = make_batch(4, "123456 is your code");
     smpp_session_send(f->s, b->msgs, b->n);
     for (size_t i = 0; i < b->n; i++)
         assert_int_equal(b->msgs[i].outcome, OTP_SEND_ACCEPTED);
-    assert_int_equal(f->m->throttled, 2);
-    assert_int_equal(f->m->submits, 4);
-    assert_true(f->m->first_after_throttle_us - f->m->throttle_at_us >= 90 * 1000);
+    smsc_seen seen = smsc_seen_now(f->m);
+    assert_int_equal(seen.throttled, 2);
+    assert_int_equal(seen.submits, 4);
+    assert_true(seen.first_after_throttle_us - seen.throttle_at_us >= 90 * 1000);
     free(b);
 }
 
 static void test_refusals(void **state)
 {
     fx *f = *state;
-    f->m->refuse_status = 0x0B; /* ESME_RINVDSTADR */
+    SMSC_SET(f->m, refuse_status, 0x0B); /* ESME_RINVDSTADR */
     start(f, config(f->m->port));
     batch *b = make_batch(2, "x");
     smpp_session_send(f->s, b->msgs, b->n);
     assert_int_equal(b->msgs[0].outcome, OTP_SEND_PERMANENT);
     assert_non_null(strstr(b->msgs[0].error, "ESME_RINVDSTADR"));
-    f->m->refuse_status = 0x08; /* ESME_RSYSERR */
+    SMSC_SET(f->m, refuse_status, 0x08); /* ESME_RSYSERR */
     smpp_session_send(f->s, b->msgs, b->n);
     assert_int_equal(b->msgs[1].outcome, OTP_SEND_TEMPORARY);
     assert_non_null(strstr(b->msgs[1].error, "ESME_RSYSERR"));
@@ -644,21 +686,22 @@ static void test_no_response_and_drop(void **state)
 {
     fx *f = *state;
     start(f, config(f->m->port));
-    f->m->silent = true;
+    SMSC_SET(f->m, silent, true);
     batch *b = make_batch(2, "x");
     int64_t t0 = otp_mono_us();
     smpp_session_send(f->s, b->msgs, b->n);
     assert_int_equal(b->msgs[0].outcome, OTP_SEND_TEMPORARY);
     assert_non_null(strstr(b->msgs[0].error, "no submit_sm_resp"));
     assert_true(otp_mono_us() - t0 >= 450 * 1000);
-    f->m->silent = false;
+    SMSC_SET(f->m, silent, false);
 
-    f->m->drop_after = f->m->submits + 2;
+    int submits = smsc_seen_now(f->m).submits;
+    SMSC_SET(f->m, drop_after, submits + 2);
     smpp_session_send(f->s, b->msgs, b->n);
     assert_int_equal(b->msgs[1].outcome, OTP_SEND_TEMPORARY);
     assert_non_null(strstr(b->msgs[1].error, "connection lost"));
     WAIT_UNTIL(smpp_session_bound(f->s), 3000); /* reconnected */
-    assert_true(f->m->connections >= 2);
+    assert_true(smsc_seen_now(f->m).connections >= 2);
     smpp_session_send(f->s, b->msgs, b->n);
     assert_int_equal(b->msgs[0].outcome, OTP_SEND_ACCEPTED);
     free(b);
@@ -667,10 +710,10 @@ static void test_no_response_and_drop(void **state)
 static void test_bind_refused(void **state)
 {
     fx *f = *state;
-    f->m->bind_status = 0x0E;
+    SMSC_SET(f->m, bind_status, 0x0E);
     smpp_config c = config(f->m->port);
     assert_int_equal(smpp_session_start(&c, "smsc", &f->dlr, &f->s), 0);
-    WAIT_UNTIL(f->m->binds >= 3, 3000); /* it keeps trying, with backoff */
+    WAIT_UNTIL(smsc_seen_now(f->m).binds >= 3, 3000); /* it keeps trying, with backoff */
     assert_false(smpp_session_bound(f->s));
     batch *b = make_batch(1, "x");
     smpp_session_send(f->s, b->msgs, b->n);
@@ -690,29 +733,29 @@ static void test_receipts(void **state)
     assert_string_equal(b->msgs[0].message_id, "m0");
 
     smsc_receipt(f->m, "m0", "DELIVRD");
-    WAIT_UNTIL(f->m->receipt_resps == 1, 2000);
-    assert_int_equal(f->m->receipt_resp[0], 0);
-    assert_int_equal(f->snk.calls, 1);
-    assert_string_equal(f->snk.ids[0], "m0");
-    assert_int_equal(f->snk.status[0], OTP_DLR_DELIVERED);
+    WAIT_UNTIL(smsc_seen_now(f->m).receipt_resps == 1, 2000);
+    assert_int_equal(smsc_seen_now(f->m).receipt_resp[0], 0);
+    assert_int_equal(sink_seen_now(&f->snk).calls, 1);
+    assert_string_equal(sink_seen_now(&f->snk).ids[0], "m0");
+    assert_int_equal(sink_seen_now(&f->snk).status[0], OTP_DLR_DELIVERED);
 
     /* Unknown at first: acknowledged, then looked up again ~0.5 s later. */
     smsc_receipt(f->m, "m7", "UNDELIV");
-    WAIT_UNTIL(f->m->receipt_resps == 2, 2000);
-    assert_int_equal(f->m->receipt_resp[1], 0);
-    WAIT_UNTIL(f->snk.calls == 3, 3000);
-    assert_string_equal(f->snk.ids[2], "m7");
-    assert_int_equal(f->snk.status[2], OTP_DLR_UNDELIVERABLE);
+    WAIT_UNTIL(smsc_seen_now(f->m).receipt_resps == 2, 2000);
+    assert_int_equal(smsc_seen_now(f->m).receipt_resp[1], 0);
+    WAIT_UNTIL(sink_seen_now(&f->snk).calls == 3, 3000);
+    assert_string_equal(sink_seen_now(&f->snk).ids[2], "m7");
+    assert_int_equal(sink_seen_now(&f->snk).status[2], OTP_DLR_UNDELIVERABLE);
 
     /* The store is down: ESME_RX_T_APPN, so the SMSC sends it again. */
     smsc_receipt(f->m, "m0", "REJECTD");
-    WAIT_UNTIL(f->m->receipt_resps == 3, 2000);
-    assert_int_equal(f->m->receipt_resp[2], SMPP_RX_T_APPN);
+    WAIT_UNTIL(smsc_seen_now(f->m).receipt_resps == 3, 2000);
+    assert_int_equal(smsc_seen_now(f->m).receipt_resp[2], SMPP_RX_T_APPN);
 
     /* An intermediate state is acknowledged and not reported. */
     smsc_receipt(f->m, "m0", "ENROUTE");
-    WAIT_UNTIL(f->m->receipt_resps == 4, 2000);
-    assert_int_equal(f->snk.calls, 4);
+    WAIT_UNTIL(smsc_seen_now(f->m).receipt_resps == 4, 2000);
+    assert_int_equal(sink_seen_now(&f->snk).calls, 4);
     free(b);
 }
 
@@ -726,28 +769,28 @@ static void test_multipart_receipts(void **state)
     batch *b = make_batch(2, text);
     smpp_session_send(f->s, b->msgs, b->n);
     assert_int_equal(b->msgs[0].outcome, OTP_SEND_ACCEPTED);
-    assert_int_equal(f->m->submits, 4);
+    assert_int_equal(smsc_seen_now(f->m).submits, 4);
     /* Parts go out in order: m0 m1 are message 0, m2 m3 message 1. */
-    assert_int_equal(f->m->udh_seq[0], 1);
-    assert_int_equal(f->m->udh_seq[1], 2);
+    assert_int_equal(smsc_seen_now(f->m).udh_seq[0], 1);
+    assert_int_equal(smsc_seen_now(f->m).udh_seq[1], 2);
     assert_string_equal(b->msgs[0].message_id, "m0");
     assert_string_equal(b->msgs[1].message_id, "m2");
 
     smsc_receipt(f->m, "m1", "DELIVRD");
-    WAIT_UNTIL(f->m->receipt_resps == 1, 2000);
-    assert_int_equal(f->snk.calls, 0); /* part 2 of 2: not the message yet */
+    WAIT_UNTIL(smsc_seen_now(f->m).receipt_resps == 1, 2000);
+    assert_int_equal(sink_seen_now(&f->snk).calls, 0); /* part 2 of 2: not the message yet */
     smsc_receipt(f->m, "m0", "DELIVRD");
-    WAIT_UNTIL(f->snk.calls == 1, 2000);
-    assert_string_equal(f->snk.ids[0], "m0");
-    assert_int_equal(f->snk.status[0], OTP_DLR_DELIVERED);
+    WAIT_UNTIL(sink_seen_now(&f->snk).calls == 1, 2000);
+    assert_string_equal(sink_seen_now(&f->snk).ids[0], "m0");
+    assert_int_equal(sink_seen_now(&f->snk).status[0], OTP_DLR_DELIVERED);
 
     smsc_receipt(f->m, "m3", "UNDELIV"); /* one part failed: the message did */
-    WAIT_UNTIL(f->snk.calls == 2, 2000);
-    assert_string_equal(f->snk.ids[1], "m2");
-    assert_int_equal(f->snk.status[1], OTP_DLR_UNDELIVERABLE);
+    WAIT_UNTIL(sink_seen_now(&f->snk).calls == 2, 2000);
+    assert_string_equal(sink_seen_now(&f->snk).ids[1], "m2");
+    assert_int_equal(sink_seen_now(&f->snk).status[1], OTP_DLR_UNDELIVERABLE);
     smsc_receipt(f->m, "m2", "DELIVRD"); /* already reported */
-    WAIT_UNTIL(f->m->receipt_resps == 4, 2000);
-    assert_int_equal(f->snk.calls, 2);
+    WAIT_UNTIL(smsc_seen_now(f->m).receipt_resps == 4, 2000);
+    assert_int_equal(sink_seen_now(&f->snk).calls, 2);
     free(b);
 }
 
@@ -757,7 +800,7 @@ static void test_unbind_at_stop(void **state)
     start(f, config(f->m->port));
     smpp_session_stop(f->s);
     f->s = NULL;
-    assert_int_equal(f->m->unbinds, 1);
+    assert_int_equal(smsc_seen_now(f->m).unbinds, 1);
 }
 
 /* The log lines written from log_capture() to log_captured(), which puts the
@@ -785,14 +828,14 @@ static void log_captured(FILE *log, char *text, size_t size)
 static void test_unbind_then_close(void **state)
 {
     fx *f = *state;
-    f->m->close_after_unbind = true;
+    SMSC_SET(f->m, close_after_unbind, true);
     FILE *log = log_capture();
     start(f, config(f->m->port));
     smpp_session_stop(f->s);
     f->s = NULL;
     char text[4096];
     log_captured(log, text, sizeof(text));
-    assert_int_equal(f->m->unbinds, 1);
+    assert_int_equal(smsc_seen_now(f->m).unbinds, 1);
     assert_non_null(strstr(text, "event=smpp_unbound provider=smsc"));
     assert_null(strstr(text, "event=smpp_disconnected"));
 }
@@ -818,16 +861,16 @@ static void test_tls_bind_send_receipt(void **state)
     for (size_t i = 0; i < b->n; i++)
         assert_int_equal(b->msgs[i].outcome, OTP_SEND_ACCEPTED);
     assert_string_equal(b->msgs[24].message_id, "m24");
-    assert_int_equal(f->m->max_outstanding, 3);
+    assert_int_equal(smsc_seen_now(f->m).max_outstanding, 3);
 
     smsc_receipt(f->m, "m3", "DELIVRD");
-    WAIT_UNTIL(f->m->receipt_resps == 1, 2000);
-    assert_int_equal(f->m->receipt_resp[0], 0);
-    assert_string_equal(f->snk.ids[0], "m3");
+    WAIT_UNTIL(smsc_seen_now(f->m).receipt_resps == 1, 2000);
+    assert_int_equal(smsc_seen_now(f->m).receipt_resp[0], 0);
+    assert_string_equal(sink_seen_now(&f->snk).ids[0], "m3");
     smpp_session_stop(f->s);
     f->s = NULL;
-    assert_int_equal(f->m->unbinds, 1);
-    assert_int_equal(f->m->tls_refused, 0);
+    assert_int_equal(smsc_seen_now(f->m).unbinds, 1);
+    assert_int_equal(smsc_seen_now(f->m).tls_refused, 0);
     free(b);
 }
 
@@ -837,9 +880,9 @@ static void test_tls_untrusted(void **state)
     smpp_config c = tls_config(f, f->other, true);
     FILE *log = log_capture();
     assert_int_equal(smpp_session_start(&c, "smsc", &f->dlr, &f->s), 0);
-    WAIT_UNTIL(f->m->tls_refused >= 3, 3000); /* refused, and tried again */
+    WAIT_UNTIL(smsc_seen_now(f->m).tls_refused >= 3, 3000); /* refused, and tried again */
     assert_false(smpp_session_bound(f->s));
-    assert_int_equal(f->m->binds, 0);
+    assert_int_equal(smsc_seen_now(f->m).binds, 0);
     batch *b = make_batch(1, "x");
     smpp_session_send(f->s, b->msgs, b->n);
     assert_string_equal(b->msgs[0].error, "not bound to the SMSC");
@@ -859,7 +902,7 @@ static void test_tls_unverified(void **state)
     fx *f = *state;
     smpp_config c = tls_config(f, NULL, false);
     start(f, c);
-    assert_int_equal(f->m->tls_refused, 0);
+    assert_int_equal(smsc_seen_now(f->m).tls_refused, 0);
 }
 
 static void test_tls_new_refusals(void **state)
