@@ -60,4 +60,4 @@ bench-instructions:
 	@BENCH_PROFILE=callgrind bash bench/profile.sh
 
 clean:
-	rm -rf build build-test build-test-nohooks build-bench
+	rm -rf build build-test build-test-nohooks build-test-tsan build-bench

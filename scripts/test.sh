@@ -7,6 +7,10 @@
 #      sanitizers): the code a release build compiles, so a test that leans
 #      on a hook (the store's queue paused, say) also runs the way
 #      production schedules it
+#      and a third time from a ThreadSanitizer build (build-test-tsan/, test
+#      hooks on): a data race in the threads the unit tests start (the
+#      store's writer and readers, the dispatcher, the SMPP session, the
+#      shared caches) fails its test
 #   4. end-to-end tests (tests/e2e, Node's test runner) against build-test/src/otpd
 #   5. the same end-to-end tests again with every server on PostgreSQL
 # and ends with one plain line "N passed, N failed" computed by
@@ -28,6 +32,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 BUILD=build-test
 NOHOOKS=build-test-nohooks
+TSAN=build-test-tsan
 RESULTS=$BUILD/test-results
 
 export ASAN_OPTIONS=abort_on_error=0:detect_leaks=1
@@ -154,6 +159,16 @@ if [ $built -eq 1 ]; then
         summary_args+=(--testlog "$NOHOOKS/meson-logs/testlog.json" --label unit-nohooks)
     else
         summary_args+=(--check build-nohooks=fail)
+    fi
+    echo "== unit tests again under ThreadSanitizer ($TSAN)"
+    rm -f "$TSAN/meson-logs/testlog.json"
+    setup_build "$TSAN" "${opts[@]/-Db_sanitize=address,undefined/-Db_sanitize=thread}"
+    if [ -f "$TSAN/build.ninja" ] && ninja -k 0 -C "$TSAN"; then
+        # A race reported makes its test exit 66, a failure.
+        TSAN_OPTIONS=second_deadlock_stack=1 meson test -C "$TSAN" --suite unit --no-rebuild --print-errorlogs
+        summary_args+=(--testlog "$TSAN/meson-logs/testlog.json" --label unit-tsan)
+    else
+        summary_args+=(--check build-tsan=fail)
     fi
 
     # 4. End-to-end tests; 5. the same against PostgreSQL.
