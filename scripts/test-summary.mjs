@@ -62,6 +62,16 @@ for (let i = 0; i < args.length; i++) {
     }
 }
 
+// Every label is padded to the longest one, so that the counts line up.
+const tapLabel = (tap) => tap.replace(/^.*\//, '').replace(/\.tap$/, ''); // "e2e-postgres.tap" -> "e2e-postgres"
+const width = Math.max(
+    ...['unit', 'e2e'].map((l) => l.length),
+    ...checks.map((c) => c.name.length),
+    ...testlogs.map((t) => t.label.length),
+    ...taps.map((t) => tapLabel(t).length),
+);
+const pad = (label) => label.padEnd(width);
+
 const lines = [];
 let passed = 0;
 let failed = 0;
@@ -69,7 +79,7 @@ let failed = 0;
 for (const c of checks) {
     if (c.ok) passed++;
     else failed++;
-    lines.push(`  ${c.name.padEnd(8)} ${c.ok ? 'ok' : 'FAILED'}`);
+    lines.push(`  ${pad(c.name)} ${c.ok ? 'ok' : 'FAILED'}`);
 }
 
 // Parses one unit executable's output; returns {pass, fail} or null without cmocka lines.
@@ -98,7 +108,7 @@ function countUnits(testlog, label) {
             .filter((l) => l.trim())
             .map((l) => JSON.parse(l));
     }
-    const name = label.padEnd(8);
+    const name = pad(label);
     if (entries.length === 0) {
         failed++;
         lines.push(`  ${name} FAILED: meson test wrote no results (no unit tests ran)`);
@@ -138,11 +148,10 @@ if (unitRan) {
 
 if (e2eRan && taps.length === 0) {
     failed++;
-    lines.push('  e2e      FAILED: no TAP file given');
+    lines.push(`  ${pad('e2e')} FAILED: no TAP file given`);
 }
 for (const tap of e2eRan ? taps : []) {
-    // "e2e.tap" -> "e2e", "e2e-postgres.tap" -> "e2e-postgres"
-    const label = tap.replace(/^.*\//, '').replace(/\.tap$/, '');
+    const label = tapLabel(tap);
     let text = '';
     if (fs.existsSync(tap)) text = fs.readFileSync(tap, 'utf8');
     const num = (k) => {
@@ -154,11 +163,11 @@ for (const tap of e2eRan ? taps : []) {
     const c = num('cancelled') || 0;
     if (p === null || f === null) {
         failed++;
-        lines.push(`  ${label.padEnd(8)} FAILED: node --test wrote no summary`);
+        lines.push(`  ${pad(label)} FAILED: node --test wrote no summary`);
     } else {
         passed += p;
         failed += f + c;
-        lines.push(`  ${label.padEnd(8)} ${p} ok, ${f + c} failing${c ? ` (${c} cancelled)` : ''}`);
+        lines.push(`  ${pad(label)} ${p} ok, ${f + c} failing${c ? ` (${c} cancelled)` : ''}`);
         for (const m of text.matchAll(/^\s*not ok \d+ - (.*)$/gm)) lines.push(`    not ok: ${m[1]}`);
     }
 }
