@@ -506,9 +506,10 @@ otp_err pg_message_get(otp_store *s, int64_t account_id, const char *message_id,
     if (e)
         return e;
     int n = PQntuples(r);
+    otp_message_info m; /* *ret is written only on success */
     if (n == 0)
         e = OTP_E_MESSAGE_NOT_FOUND;
-    else if (!message_from_row(r, 0, 0, ret))
+    else if (!message_from_row(r, 0, 0, &m))
         e = OTP_E_INTERNAL;
     otp_message_event ev;
     for (int i = 0; !e && cb && i < n; i++) {
@@ -524,6 +525,8 @@ otp_err pg_message_get(otp_store *s, int64_t account_id, const char *message_id,
         cb(&ev, ctx);
     }
     PQclear(r);
+    if (!e)
+        *ret = m;
     return e;
 }
 
