@@ -3,10 +3,11 @@
 #   1. clang-format check of src/ and tests/unit/ (counts as one test)
 #   2. build into build-test/ with ASan+UBSan, -Werror and the test hooks
 #   3. cmocka unit tests through `meson test --suite unit`, then again from a
-#      second build without the test hooks (build-test-nohooks/, the same
-#      sanitizers): the code a release build compiles, so a test that leans
-#      on a hook (the store's queue paused, say) also runs the way
-#      production schedules it
+#      second build without the test hooks (build-test-nohooks/: a release
+#      build, -O3 and NDEBUG, with the same sanitizers and -Werror): the code
+#      a release build compiles, so a test that leans on a hook (the store's
+#      queue paused, say) also runs the way production schedules it, and the
+#      optimiser's warnings are errors too
 #      and a third time from a ThreadSanitizer build (build-test-tsan/, test
 #      hooks on): a data race in the threads the unit tests start (the
 #      store's writer and readers, the dispatcher, the SMPP session, the
@@ -151,9 +152,10 @@ if [ $built -eq 1 ]; then
     rm -f "$BUILD/meson-logs/testlog.json"
     meson test -C "$BUILD" --suite unit --no-rebuild --print-errorlogs
     summary_args+=(--unit-ran 1 --testlog "$BUILD/meson-logs/testlog.json")
-    echo "== unit tests again, built without the test hooks ($NOHOOKS)"
+    echo "== unit tests again, release build without the test hooks ($NOHOOKS)"
     rm -f "$NOHOOKS/meson-logs/testlog.json"
-    setup_build "$NOHOOKS" "${opts[@]/-Dtest_hooks=true/-Dtest_hooks=false}"
+    nohooks_opts=("${opts[@]/-Dtest_hooks=true/-Dtest_hooks=false}")
+    setup_build "$NOHOOKS" "${nohooks_opts[@]/-Dbuildtype=debug/-Dbuildtype=release}"
     if [ -f "$NOHOOKS/build.ninja" ] && ninja -k 0 -C "$NOHOOKS"; then
         meson test -C "$NOHOOKS" --suite unit --no-rebuild --print-errorlogs
         summary_args+=(--testlog "$NOHOOKS/meson-logs/testlog.json" --label unit-nohooks)

@@ -599,6 +599,7 @@ otp_err sq_request_messages(otp_store *s, int64_t account_id, const char *reques
 static otp_err read_begin(otp_store *s, sqlite3_stmt **ret_commit)
 {
     otp_err e;
+    *ret_commit = NULL; /* for the compiler: the callers read it only after OTP_OK */
     sqlite3_stmt *begin = rstmt(s, R_BEGIN, &e);
     sqlite3_stmt *commit = begin ? rstmt(s, R_COMMIT, &e) : NULL;
     if (!commit)

@@ -166,7 +166,8 @@ static void fresh_path(char *path, size_t n)
 static otp_store *open_store(const char *path, bool migrate)
 {
     char url[600];
-    snprintf(url, sizeof(url), "sqlite:%s", path);
+    int k = snprintf(url, sizeof(url), "sqlite:%s", path);
+    assert_true(k > 0 && (size_t)k < sizeof(url));
     otp_store_options opt = {.migrate = migrate};
     otp_store *s = NULL;
     char err[256] = "";

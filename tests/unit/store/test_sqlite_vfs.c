@@ -42,7 +42,8 @@ static sqlite3 *open_checked(const char *path)
 static long long wal_size(const char *path)
 {
     char wal[300];
-    snprintf(wal, sizeof(wal), "%s-wal", path);
+    int k = snprintf(wal, sizeof(wal), "%s-wal", path);
+    assert_true(k > 0 && (size_t)k < sizeof(wal));
     struct stat st;
     return stat(wal, &st) == 0 ? (long long)st.st_size : -1;
 }
