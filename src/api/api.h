@@ -75,10 +75,10 @@ bool otp_api_token_taken(const otp_http_req *req);
 /* Answers the reads not yet started 503 (a txn's read-back not yet started
  * runs on its HTTP thread instead: the txn has committed), lets the running
  * ones finish and joins the threads; reads arriving after that run on their
- * HTTP thread. Call
- * before otp_http_stop(), which must find no connection still parked here. A
- * request a read passed on to a txn is parked on the txn, not here: main.c
- * waits for those (as for any write) before it stops the HTTP server. */
+ * HTTP thread. Call before otp_http_stop(), which must find no connection
+ * still parked here. A request a read passed on to a txn is parked on the
+ * txn, not here: main.c waits for those (as for any write) before it stops
+ * the HTTP server. */
 void otp_api_reads_stop(otp_api *api);
 /* Stops them if needed and frees them. Call after otp_http_stop(). */
 void otp_api_reads_free(otp_api *api);

@@ -12,9 +12,9 @@
  * the store has read slots (store.read_conns on PostgreSQL, whose read pool
  * holds twice that many connections: one for each read thread, the others
  * for the reads an HTTP thread makes when no read thread will take them);
- * reads beyond that queue here, in arrival order. A cancel and a resend run this way too: their
- * look-up of the request on the read thread, which then passes the parked
- * request on to their txn (otp_api_park). A send and a verify read nothing
+ * reads beyond that queue here, in arrival order. A cancel, a resend and an
+ * admin credit run this way too: their look-ups on the read thread, which
+ * then passes the parked request on to their txn (otp_api_park). A send and a verify read nothing
  * on their HTTP thread either: one that finds a key, an account's limits, a
  * template or a lease of its key's tokens not in memory is handed off whole
  * (otp_api_hand_off) and runs here, filling the caches every thread shares
