@@ -7,8 +7,7 @@
 #      build, -O3 and NDEBUG, with the same sanitizers and -Werror): the code
 #      a release build compiles, so a test that leans on a hook (the store's
 #      queue paused, say) also runs the way production schedules it, and the
-#      optimiser's warnings are errors too
-#      and a third time from a ThreadSanitizer build (build-test-tsan/, test
+#      optimiser's warnings are errors too; and a third time from a ThreadSanitizer build (build-test-tsan/, test
 #      hooks on): a data race in the threads the unit tests start (the
 #      store's writer and readers, the dispatcher, the SMPP session, the
 #      shared caches) fails its test
@@ -152,26 +151,25 @@ if [ $built -eq 1 ]; then
     rm -f "$BUILD/meson-logs/testlog.json"
     meson test -C "$BUILD" --suite unit --no-rebuild --print-errorlogs
     summary_args+=(--unit-ran 1 --testlog "$BUILD/meson-logs/testlog.json")
+    # unit_pass DIR LABEL OPTIONS…: the unit tests again from their own build.
+    unit_pass() {
+        local dir=$1 label=$2
+        shift 2
+        rm -f "$dir/meson-logs/testlog.json"
+        setup_build "$dir" "$@"
+        if [ -f "$dir/build.ninja" ] && ninja -k 0 -C "$dir"; then
+            meson test -C "$dir" --suite unit --no-rebuild --print-errorlogs
+            summary_args+=(--testlog "$dir/meson-logs/testlog.json" --label "$label")
+        else
+            summary_args+=(--check "build-${label#unit-}=fail")
+        fi
+    }
     echo "== unit tests again, release build without the test hooks ($NOHOOKS)"
-    rm -f "$NOHOOKS/meson-logs/testlog.json"
     nohooks_opts=("${opts[@]/-Dtest_hooks=true/-Dtest_hooks=false}")
-    setup_build "$NOHOOKS" "${nohooks_opts[@]/-Dbuildtype=debug/-Dbuildtype=release}"
-    if [ -f "$NOHOOKS/build.ninja" ] && ninja -k 0 -C "$NOHOOKS"; then
-        meson test -C "$NOHOOKS" --suite unit --no-rebuild --print-errorlogs
-        summary_args+=(--testlog "$NOHOOKS/meson-logs/testlog.json" --label unit-nohooks)
-    else
-        summary_args+=(--check build-nohooks=fail)
-    fi
+    unit_pass "$NOHOOKS" unit-nohooks "${nohooks_opts[@]/-Dbuildtype=debug/-Dbuildtype=release}"
     echo "== unit tests again under ThreadSanitizer ($TSAN)"
-    rm -f "$TSAN/meson-logs/testlog.json"
-    setup_build "$TSAN" "${opts[@]/-Db_sanitize=address,undefined/-Db_sanitize=thread}"
-    if [ -f "$TSAN/build.ninja" ] && ninja -k 0 -C "$TSAN"; then
-        # A race reported makes its test exit 66, a failure.
-        TSAN_OPTIONS=second_deadlock_stack=1 meson test -C "$TSAN" --suite unit --no-rebuild --print-errorlogs
-        summary_args+=(--testlog "$TSAN/meson-logs/testlog.json" --label unit-tsan)
-    else
-        summary_args+=(--check build-tsan=fail)
-    fi
+    # A race reported makes its test exit 66, a failure.
+    TSAN_OPTIONS=second_deadlock_stack=1 unit_pass "$TSAN" unit-tsan "${opts[@]/-Db_sanitize=address,undefined/-Db_sanitize=thread}"
 
     # 4. End-to-end tests; 5. the same against PostgreSQL.
     # run_e2e TAP RESULTS_DIR [VAR=value…]: the whole suite, TAP into $RESULTS/TAP.
