@@ -26,13 +26,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_PROVIDERS 8
+/* A stop lets requests in flight finish for up to this long (within
+ * server.stop_timeout), then refuses the reads still queued, and waits the
+ * rest of server.stop_timeout for those parked on a txn: a PostgreSQL
+ * statement stuck behind a lock ends within its 30 s statement_timeout. */
 #define DRAIN_TIMEOUT_MS 10000
-/* After the drain, how long more the stop waits for requests still parked on
- * a txn (a PostgreSQL statement stuck behind a lock ends within its 30 s
- * statement_timeout): libmicrohttpd must not be stopped under a parked one. */
-#define PARKED_TIMEOUT_MS 35000
 
 static const char serve_usage[] =
     "usage: otpd serve [--listen ADDR] [--data-dir DIR] [--db URL] [--config FILE]\n"
@@ -129,14 +130,30 @@ static int int_setting(const otp_config *cfg, const char *key, long min, long ma
     return 0;
 }
 
-/* Waits up to ms for the requests in progress to end. */
-static void wait_inflight(otp_http_server *http, int ms)
+/* Waits until the requests in progress have ended, or until deadline_us. */
+static void wait_inflight(otp_http_server *http, int64_t deadline_us)
 {
-    int64_t deadline = otp_mono_us() + (int64_t)ms * 1000;
-    while (otp_http_inflight(http) > 0 && otp_mono_us() < deadline) {
+    while (otp_http_inflight(http) > 0 && otp_mono_us() < deadline_us) {
         struct timespec ts = {0, 2 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
+}
+
+/* server.stop_timeout ran out with requests still parked on a txn. Stopping
+ * libmicrohttpd would free them under the store thread that will write to
+ * them, and closing the store would wait for that txn however long it takes.
+ * So otpd ends as a kill would: those requests get no answer (their
+ * connections close), though their txns may still commit (PostgreSQL runs a
+ * statement already sent to its end); a client may retry with its
+ * idempotencyKey. Everything committed is durable already. */
+static _Noreturn void exit_parked(long parked)
+{
+    otp_log(OTP_LOG_ERROR,
+            "event=stop_timeout parked=%ld note=\"requests still wait on the store; exiting "
+            "without closing it\"",
+            parked);
+    otp_log_batch_stop();
+    _exit(1);
 }
 
 static int serve(otp_app *app)
@@ -144,6 +161,7 @@ static int serve(otp_app *app)
     const otp_config *cfg = app->cfg;
     char err[512];
     int rc = 1;
+    int64_t stop_deadline = 0; /* set at the stop signal */
     otp_store *store = NULL;
     otp_dispatcher *dispatcher = NULL;
     otp_purger *purger = NULL;
@@ -169,7 +187,7 @@ static int serve(otp_app *app)
     otp_log_setup(level, 2);
 
     long threads, max_conn, per_ip, timeout, request_timeout, max_body, max_header, max_batch,
-        lease, batch;
+        lease, batch, stop_timeout;
     bool migrate;
     if (int_setting(cfg, "server.threads", 1, 64, &threads) ||
         int_setting(cfg, "server.max_connections", 1, 100000, &max_conn) ||
@@ -178,6 +196,7 @@ static int serve(otp_app *app)
         int_setting(cfg, "server.request_timeout", 1, 3600, &request_timeout) ||
         int_setting(cfg, "server.max_body", 1024, 1048576, &max_body) ||
         int_setting(cfg, "server.max_header", 1024, 65536, &max_header) ||
+        int_setting(cfg, "server.stop_timeout", 1, 3600, &stop_timeout) ||
         int_setting(cfg, "store.max_batch", 1, 10000, &max_batch) ||
         int_setting(cfg, "delivery.lease", 1, 3600, &lease) ||
         int_setting(cfg, "delivery.batch", 1, 1000, &batch))
@@ -285,12 +304,17 @@ static int serve(otp_app *app)
     otp_log(OTP_LOG_INFO, "event=stopping signal=%s inflight=%ld",
             sig == SIGTERM ? "SIGTERM" : "SIGINT", otp_http_inflight(http));
 
+    stop_deadline = otp_mono_us() + stop_timeout * 1000000;
     otp_http_quiesce(http);
-    wait_inflight(http, DRAIN_TIMEOUT_MS);
+    int64_t drain_deadline = otp_mono_us() + DRAIN_TIMEOUT_MS * 1000;
+    wait_inflight(http, drain_deadline < stop_deadline ? drain_deadline : stop_deadline);
     rc = 0;
 out:
-    otp_api_reads_stop(&api);               /* no connection left parked on a read thread */
-    wait_inflight(http, PARKED_TIMEOUT_MS); /* nor on a txn (one a read passed on) */
+    otp_api_reads_stop(&api);           /* no connection left parked on a read thread */
+    wait_inflight(http, stop_deadline); /* nor on a txn (one a read passed on) */
+    long parked = otp_http_parked(http);
+    if (parked > 0)
+        exit_parked(parked);
     otp_http_stop(http);
     otp_log_batch_stop(); /* the request lines, before "stopped" */
     otp_dispatcher_stop(dispatcher);

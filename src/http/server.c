@@ -44,6 +44,7 @@ struct otp_http_server {
     size_t max_body;
     size_t max_header;
     atomic_long inflight;
+    atomic_long parked; /* suspended and not yet resumed */
     atomic_bool draining;
     otp_http_deadlines *deadlines; /* each request must arrive whole in time */
 };
@@ -263,12 +264,15 @@ void otp_http_suspend(otp_http_req *req, otp_http_handler finish)
 {
     req->parked = true;
     req->finish = finish;
+    atomic_fetch_add(&req->srv->parked, 1);
     MHD_suspend_connection(req->conn);
 }
 
 void otp_http_resume(otp_http_req *req)
 {
+    otp_http_server *srv = req->srv; /* req may be freed once resumed */
     MHD_resume_connection(req->conn);
+    atomic_fetch_sub(&srv->parked, 1);
 }
 
 void otp_http_pass_on(otp_http_req *req, otp_http_handler finish)
@@ -619,6 +623,7 @@ int otp_http_start(const otp_http_options *opt, const otp_route *routes, size_t 
     s->max_body = opt->max_body;
     s->max_header = opt->max_header;
     atomic_init(&s->inflight, 0);
+    atomic_init(&s->parked, 0);
     atomic_init(&s->draining, false);
 
     unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
@@ -678,6 +683,11 @@ void otp_http_quiesce(otp_http_server *s)
 long otp_http_inflight(otp_http_server *s)
 {
     return s ? atomic_load(&s->inflight) : 0;
+}
+
+long otp_http_parked(otp_http_server *s)
+{
+    return s ? atomic_load(&s->parked) : 0;
 }
 
 void otp_http_stop(otp_http_server *s)

@@ -34,7 +34,11 @@ int otp_http_start(const otp_http_options *opt, const otp_route *routes, size_t 
 void otp_http_quiesce(otp_http_server *s);
 /* Requests received but not yet answered (including parked ones). */
 long otp_http_inflight(otp_http_server *s);
-/* Stops the server (after quiesce and in-flight draining). Accepts NULL. */
+/* Requests parked (otp_http_suspend) and not yet resumed: a read thread or a
+ * store txn still holds each, and may write to it. */
+long otp_http_parked(otp_http_server *s);
+/* Stops the server (after quiesce and in-flight draining) and frees every
+ * request still open: never call it while otp_http_parked() > 0. Accepts NULL. */
 void otp_http_stop(otp_http_server *s);
 
 #endif

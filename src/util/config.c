@@ -81,6 +81,12 @@ static const setting settings[] = {
      "request. Slower clients are disconnected (slow clients cannot hold connections)."},
     {"server.connection_timeout", T_INT, 1, 3600, "30", NULL,
      "Seconds a connection may stay idle before it is closed."},
+    {"server.stop_timeout", T_INT, 1, 3600, "45", NULL,
+     "Seconds a stop (SIGTERM, SIGINT) waits for the requests in progress: up to 10 for them "
+     "to finish, then the rest for those still waiting on a store transaction. If some still "
+     "wait when it runs out, otpd exits 1 without closing the store, as a kill would: those "
+     "requests get no answer (their connections close), though their transactions may still "
+     "commit; a client may retry with its idempotencyKey."},
     {"server.max_body", T_INT, 1024, 1048576, "16384", NULL, "Largest request body, bytes."},
     {"server.max_header", T_INT, 1024, 65536, "8192", NULL,
      "Largest request head (request line and all headers), bytes."},

@@ -342,6 +342,55 @@ describe('a stop with a write still waiting on the database (PostgreSQL)', { ski
     });
 });
 
+describe('a stop that runs out of server.stop_timeout with a write still waiting (PostgreSQL)', { skip: !E2E_DB && 'needs $OTPD_E2E_DB (the PostgreSQL pass)' }, () => {
+    let srv;
+    let lock;
+    before(async () => {
+        srv = await startServer({ accounts: { acme: '100.00' }, env: { OTPD_LIMITS_CACHE_MS: '60000', OTPD_SERVER_STOP_TIMEOUT: '3' } });
+    });
+    after(async () => {
+        if (lock) lock.kill();
+        if (srv) srv.cleanup('reads-stop-timeout');
+    });
+
+    it('SIGTERM: at server.stop_timeout otpd exits 1 as a kill would, without freeing the parked send under its txn; a retry with its idempotencyKey gets its answer', async () => {
+        const key = srv.accounts.acme.key;
+        await sendOk(srv, key, { phoneNumber: '+919876500011' }); // the key and the limits, cached
+        const before = assertData(await srv.request('GET', '/wallet', { key }), 200).balance;
+        lock = session(srv.db);
+        await lock.run('BEGIN; LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE;', 'locked');
+        const body = { phoneNumber: '+919876500012', idempotencyKey: 'stop-timeout-1' };
+        const send = srv.request('POST', '/otp/send', { key, agent: false, timeoutMs: 60000, body }).catch((e) => e);
+        assert.equal(await within(send, 300), 'pending', 'the send waits for the lock in its txn');
+        const t0 = Date.now();
+        const stopped = srv.stop({ timeoutMs: 20000, code: 1 });
+        const r = await within(send, 10000);
+        assert.notEqual(r, 'pending', 'the connection closed when otpd exited');
+        assert.ok(r instanceof Error, `the parked send got no answer, not ${r && r.status}`);
+        await stopped; // exit 1, no sanitizer report
+        const took = Date.now() - t0;
+        assert.ok(took >= 2500 && took < 8000, `otpd exited ${took} ms after SIGTERM, not about server.stop_timeout (3 s) after it`);
+        assert.match(srv.log(), /event=stop_timeout parked=1 /);
+        // Let go only now: had otpd freed the request and closed the store, the
+        // txn's done callback would run now, on freed memory.
+        await lock.release();
+        lock = null;
+
+        // The send's statement was sent before the exit, so PostgreSQL ran it to
+        // its end once the lock went, as after a kill: committed, charged, and
+        // its answer is the retry's.
+        await srv.start();
+        const retry = await srv.request('POST', '/otp/send', { key, body });
+        const d = assertData(retry, 201);
+        assert.equal(retry.headers['idempotent-replayed'], 'true', 'the retry replays the committed send');
+        await srv.waitForSms('+919876500012');
+        const spent = (Number(before) - Number(assertData(await srv.request('GET', '/wallet', { key }), 200).balance)).toFixed(2);
+        assert.equal(spent, '0.25', 'one send charged, once');
+        assert.equal(assertData(await srv.request('GET', `/otp/${d.requestId}`, { key }), 200).status, 'pending');
+        await srv.stop();
+    });
+});
+
 describe("a stop with a cancel's read-back still queued (PostgreSQL)", { skip: !E2E_DB && 'needs $OTPD_E2E_DB (the PostgreSQL pass)' }, () => {
     let srv;
     const locks = [];

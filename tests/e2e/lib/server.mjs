@@ -455,8 +455,8 @@ export class Server {
         assert.deepEqual(leaked, [], `codes that were sent appear in the server log`);
     }
 
-    /** SIGTERM; the server must exit 0 with a clean log. */
-    async stop({ timeoutMs = 30000 } = {}) {
+    /** SIGTERM; the server must exit `code` (0) with a clean log. */
+    async stop({ timeoutMs = 30000, code = 0 } = {}) {
         if (this.child && !this.exit) {
             this.child.kill('SIGTERM');
             const t = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
@@ -466,7 +466,7 @@ export class Server {
         live.delete(this);
         this.agent.destroy();
         this.agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-        assert.deepEqual(this.exit, { code: 0, signal: null }, `otpd serve did not exit 0 on SIGTERM:\n${this.log()}`);
+        assert.deepEqual(this.exit, { code, signal: null }, `otpd serve did not exit ${code} on SIGTERM:\n${this.log()}`);
         this.checkLog();
     }
 
