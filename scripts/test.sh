@@ -13,6 +13,10 @@
 #      shared caches) fails its test
 #   4. end-to-end tests (tests/e2e, Node's test runner) against build-test/src/otpd
 #   5. the same end-to-end tests again with every server on PostgreSQL
+#   6. the e2e files with the most parallel requests (concurrency, idempotency,
+#      the SMPP peer, several nodes, the read threads) once more on each store,
+#      against build-test-tsan/src/otpd: a race in the server exits it 66 at its
+#      stop, which fails the test that stops it
 # and ends with one plain line "N passed, N failed" computed by
 # scripts/test-summary.mjs from Meson's testlog.json and the e2e TAP outputs.
 #
@@ -162,6 +166,7 @@ if [ $built -eq 1 ]; then
             summary_args+=(--testlog "$dir/meson-logs/testlog.json" --label "$label")
         else
             summary_args+=(--check "build-${label#unit-}=fail")
+            return 1
         fi
     }
     echo "== unit tests again, release build without the test hooks ($NOHOOKS)"
@@ -169,10 +174,16 @@ if [ $built -eq 1 ]; then
     unit_pass "$NOHOOKS" unit-nohooks "${nohooks_opts[@]/-Dbuildtype=debug/-Dbuildtype=release}"
     echo "== unit tests again under ThreadSanitizer ($TSAN)"
     # A race reported makes its test exit 66, a failure.
-    TSAN_OPTIONS=second_deadlock_stack=1 unit_pass "$TSAN" unit-tsan "${opts[@]/-Db_sanitize=address,undefined/-Db_sanitize=thread}"
+    tsan_built=0
+    TSAN_OPTIONS=second_deadlock_stack=1 unit_pass "$TSAN" unit-tsan \
+        "${opts[@]/-Db_sanitize=address,undefined/-Db_sanitize=thread}" && tsan_built=1
 
-    # 4. End-to-end tests; 5. the same against PostgreSQL.
-    # run_e2e TAP RESULTS_DIR [VAR=value…]: the whole suite, TAP into $RESULTS/TAP.
+    # 4. End-to-end tests; 5. the same against PostgreSQL; 6. the files with
+    # the most parallel requests again, against the ThreadSanitizer build.
+    # run_e2e TAP RESULTS_DIR [VAR=value…]: the files in e2e_files (the whole
+    # suite by default) against $BUILD's otpd (VAR=value may set OTPD_BIN),
+    # TAP into $RESULTS/TAP.
+    e2e_files=(./*.test.mjs)
     run_e2e() {
         local tap=$1 out=$2
         shift 2
@@ -196,7 +207,7 @@ if [ $built -eq 1 ]; then
                 esac
             done
             env "${clean[@]}" OTPD_BIN="$ROOT/$BUILD/src/otpd" OTPD_E2E_RESULTS="$out" "$@" \
-                timeout 900 node "${runner[@]}" ./*.test.mjs </dev/null
+                timeout 900 node "${runner[@]}" "${e2e_files[@]}" </dev/null
         )
     }
     echo "== end-to-end tests"
@@ -211,6 +222,22 @@ if [ $built -eq 1 ]; then
         # OTPD_E2E_PGDATA: tests that look for secrets in the database's files on disk.
         run_e2e e2e-postgres.tap "$ROOT/$RESULTS/postgres" OTPD_E2E_DB="$PG_URL/postgres" \
             OTPD_E2E_PGDATA="$PG_DIR/data"
+    fi
+    if [ $tsan_built -eq 1 ]; then
+        # A race reported makes otpd exit 66 at its stop: the test that stops it fails.
+        echo "== end-to-end tests with the most parallel requests, under ThreadSanitizer ($TSAN)"
+        e2e_files=(./concurrency.test.mjs ./idempotency.test.mjs ./otp_flow.test.mjs
+                   ./delivery_smpp.test.mjs)
+        summary_args+=(--tap "$ROOT/$RESULTS/e2e-tsan.tap")
+        run_e2e e2e-tsan.tap "$ROOT/$RESULTS/tsan" OTPD_BIN="$ROOT/$TSAN/src/otpd"
+        if [ $pg_ok -eq 1 ]; then
+            e2e_files=(./concurrency.test.mjs ./idempotency.test.mjs ./multinode.test.mjs
+                       ./reads.test.mjs)
+            summary_args+=(--tap "$ROOT/$RESULTS/e2e-postgres-tsan.tap")
+            run_e2e e2e-postgres-tsan.tap "$ROOT/$RESULTS/postgres-tsan" \
+                OTPD_BIN="$ROOT/$TSAN/src/otpd" OTPD_E2E_DB="$PG_URL/postgres" \
+                OTPD_E2E_PGDATA="$PG_DIR/data"
+        fi
     fi
     pg_stop
 else

@@ -31,8 +31,9 @@
 #define MAX_PROVIDERS 8
 /* A stop lets requests in flight finish for up to this long (within
  * server.stop_timeout), then refuses the reads still queued, and waits the
- * rest of server.stop_timeout for those parked on a txn: a PostgreSQL
- * statement stuck behind a lock ends within its 30 s statement_timeout. */
+ * rest of server.stop_timeout for those parked on a txn or a running read: a
+ * PostgreSQL statement stuck behind a lock ends within its 30 s
+ * statement_timeout. */
 #define DRAIN_TIMEOUT_MS 10000
 
 static const char serve_usage[] =
@@ -139,15 +140,16 @@ static void wait_inflight(otp_http_server *http, int64_t deadline_us)
     }
 }
 
-/* server.stop_timeout ran out with requests still parked on a txn. Stopping
- * libmicrohttpd would free them under the store thread that will write to
+/* server.stop_timeout ran out with requests still parked on a txn or a read.
+ * Stopping libmicrohttpd would free them under the thread that will write to
  * them, and closing the store would wait for that txn however long it takes.
  * So otpd ends as a kill would: those requests get no answer (their
  * connections close), though their txns may still commit (PostgreSQL runs a
  * statement already sent to its end); a client may retry with its
  * idempotencyKey. Everything committed is durable already. */
-static _Noreturn void exit_parked(long parked)
+static _Noreturn void exit_parked(otp_api *api, long parked)
 {
+    otp_api_reads_abandon(api); /* a read may never end */
     otp_log(OTP_LOG_ERROR,
             "event=stop_timeout parked=%ld note=\"requests still wait on the store; exiting "
             "without closing it\"",
@@ -310,11 +312,12 @@ static int serve(otp_app *app)
     wait_inflight(http, drain_deadline < stop_deadline ? drain_deadline : stop_deadline);
     rc = 0;
 out:
-    otp_api_reads_stop(&api);           /* no connection left parked on a read thread */
-    wait_inflight(http, stop_deadline); /* nor on a txn (one a read passed on) */
+    otp_api_reads_stop(&api);           /* the queued reads answered, none started now */
+    wait_inflight(http, stop_deadline); /* the running ones, and txns (reads pass some on) */
     long parked = otp_http_parked(http);
     if (parked > 0)
-        exit_parked(parked);
+        exit_parked(&api, parked);
+    otp_api_reads_join(&api);
     otp_http_stop(http);
     otp_log_batch_stop(); /* the request lines, before "stopped" */
     otp_dispatcher_stop(dispatcher);

@@ -73,13 +73,18 @@ void otp_api_note_token(const otp_http_req *req);
 /* Whether req is a second run whose first run took its token already. */
 bool otp_api_token_taken(const otp_http_req *req);
 /* Answers the reads not yet started 503 (a txn's read-back not yet started
- * runs on its HTTP thread instead: the txn has committed), lets the running
- * ones finish and joins the threads; reads arriving after that run on their
- * HTTP thread. Call before otp_http_stop(), which must find no connection
- * still parked here. A request a read passed on to a txn is parked on the
- * txn, not here: main.c waits for those (as for any write) before it stops
- * the HTTP server. */
+ * runs on its HTTP thread instead: the txn has committed); reads arriving
+ * after that run on their HTTP thread. The running ones go on: their
+ * requests stay parked until they finish, and main.c waits for those (up to
+ * server.stop_timeout) as for a request parked on a txn, before it stops the
+ * HTTP server. */
 void otp_api_reads_stop(otp_api *api);
+/* Joins the read threads once otp_api_reads_stop() has been called and no
+ * request is parked any more (otp_http_parked). */
+void otp_api_reads_join(otp_api *api);
+/* Detaches them instead, for a stop that gives up on a read still running
+ * (the process is about to exit). */
+void otp_api_reads_abandon(otp_api *api);
 /* Stops them if needed and frees them. Call after otp_http_stop(). */
 void otp_api_reads_free(otp_api *api);
 

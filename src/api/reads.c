@@ -150,10 +150,25 @@ void otp_api_reads_stop(otp_api *api)
         otp_http_resume(j->req);
         free(j);
     }
-    /* The reads already running finish (each statement within the store's
-     * statement timeout). */
+}
+
+void otp_api_reads_join(otp_api *api)
+{
+    otp_api_reads *r = api->reads;
+    if (!r)
+        return;
     for (int i = 0; i < r->nthreads; i++)
         pthread_join(r->threads[i], NULL);
+    r->nthreads = 0;
+}
+
+void otp_api_reads_abandon(otp_api *api)
+{
+    otp_api_reads *r = api->reads;
+    if (!r)
+        return;
+    for (int i = 0; i < r->nthreads; i++)
+        pthread_detach(r->threads[i]);
     r->nthreads = 0;
 }
 
@@ -163,6 +178,7 @@ void otp_api_reads_free(otp_api *api)
     if (!r)
         return;
     otp_api_reads_stop(api);
+    otp_api_reads_join(api);
     pthread_cond_destroy(&r->ready);
     pthread_mutex_destroy(&r->mu);
     free(r);

@@ -389,6 +389,25 @@ describe('a stop that runs out of server.stop_timeout with a write still waiting
         assert.equal(assertData(await srv.request('GET', `/otp/${d.requestId}`, { key }), 200).status, 'pending');
         await srv.stop();
     });
+
+    it('SIGTERM: a read still running at server.stop_timeout does not hold the stop up to its 30 s statement timeout', async () => {
+        const key = srv.accounts.acme.key;
+        await srv.start();
+        const sent = await sendOk(srv, key, { phoneNumber: '+919876500013' });
+        lock = session(srv.db);
+        await lock.run('BEGIN; LOCK TABLE otp_requests IN ACCESS EXCLUSIVE MODE;', 'locked');
+        const read = srv.request('GET', `/otp/${sent.requestId}`, { key, agent: false, timeoutMs: 60000 }).catch((e) => e);
+        assert.equal(await within(read, 300), 'pending', 'the status read waits for the lock on a read thread');
+        const t0 = Date.now();
+        await srv.stop({ timeoutMs: 20000, code: 1 });
+        const took = Date.now() - t0;
+        assert.ok(took >= 2500 && took < 8000, `otpd exited ${took} ms after SIGTERM, not about server.stop_timeout (3 s) after it`);
+        assert.match(srv.log(), /event=stop_timeout parked=1 /);
+        const r = await within(read, 5000);
+        assert.ok(r instanceof Error, `the stuck read got no answer, not ${r && r.status}`);
+        await lock.release();
+        lock = null;
+    });
 });
 
 describe("a stop with a cancel's read-back still queued (PostgreSQL)", { skip: !E2E_DB && 'needs $OTPD_E2E_DB (the PostgreSQL pass)' }, () => {
