@@ -183,7 +183,7 @@ if [ $built -eq 1 ]; then
     # run_e2e TAP RESULTS_DIR [VAR=value…]: the files in e2e_files (the whole
     # suite by default) against $BUILD's otpd (VAR=value may set OTPD_BIN),
     # TAP into $RESULTS/TAP.
-    e2e_files=(./*.test.mjs)
+    e2e_files=('*.test.mjs') # globs, expanded in tests/e2e
     run_e2e() {
         local tap=$1 out=$2
         shift 2
@@ -206,8 +206,11 @@ if [ $built -eq 1 ]; then
                 OTPD_*) clean+=(-u "$v") ;;
                 esac
             done
+            local files
+            # shellcheck disable=SC2206 # the globs are meant to expand here
+            files=(${e2e_files[*]})
             env "${clean[@]}" OTPD_BIN="$ROOT/$BUILD/src/otpd" OTPD_E2E_RESULTS="$out" "$@" \
-                timeout 900 node "${runner[@]}" "${e2e_files[@]}" </dev/null
+                timeout 900 node "${runner[@]}" "${files[@]}" </dev/null
         )
     }
     echo "== end-to-end tests"
@@ -226,13 +229,13 @@ if [ $built -eq 1 ]; then
     if [ $tsan_built -eq 1 ]; then
         # A race reported makes otpd exit 66 at its stop: the test that stops it fails.
         echo "== end-to-end tests with the most parallel requests, under ThreadSanitizer ($TSAN)"
-        e2e_files=(./concurrency.test.mjs ./idempotency.test.mjs ./otp_flow.test.mjs
-                   ./delivery_smpp.test.mjs)
+        e2e_files=(concurrency.test.mjs idempotency.test.mjs otp_flow.test.mjs
+                   delivery_smpp.test.mjs)
         summary_args+=(--tap "$ROOT/$RESULTS/e2e-tsan.tap")
         run_e2e e2e-tsan.tap "$ROOT/$RESULTS/tsan" OTPD_BIN="$ROOT/$TSAN/src/otpd"
         if [ $pg_ok -eq 1 ]; then
-            e2e_files=(./concurrency.test.mjs ./idempotency.test.mjs ./multinode.test.mjs
-                       ./reads.test.mjs)
+            e2e_files=(concurrency.test.mjs idempotency.test.mjs multinode.test.mjs
+                       reads.test.mjs)
             summary_args+=(--tap "$ROOT/$RESULTS/e2e-postgres-tsan.tap")
             run_e2e e2e-postgres-tsan.tap "$ROOT/$RESULTS/postgres-tsan" \
                 OTPD_BIN="$ROOT/$TSAN/src/otpd" OTPD_E2E_DB="$PG_URL/postgres" \

@@ -83,7 +83,8 @@ static const setting settings[] = {
      "Seconds a connection may stay idle before it is closed."},
     {"server.stop_timeout", T_INT, 1, 3600, "45", NULL,
      "Seconds a stop (SIGTERM, SIGINT) waits for the requests in progress: up to 10 for them "
-     "to finish, then the rest for those still waiting on a store transaction. If some still "
+     "to finish, then the rest for those still waiting on the store (a transaction or a "
+     "read). If some still "
      "wait when it runs out, otpd exits 1 without closing the store, as a kill would: those "
      "requests get no answer (their connections close), though their transactions may still "
      "commit; a client may retry with its idempotencyKey."},
