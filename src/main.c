@@ -131,10 +131,14 @@ static int int_setting(const otp_config *cfg, const char *key, long min, long ma
     return 0;
 }
 
-/* Waits until the requests in progress have ended, or until deadline_us. */
+/* Waits until the requests in progress have ended, or until deadline_us. A
+ * request's resumer counts it unparked only once libmicrohttpd has it back, so
+ * it may still be counted parked just after the request has been answered:
+ * waiting for both counts also waits for that thread to be done with it. */
 static void wait_inflight(otp_http_server *http, int64_t deadline_us)
 {
-    while (otp_http_inflight(http) > 0 && otp_mono_us() < deadline_us) {
+    while ((otp_http_inflight(http) > 0 || otp_http_parked(http) > 0) &&
+           otp_mono_us() < deadline_us) {
         struct timespec ts = {0, 2 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
@@ -303,8 +307,8 @@ static int serve(otp_app *app)
 
     int sig = 0;
     sigwait(&stop_signals, &sig);
-    otp_log(OTP_LOG_INFO, "event=stopping signal=%s inflight=%ld",
-            sig == SIGTERM ? "SIGTERM" : "SIGINT", otp_http_inflight(http));
+    otp_log(OTP_LOG_INFO, "event=stopping signal=%s inflight=%ld parked=%ld",
+            sig == SIGTERM ? "SIGTERM" : "SIGINT", otp_http_inflight(http), otp_http_parked(http));
 
     stop_deadline = otp_mono_us() + stop_timeout * 1000000;
     otp_http_quiesce(http);

@@ -35,7 +35,9 @@ void otp_http_quiesce(otp_http_server *s);
 /* Requests received but not yet answered (including parked ones). */
 long otp_http_inflight(otp_http_server *s);
 /* Requests parked (otp_http_suspend) and not yet resumed: a read thread or a
- * store txn still holds each, and may write to it. */
+ * store txn still holds each, and may write to it. otp_http_resume() counts
+ * one off only after libmicrohttpd has it back, so the count can trail
+ * otp_http_inflight() by a moment: 0 for both means no thread holds any. */
 long otp_http_parked(otp_http_server *s);
 /* Stops the server (after quiesce and in-flight draining) and frees every
  * request still open: never call it while otp_http_parked() > 0. Accepts NULL. */
